@@ -1,0 +1,187 @@
+"""One typed configuration for the server, built from CLI > env ``OCTO_*`` > ``[tool.octo]``."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+LifespanMode = Literal["auto", "on", "off"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the setting."""
+
+
+@dataclasses.dataclass(slots=True)
+class Config:
+    """Everything a worker needs to serve; the master hands it over unchanged."""
+
+    app: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    uds: str | None = None
+    fd: int | None = None
+    app_dir: str = "."
+    factory: bool = False
+    root_path: str = ""
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1"
+    backlog: int = 2048
+    log_level: LogLevel = "info"
+    access_log: bool = True
+    ssl_keyfile: str | None = None
+    ssl_certfile: str | None = None
+    lifespan: LifespanMode = "auto"
+    server_header: bool = True
+    # Timeouts (seconds).
+    timeout_keep_alive: float = 5.0
+    header_timeout: float = 10.0
+    graceful_timeout: float = 30.0
+    # Limits, each with a log line when it fires.
+    limit_concurrency: int | None = None
+    limit_request_line: int = 8190
+    limit_request_fields: int = 100
+    limit_request_head: int = 65536
+    limit_request_body: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that is out of range."""
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ConfigError(f"unknown log level {self.log_level!r}")
+        for name in ("limit_request_line", "limit_request_fields", "limit_request_head"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.limit_concurrency is not None and self.limit_concurrency <= 0:
+            raise ConfigError("limit_concurrency must be positive")
+        if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
+            raise ConfigError("--ssl-keyfile and --ssl-certfile must be given together")
+        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+
+    @property
+    def is_ssl(self) -> bool:
+        return self.ssl_certfile is not None
+
+    def trusted_proxies(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.forwarded_allow_ips)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrustedProxies:
+    """The ``--forwarded-allow-ips`` list: ``*``, addresses, networks, or ``unix:``."""
+
+    any: bool
+    hosts: frozenset[str]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> TrustedProxies:
+        items = [item.strip() for item in spec.split(",") if item.strip()]
+        hosts: set[str] = set()
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for item in items:
+            if item == "*":
+                return cls(True, frozenset(), ())
+            if item.startswith("unix:") or "/" not in item:
+                if not item.startswith("unix:"):
+                    _check_ip(item)
+                hosts.add(item)
+            else:
+                try:
+                    networks.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    raise ConfigError(f"forwarded_allow_ips: bad network {item!r}") from None
+        return cls(False, frozenset(hosts), tuple(networks))
+
+    def trusts(self, host: str | None) -> bool:
+        if self.any:
+            return True
+        if host is None:
+            return "unix:" in self.hosts
+        if host in self.hosts:
+            return True
+        if not self.networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+
+def _check_ip(item: str) -> None:
+    try:
+        ipaddress.ip_address(item)
+    except ValueError:
+        raise ConfigError(f"forwarded_allow_ips: bad address {item!r}") from None
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def coerce(name: str, raw: Any) -> Any:
+    """Turn an env/file value into the field's type, naming the setting on failure."""
+    field = FIELDS[name]
+    kind = str(field.type)
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        if kind == "bool":
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind.startswith("int"):
+            return None if text.lower() in ("", "none") and "None" in kind else int(text)
+        if kind.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {kind}") from None
+    return text
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``OCTO_<NAME>`` variables (e.g. ``OCTO_PORT=9000``)."""
+    out: dict[str, Any] = {}
+    for name in FIELDS:
+        key = f"OCTO_{name.upper()}"
+        if key in environ:
+            out[name] = coerce(name, environ[key])
+    return out
+
+
+def from_pyproject(directory: Path) -> dict[str, Any]:
+    """Settings from ``[tool.octo]`` of ``pyproject.toml`` in *directory*, if present."""
+    path = directory / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        table = tomllib.load(fh).get("tool", {}).get("octo", {})
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"{path}: unknown setting [tool.octo] {key}")
+        out[name] = coerce(name, value)
+    return out
+
+
+def build(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+          directory: Path | None = None) -> Config:
+    """Merge the three sources with CLI > env > file precedence."""
+    merged = from_pyproject(directory or Path.cwd())
+    merged.update(from_env(os.environ if environ is None else environ))
+    merged.update({k: v for k, v in cli.items() if v is not None})
+    return Config(**merged)

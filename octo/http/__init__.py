@@ -1,0 +1,1 @@
+"""HTTP/1.1 on httptools: one code path for every request."""

@@ -1,0 +1,296 @@
+"""One request/response exchange: the ASGI ``receive`` and ``send`` of a single request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from octo.http.response import CONTINUE, DateHeader, status_line
+from octo.http.validate import TOKEN_CHARS
+from octo.logs import error_log
+
+if TYPE_CHECKING:
+    from octo.http.protocol import HttpProtocol
+
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+DISCONNECT: Message = {"type": "http.disconnect"}
+_NO_BODY_STATUS = frozenset((204, 304))
+_SERVER = b"server: octo\r\n"
+_CHUNK_END = b"0\r\n\r\n"
+# Files below this size are read and written in one go: a sendfile() round trip costs more.
+SENDFILE_MIN = 64 * 1024
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
+
+
+class ProtocolMisuse(RuntimeError):
+    """The application broke the ASGI message order; the message says how."""
+
+
+class RequestCycle:
+    """Holds one request's body buffer and response state; created per request."""
+
+    __slots__ = (
+        "conn", "scope", "body", "body_size", "more_body", "waiter", "expect_continue",
+        "keep_alive", "head", "started", "head_sent", "complete", "disconnected", "chunked",
+        "status", "headers", "remaining", "body_returned", "sent_bytes",
+    )
+
+    def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
+                 expect_continue: bool, more_body: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.more_body = more_body
+        self.head = scope["method"] == "HEAD"
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.started = self.head_sent = self.complete = self.disconnected = False
+        self.chunked = self.body_returned = False
+        self.status = 0
+        self.headers: Any = ()
+        self.remaining: int | None = None
+        self.sent_bytes = 0
+
+    # -- fed by the connection -------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+        self.body_size += len(chunk)
+        self.wake()
+
+    def end_of_body(self) -> None:
+        self.more_body = False
+        self.wake()
+
+    def lose(self) -> None:
+        self.disconnected = True
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self.waiter = self.conn.loop.create_future()
+        await waiter
+
+    # -- ASGI receive ----------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.started and not self.disconnected:
+                self.conn.transport.write(CONTINUE)
+        if self.body_returned or self.complete:
+            # The whole body was delivered: the only thing left to report is a disconnect.
+            while not self.disconnected and not self.complete:
+                await self._wait()
+            return DISCONNECT
+        while not self.body and self.more_body and not self.disconnected:
+            self.conn.want_body()
+            await self._wait()
+        if self.disconnected and self.more_body:
+            return DISCONNECT
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body.clear()
+        self.body_size = 0
+        self.conn.body_consumed()
+        if not self.more_body:
+            self.body_returned = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    # -- ASGI send -------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started:
+                raise ProtocolMisuse("http.response.body sent before http.response.start")
+            if self.complete:
+                raise ProtocolMisuse("http.response.body sent after the response completed")
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
+            more = message.get("more_body", False)
+            self._write_body(message.get("body", b""), more)
+            if more:
+                if self.conn.write_paused:
+                    await self.conn.drain()
+            else:
+                self._finish()
+        elif kind == "http.response.start":
+            if self.started:
+                raise ProtocolMisuse("http.response.start sent twice")
+            self.started = True
+            self.status = message["status"]
+            self.headers = message.get("headers", ())
+        elif kind == "http.response.pathsend":
+            if not self.started or self.head_sent:
+                raise ProtocolMisuse("http.response.pathsend must follow http.response.start")
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected")
+            await self._pathsend(message["path"])
+        else:
+            raise ProtocolMisuse(f"unexpected ASGI message type {kind!r}")
+
+    def _write_body(self, body: bytes, more: bool) -> None:
+        transport = self.conn.transport
+        if not self.head_sent:
+            head = self._build_head(None if more else len(body))
+            self.head_sent = True
+            if self.head or self.status in _NO_BODY_STATUS or not body:
+                transport.write(head)
+            elif self.chunked:
+                transport.write(b"%s%x\r\n%s\r\n" % (head, len(body), body))
+            else:
+                transport.write(head + body)
+        elif body and not self.head:
+            if self.chunked:
+                transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+            else:
+                transport.write(body)
+        if self.remaining is not None and not self.head:
+            self.remaining -= len(body)
+        self.sent_bytes += len(body)
+
+    def _finish(self) -> None:
+        if self.chunked and not self.head:
+            self.conn.transport.write(_CHUNK_END)
+        self.complete = True
+        if self.remaining and not self.head:
+            error_log.error("response ended %d bytes short of its Content-Length; closing",
+                            self.remaining)
+            self.keep_alive = False
+        elif self.remaining is not None and self.remaining < 0 and not self.head:
+            error_log.error("response body exceeded its Content-Length by %d bytes; closing",
+                            -self.remaining)
+            self.keep_alive = False
+        self.conn.response_done(self)
+
+    def _build_head(self, final_length: int | None) -> bytes:
+        """The status line and headers; *final_length* is the body size when it is all known."""
+        conn = self.conn
+        parts = [status_line(self.status)]
+        if conn.server.server_header:
+            parts.append(_SERVER)
+        parts.append(DateHeader.value)
+        has_length = False
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname.translate(None, TOKEN_CHARS) or not name or (
+                    b"\r" in value or b"\n" in value or b"\0" in value):
+                raise ProtocolMisuse(f"response header {name[:60]!r} contains characters that "
+                                     "would split the response")
+            if lname == b"content-length":
+                has_length = True
+                self.remaining = int(value)
+            elif lname == b"connection" and value.lower() == b"close":
+                self.keep_alive = False
+            elif lname == b"transfer-encoding":
+                continue  # framing is the server's job
+            parts += (name, b": ", value, b"\r\n")
+        if self.status in _NO_BODY_STATUS or self.status < 200:
+            pass
+        elif not has_length:
+            if final_length is not None:
+                parts += (b"content-length: ", b"%d" % final_length, b"\r\n")
+            elif self.scope["http_version"] == "1.1":
+                self.chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # HTTP/1.0 without a length: end marked by close
+        if conn.server.stopping or not self.keep_alive:
+            self.keep_alive = False
+            parts.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    async def _pathsend(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            head = self._build_head(size)
+            self.head_sent = True
+            transport = self.conn.transport
+            transport.write(head)
+            if not self.head and self.status not in _NO_BODY_STATUS:
+                if size >= SENDFILE_MIN and self.conn.can_sendfile():
+                    await self.conn.sendfile(fd, size)
+                else:
+                    await self._copy_file(fd, size)
+            if self.remaining is not None and not self.head:
+                self.remaining -= size
+            self.sent_bytes += size
+        finally:
+            os.close(fd)
+        self._finish()
+
+    async def _copy_file(self, fd: int, size: int) -> None:
+        """Fallback when zero-copy is not possible (TLS, or bytes still queued)."""
+        sent = 0
+        while sent < size:
+            chunk = os.pread(fd, min(256 * 1024, size - sent), sent)
+            if not chunk:
+                raise OSError(f"file shrank while being sent ({sent} of {size} bytes)")
+            if self.chunked:
+                self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                self.conn.transport.write(chunk)
+            sent += len(chunk)
+            if self.conn.write_paused:
+                await self.conn.drain()
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected during pathsend")
+
+    # -- running the app -------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        conn = self.conn
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            error_log.debug("client went away while the app was sending")
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                if not self.started:
+                    self._fail(503, None)
+                raise
+            self._fail(500, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if result is not None:
+                error_log.error("ASGI app returned a value instead of None: %r", result)
+            if not self.started:
+                error_log.error("ASGI app returned without sending a response")
+                self._fail(500, None)
+            elif not self.complete:
+                error_log.error("ASGI app returned without completing the response")
+                conn.abort(self)
+        finally:
+            conn.app_done(self)
+
+    def _fail(self, status: int, exc: BaseException | None) -> None:
+        if exc is not None:
+            error_log.error("Exception in ASGI application", exc_info=exc)
+        if self.disconnected:
+            return
+        if self.started and self.head_sent:
+            self.conn.abort(self)  # half a response went out: the only honest end is a close
+            return
+        self.conn.send_error(self, status)

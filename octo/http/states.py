@@ -1,0 +1,70 @@
+"""Connection lifecycle as data: every state change goes through ``TRANSITIONS``."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Conn(enum.Enum):
+    IDLE = "idle"  # between requests; keep-alive deadline running
+    HEAD = "head"  # first byte of a request seen; header deadline running
+    ACTIVE = "active"  # request admitted, app running or response in progress
+    CLOSING = "closing"  # finish the current response, then close
+    UPGRADED = "upgraded"  # handed over to another protocol (WebSocket)
+    CLOSED = "closed"
+
+
+class Event(enum.Enum):
+    BYTES = "bytes"  # request bytes arrived
+    HEAD_DONE = "head_done"  # request line and headers parsed and accepted
+    KEEP_ALIVE = "keep_alive"  # response finished, connection may be reused
+    LAST_RESPONSE = "last_response"  # response finished, connection must close
+    SHUTDOWN = "shutdown"  # server is stopping
+    UPGRADE = "upgrade"
+    TIMEOUT = "timeout"  # header or keep-alive deadline passed
+    REJECT = "reject"  # malformed or over-limit request
+    LOST = "lost"  # peer went away
+
+
+_ANY = tuple(Conn)
+TRANSITIONS: dict[tuple[Conn, Event], Conn] = {
+    (Conn.IDLE, Event.BYTES): Conn.HEAD,
+    (Conn.HEAD, Event.BYTES): Conn.HEAD,
+    (Conn.HEAD, Event.HEAD_DONE): Conn.ACTIVE,
+    # A pipelined request parsed while one is in flight keeps the connection ACTIVE.
+    (Conn.ACTIVE, Event.HEAD_DONE): Conn.ACTIVE,
+    (Conn.ACTIVE, Event.BYTES): Conn.ACTIVE,
+    (Conn.ACTIVE, Event.KEEP_ALIVE): Conn.IDLE,
+    (Conn.ACTIVE, Event.LAST_RESPONSE): Conn.CLOSED,
+    (Conn.ACTIVE, Event.SHUTDOWN): Conn.CLOSING,
+    (Conn.ACTIVE, Event.UPGRADE): Conn.UPGRADED,
+    (Conn.HEAD, Event.UPGRADE): Conn.UPGRADED,
+    (Conn.CLOSING, Event.BYTES): Conn.CLOSING,
+    (Conn.CLOSING, Event.HEAD_DONE): Conn.CLOSING,
+    (Conn.CLOSING, Event.KEEP_ALIVE): Conn.CLOSED,
+    (Conn.CLOSING, Event.LAST_RESPONSE): Conn.CLOSED,
+    (Conn.CLOSING, Event.SHUTDOWN): Conn.CLOSING,
+    (Conn.IDLE, Event.SHUTDOWN): Conn.CLOSED,
+    (Conn.HEAD, Event.SHUTDOWN): Conn.CLOSED,
+    (Conn.IDLE, Event.TIMEOUT): Conn.CLOSED,
+    (Conn.HEAD, Event.TIMEOUT): Conn.CLOSED,
+    **{(state, Event.REJECT): Conn.CLOSED for state in (Conn.IDLE, Conn.HEAD, Conn.ACTIVE,
+                                                        Conn.CLOSING)},
+    **{(state, Event.LOST): Conn.CLOSED for state in _ANY},
+    (Conn.CLOSED, Event.BYTES): Conn.CLOSED,
+    (Conn.CLOSED, Event.SHUTDOWN): Conn.CLOSED,
+    (Conn.CLOSED, Event.KEEP_ALIVE): Conn.CLOSED,
+    (Conn.CLOSED, Event.LAST_RESPONSE): Conn.CLOSED,
+    (Conn.UPGRADED, Event.SHUTDOWN): Conn.UPGRADED,
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+def next_state(state: Conn, event: Event) -> Conn:
+    try:
+        return TRANSITIONS[state, event]
+    except KeyError:
+        raise InvalidTransition(f"{event.name} is not allowed in state {state.name}") from None

@@ -1,0 +1,122 @@
+"""Strict request framing checks that llhttp leaves to the server (pure, tested directly).
+
+llhttp already rejects CL+TE, duplicate/list Content-Length, bad chunk sizes and endings,
+bare CR/LF/NUL in values, obs-fold and bad header tokens. What it accepts and RFC 9112 does
+not, we reject here: extra spaces in the request line, versions other than 1.0/1.1, misplaced
+asterisk/authority forms, a Host count other than one on HTTP/1.1, Transfer-Encoding other
+than exactly ``chunked`` (or any Transfer-Encoding on HTTP/1.0), and unknown expectations.
+"""
+
+from __future__ import annotations
+
+import re
+
+# RFC 9110 §5.6.2 tchar, as a translate() deletion table: what is left over is not a token.
+TOKEN_CHARS = (
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+_REQUEST_LINE = re.compile(
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r\n\Z"
+)
+
+
+class RequestError(Exception):
+    """A request that must be refused: ``status`` to answer with, ``reason`` for the log."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def check_request_line(line: bytes) -> None:
+    """*line* is the raw request line including its CRLF (leading empty lines stripped)."""
+    if _REQUEST_LINE.match(line) is None:
+        raise RequestError(400, f"malformed request line {line[:80]!r}")
+
+
+def check_version(version: str) -> None:
+    if version != "1.1" and version != "1.0":
+        raise RequestError(400 if version.startswith("0") else 505,
+                           f"unsupported HTTP version {version!r}")
+
+
+def check_target(method: bytes, url: bytes) -> None:
+    """Only origin-form and absolute-form in general; ``*`` only with OPTIONS."""
+    first = url[:1]
+    if first == b"/":
+        return
+    if url == b"*":
+        if method != b"OPTIONS":
+            raise RequestError(400, f"asterisk-form target with {method.decode('latin-1')}")
+        return
+    if b"://" in url and url[:url.index(b"://")].isalpha():
+        return
+    raise RequestError(400, f"request target form not allowed here: {url[:80]!r}")
+
+
+class HeadFacts:
+    """What the connection needs to know about one request head."""
+
+    __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked")
+
+    def __init__(self) -> None:
+        self.keep_alive = True
+        self.expect_continue = False
+        self.upgrade: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+
+
+def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFacts:
+    """One pass over lowercased headers: framing and connection facts, or RequestError."""
+    facts = HeadFacts()
+    facts.keep_alive = http11
+    hosts = 0
+    connection_upgrade = False
+    for name, value in headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            facts.content_length = int(value)
+        elif name == b"transfer-encoding":
+            if not http11:
+                raise RequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if facts.chunked or value.strip().lower() != b"chunked":
+                raise RequestError(400, f"Transfer-Encoding {value[:60]!r} (only chunked)")
+            facts.chunked = True
+        elif name == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token == b"close":
+                    facts.keep_alive = False
+                elif token == b"keep-alive" and not http11:
+                    facts.keep_alive = True
+                elif token == b"upgrade":
+                    connection_upgrade = True
+        elif name == b"expect":
+            if value.strip().lower() != b"100-continue":
+                raise RequestError(417, f"unsupported expectation {value[:60]!r}")
+            facts.expect_continue = http11
+        elif name == b"upgrade":
+            facts.upgrade = value.strip().lower()
+    if http11 and hosts != 1:
+        raise RequestError(400, f"HTTP/1.1 request with {hosts} Host headers")
+    if hosts > 1:
+        raise RequestError(400, f"request with {hosts} Host headers")
+    if facts.chunked and facts.content_length is not None:
+        raise RequestError(400, "both Content-Length and Transfer-Encoding")
+    if not connection_upgrade:
+        facts.upgrade = None
+    return facts
+
+
+def bad_response_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Name the first response header that could split the response, else None."""
+    for name, value in headers:
+        if not name or name.translate(None, TOKEN_CHARS):
+            return f"invalid response header name {name[:60]!r}"
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            return f"response header {name[:60]!r} value contains CR/LF/NUL"
+    return None

@@ -1,0 +1,254 @@
+"""Worker process: load the app, run lifespan, serve inherited sockets, drain on stop.
+
+A worker never binds: it is handed listening sockets (by ``octo serve`` directly, or by the
+master after fork) and imports the app itself, so a restarted worker loads new code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from octo.config import Config
+from octo.http.cycle import ASGIApp
+from octo.http.protocol import HttpProtocol, ServerState
+from octo.http.response import DateHeader
+from octo.importer import AppLoadError, load_app
+from octo.lifespan import Lifespan, LifespanFailure
+from octo.logs import error_log
+
+# Exit codes the master reads to tell a boot failure (stop everything) from a crash (respawn).
+EXIT_OK = 0
+EXIT_BOOT_ERROR = 3  # lifespan startup failed
+EXIT_APP_LOAD_ERROR = 4  # module:attr could not be imported or is not an ASGI app
+
+CLOCK_INTERVAL = 0.5
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+class Worker:
+    """Serves *sockets* with the app named in *config* until told to stop."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket],
+                 on_tick: Callable[[Worker], None] | None = None) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.on_tick = on_tick
+        self.state: ServerState | None = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.stop_requested: asyncio.Event | None = None
+        self.force = False
+        self.started_at = time.time()
+
+    def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
+        """Blocking entry point; returns the process exit code."""
+        loop = loop or new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self.serve())
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def serve(self) -> int:
+        try:
+            app = self.load()
+        except AppLoadError as exc:
+            error_log.error("%s", exc, exc_info=exc if self.config.log_level == "debug" else None)
+            return EXIT_APP_LOAD_ERROR
+        lifespan = Lifespan(app, self.config.lifespan)
+        try:
+            await lifespan.startup()
+        except LifespanFailure as exc:
+            error_log.error("lifespan startup failed: %s", exc)
+            return EXIT_BOOT_ERROR
+        loop = asyncio.get_running_loop()
+        self.state = ServerState(self.config, app, loop,
+                                 lifespan.state if lifespan.supported else None)
+        self.stop_requested = asyncio.Event()
+        self._install_signals(loop)
+        await self._listen(loop)
+        clock = loop.create_task(self._clock())
+        await self.stop_requested.wait()
+        await self._drain()
+        clock.cancel()
+        await lifespan.shutdown()
+        return EXIT_OK
+
+    def load(self) -> ASGIApp:
+        cfg = self.config
+        app = load_app(cfg.app, cfg.app_dir, cfg.factory)
+        return wrap_asgi2(app)
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        state = self.state
+        assert state is not None
+        ctx = ssl_context(self.config)
+
+        def factory() -> HttpProtocol:
+            return HttpProtocol(state)
+
+        DateHeader.refresh(time.time())
+        for sock in self.sockets:
+            if sock.family == socket.AF_UNIX:
+                server = await loop.create_unix_server(factory, sock=sock, ssl=ctx,
+                                                       backlog=self.config.backlog)
+            else:
+                server = await loop.create_server(factory, sock=sock, ssl=ctx,
+                                                  backlog=self.config.backlog)
+            self.servers.append(server)
+            error_log.info("Listening on %s", describe(sock, ctx is not None))
+
+    async def _clock(self) -> None:
+        """Refresh the Date header once a second and enforce connection deadlines."""
+        state = self.state
+        assert state is not None
+        loop = asyncio.get_running_loop()
+        last = 0
+        while True:
+            now = time.time()
+            if int(now) != last:
+                last = int(now)
+                DateHeader.refresh(now)
+            mono = loop.time()
+            for conn in list(state.connections):
+                conn.tick(mono)
+            if self.on_tick is not None:
+                self.on_tick(self)
+            await asyncio.sleep(CLOCK_INTERVAL)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self.handle_stop_signal, sig)
+
+    def handle_stop_signal(self, sig: int) -> None:
+        if sig in (signal.SIGINT, signal.SIGQUIT) and (sig == signal.SIGQUIT or
+                                                       self._stopping()):
+            self.force = True
+        self.request_stop()
+
+    def _stopping(self) -> bool:
+        return self.stop_requested is not None and self.stop_requested.is_set()
+
+    def request_stop(self) -> None:
+        if self.stop_requested is not None:
+            self.stop_requested.set()
+
+    async def _drain(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to --graceful-timeout)."""
+        state = self.state
+        assert state is not None
+        state.stopping = True
+        for server in self.servers:
+            server.close()
+        for conn in list(state.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + self.config.graceful_timeout
+        while (state.connections or state.tasks) and not self.force:
+            if time.monotonic() > deadline:
+                error_log.warning("graceful timeout: %d connections still open, closing them",
+                                  len(state.connections))
+                break
+            await asyncio.sleep(0.05)
+        for task in list(state.tasks):
+            task.cancel()
+        for conn in list(state.connections):
+            conn.transport.close()
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=1.0)
+
+
+def wrap_asgi2(app: Any) -> ASGIApp:
+    """Accept ASGI 2 (double-callable) apps by detecting a class-style app."""
+    if isinstance(app, type):
+        cls = app
+
+        async def asgi3(scope: Any, receive: Any, send: Any) -> None:
+            await cls(scope)(receive, send)
+
+        return asgi3
+    return app  # type: ignore[no-any-return]
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.is_ssl:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert config.ssl_certfile is not None
+    ctx.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def describe(sock: socket.socket, tls: bool) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """Create the listening socket(s) named by --fd, --uds or --host/--port."""
+    if config.fd is not None:
+        sock = socket.socket(fileno=config.fd)
+        sock.setblocking(False)
+        return [sock]
+    if config.uds is not None:
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.exists(config.uds) and not os.path.isfile(config.uds):
+                os.unlink(config.uds)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(config.uds)
+        os.chmod(config.uds, 0o666)
+        sock.listen(config.backlog)
+        sock.setblocking(False)
+        return [sock]
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"octo: cannot bind {config.host}:{config.port}: {exc.strerror}") \
+            from None
+    sock.listen(config.backlog)
+    sock.setblocking(False)
+    return [sock]
+
+
+def main_single(config: Config) -> int:
+    """``octo serve`` with one worker in this process."""
+    sockets = bind_sockets(config)
+    error_log.info("octo %s (python %s), pid %d", _version(), sys.version.split()[0], os.getpid())
+    try:
+        return Worker(config, sockets).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+        if config.uds and config.fd is None:
+            with contextlib.suppress(OSError):
+                os.unlink(config.uds)
+
+
+def _version() -> str:
+    from octo._version import __version__
+
+    return __version__
