@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def run(loop_kind: str) -> Iterator[object]:
+    """run(coro) on a fresh uvloop or asyncio loop (each test runs on both)."""
+    if loop_kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+
+    def runner(coro: object) -> object:
+        return loop.run_until_complete(coro)  # type: ignore[arg-type]
+
+    yield runner
+    loop.close()

@@ -1,0 +1,457 @@
+"""In-memory protocol tests: every HTTP/1.1 behaviour through a fake transport."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from harness import Client, echo, exchange, hello, parse_responses
+
+from octo.config import Config
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def cfg(**kw: Any) -> Config:
+    return Config(app="x:y", **kw)
+
+
+def test_keep_alive_two_requests_on_one_connection(run) -> None:
+    async def main() -> None:
+        client = Client(hello)
+        client.send(GET)
+        await client.settle()
+        client.send(GET)
+        await client.settle()
+        responses = parse_responses(client.take())
+        assert [r.status for r in responses] == [200, 200]
+        assert not client.closed
+
+    run(main())
+
+
+def test_pipelined_responses_in_order_and_reading_paused(run) -> None:
+    order: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.01)
+        order.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    async def main() -> None:
+        client = Client(app)
+        client.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert client.transport.reading is False  # second request queued: stop reading
+        await client.settle()
+        await asyncio.sleep(0.05)
+        responses = parse_responses(client.take())
+        assert [r.body for r in responses] == [b"/slow", b"/fast"]
+        assert order == ["/slow", "/fast"]
+        assert client.transport.reading is True
+
+    run(main())
+
+
+def test_connection_close_header_closes(run) -> None:
+    out, closed = run(exchange(hello, [b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"]))
+    [resp] = parse_responses(out)
+    assert resp.header(b"connection") == b"close"
+    assert closed
+
+
+def test_http10_without_keep_alive_closes(run) -> None:
+    out, closed = run(exchange(hello, [b"GET / HTTP/1.0\r\n\r\n"]))
+    assert out.startswith(b"HTTP/1.1 200 OK")
+    assert closed
+
+
+def test_http10_with_keep_alive_stays_open(run) -> None:
+    out, closed = run(exchange(hello, [b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]))
+    [resp] = parse_responses(out)
+    assert resp.header(b"connection") == b"keep-alive"
+    assert not closed
+
+
+def test_chunked_request_body(run) -> None:
+    req = (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    out, _ = run(exchange(echo, [req]))
+    assert parse_responses(out)[0].body == b"hello world"
+
+
+def test_streaming_response_is_chunked(run) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"a", b"bb", b""):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"ccc"})
+
+    out, closed = run(exchange(app, [GET]))
+    assert b"transfer-encoding: chunked" in out
+    assert out.endswith(b"1\r\na\r\n2\r\nbb\r\n3\r\nccc\r\n0\r\n\r\n")
+    assert parse_responses(out)[0].body == b"abbccc"
+    assert not closed
+
+
+def test_streaming_http10_is_close_delimited(run) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    out, closed = run(exchange(app, [b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]))
+    assert b"transfer-encoding" not in out and out.endswith(b"\r\n\r\nab")
+    assert closed
+
+
+def test_head_sends_no_body_but_length(run) -> None:
+    out, closed = run(exchange(hello, [b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"]))
+    assert out.endswith(b"\r\n\r\n")
+    assert b"content-length: 5" in out
+    assert not closed
+
+
+def test_expect_continue_sent_only_when_app_reads(run) -> None:
+    req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+
+    async def main() -> None:
+        client = Client(echo)
+        client.send(req)
+        await client.settle(5, 0)
+        assert client.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"hello")
+        await client.settle()
+        assert parse_responses(client.take())[0].body == b"hello"
+
+    run(main())
+
+
+def test_expect_continue_not_sent_when_app_answers_without_reading(run) -> None:
+    req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    out, closed = run(exchange(hello, [req]))
+    assert b"100 Continue" not in out
+    assert parse_responses(out)[0].status == 200
+    assert closed  # the unread body may still come: the connection cannot be reused
+
+
+def test_request_body_flow_control_pauses_reading(run) -> None:
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await echo(scope, receive, send)
+
+    async def main() -> None:
+        client = Client(app)
+        size = 300_000
+        client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+        await client.settle(5, 0)
+        client.send(b"x" * 100_000)
+        assert client.transport.reading is False  # app has not consumed: stop reading
+        release.set()
+        await client.settle(20, 0)
+        assert client.transport.reading is True
+        client.send(b"x" * 200_000)
+        await client.settle()
+        assert len(parse_responses(client.take())[0].body) == size
+
+    run(main())
+
+
+def test_send_waits_while_transport_write_buffer_is_full(run) -> None:
+    sent: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(3):
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            sent.append(i)
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main() -> None:
+        client = Client(app)
+        client.protocol.pause_writing()
+        client.send(GET)
+        await client.settle(5, 0)
+        assert sent == []  # first chunk written, then blocked on drain
+        client.protocol.resume_writing()
+        await client.settle()
+        assert sent == [0, 1, 2]
+
+    run(main())
+
+
+def test_disconnect_reaches_app_while_streaming(run) -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        message = await receive()  # blocks until the client goes away
+        seen.append(message["type"])
+        with pytest.raises(OSError):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"late"})
+
+    async def main() -> None:
+        client = Client(app)
+        client.send(GET)
+        await client.settle(5, 0)
+        client.transport.close()
+        await client.settle()
+        assert seen == ["http.disconnect"]
+
+    run(main())
+
+
+def test_app_exception_before_start_gives_500_and_log(run, caplog) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="octo.error"):
+        out, closed = run(exchange(app, [GET]))
+    assert parse_responses(out)[0].status == 500
+    assert closed
+    assert "boom" in caplog.text and "Traceback" in caplog.text
+
+
+def test_app_exception_after_start_closes_connection(run) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise ValueError("boom")
+
+    out, closed = run(exchange(app, [GET]))
+    assert out.startswith(b"HTTP/1.1 200") and closed
+    assert not out.endswith(b"0\r\n\r\n")  # no false end-of-body marker
+
+
+def test_app_returning_without_response_gives_500(run, caplog) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    out, _ = run(exchange(app, [GET]))
+    assert parse_responses(out)[0].status == 500
+    assert "without sending a response" in caplog.text
+
+
+@pytest.mark.parametrize("messages, text", [
+    ([{"type": "http.response.body", "body": b"x"}], "before http.response.start"),
+    ([{"type": "http.response.start", "status": 200},
+      {"type": "http.response.start", "status": 200}], "sent twice"),
+    ([{"type": "http.response.nope"}], "unexpected ASGI message"),
+])
+def test_protocol_misuse_is_logged(run, caplog, messages: list[dict[str, Any]], text: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for message in messages:
+            await send(message)
+
+    out, _ = run(exchange(app, [GET]))
+    assert parse_responses(out)[0].status == 500
+    assert text in caplog.text
+
+
+@pytest.mark.parametrize("name, value", [
+    (b"x-bad", b"a\r\nSet-Cookie: evil=1"),
+    (b"x-bad", b"a\nb"),
+    (b"x-bad", b"a\x00b"),
+    (b"x bad", b"a"),
+    (b"x-bad:", b"a"),
+])
+def test_response_splitting_refused(run, caplog, name: bytes, value: bytes) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(name, value)]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    out, _ = run(exchange(app, [GET]))
+    [resp] = parse_responses(out)
+    assert resp.status == 500
+    assert b"evil" not in out
+    assert "split the response" in caplog.text
+
+
+def test_scope_contents(run) -> None:
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        await hello(scope, receive, send)
+
+    req = b"GET /a%20b/c?x=1&y=%20 HTTP/1.1\r\nHost: example\r\nX-Thing: V\r\n\r\n"
+    run(exchange(app, [req], cfg(root_path="/root"), lifespan_state={"k": 1}))
+    [scope] = scopes
+    assert scope["type"] == "http" and scope["asgi"]["spec_version"] == "2.4"
+    assert scope["http_version"] == "1.1" and scope["method"] == "GET"
+    assert scope["path"] == "/root/a b/c" and scope["raw_path"] == b"/a%20b/c"
+    assert scope["query_string"] == b"x=1&y=%20" and scope["root_path"] == "/root"
+    assert (b"x-thing", b"V") in scope["headers"]
+    assert scope["client"] == ("127.0.0.1", 50000) and scope["server"] == ("127.0.0.1", 8000)
+    assert scope["scheme"] == "http" and scope["state"] == {"k": 1}
+    assert "http.response.pathsend" in scope["extensions"]
+
+
+def test_lifespan_state_is_a_copy_per_request(run) -> None:
+    state = {"k": 1}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["state"]["k"] = 2
+        await hello(scope, receive, send)
+
+    run(exchange(app, [GET], lifespan_state=state))
+    assert state == {"k": 1}
+
+
+def test_proxy_headers_from_trusted_peer(run) -> None:
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        await hello(scope, receive, send)
+
+    req = (b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n"
+           b"X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n\r\n")
+    run(exchange(app, [req], cfg(forwarded_allow_ips="127.0.0.1,10.0.0.0/8")))
+    run(exchange(app, [req], peer=("192.0.2.9", 1)))
+    trusted, untrusted = scopes
+    assert trusted["scheme"] == "https" and trusted["client"] == ("1.2.3.4", 0)
+    assert untrusted["scheme"] == "http" and untrusted["client"] == ("192.0.2.9", 1)
+
+
+def test_limit_concurrency_answers_503_at_once(run) -> None:
+    gate = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await gate.wait()
+        await hello(scope, receive, send)
+
+    async def main() -> None:
+        config = cfg(limit_concurrency=1)
+        first = Client(app, config)
+        first.send(GET)
+        await first.settle(5, 0)
+        second = Client(app, config)
+        second.state = first.state  # same worker
+        second.protocol.server = first.state
+        second.send(GET)
+        await second.settle(5, 0)
+        assert parse_responses(second.take())[0].status == 503
+        gate.set()
+        await first.settle()
+        assert parse_responses(first.take())[0].status == 200
+
+    run(main())
+
+
+def test_header_deadline_does_not_restart_per_byte(run, caplog) -> None:
+    async def main() -> None:
+        client = Client(hello, cfg(header_timeout=1.0))
+        start = client.loop.time()
+        client.send(b"G")
+        for i, byte in enumerate(b"ET / HTTP/1.1\r\nX: "):
+            client.protocol.tick(start + 0.05 * i)  # each byte "in time"...
+            client.send(bytes([byte]))
+        assert not client.closed
+        client.protocol.tick(start + 1.01)  # ...but the head as a whole is late
+        await client.settle()
+        assert client.closed
+        assert parse_responses(client.take())[0].status == 408
+
+    run(main())
+    assert "header read deadline" in caplog.text
+
+
+def test_idle_keep_alive_timeout(run) -> None:
+    async def main() -> None:
+        client = Client(hello, cfg(timeout_keep_alive=2.0))
+        client.send(GET)
+        await client.settle()
+        now = client.loop.time()
+        client.protocol.tick(now + 1.0)
+        assert not client.closed
+        client.protocol.tick(now + 2.5)
+        assert client.closed
+
+    run(main())
+
+
+def test_body_limit_by_content_length_before_reading(run) -> None:
+    called: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+
+    req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"
+    out, closed = run(exchange(app, [req], cfg(limit_request_body=100)))
+    assert parse_responses(out)[0].status == 413 and closed and not called
+
+
+def test_chunked_body_limit_while_app_reads(run) -> None:
+    req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = [req] + [b"40\r\n" + b"x" * 64 + b"\r\n"] * 4
+    out, closed = run(exchange(echo, chunks, cfg(limit_request_body=100)))
+    assert parse_responses(out)[0].status == 413 and closed
+
+
+def test_shutdown_closes_idle_and_finishes_active(run) -> None:
+    gate = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await gate.wait()
+        await hello(scope, receive, send)
+
+    async def main() -> None:
+        idle = Client(hello)
+        idle.protocol.shutdown()
+        await idle.settle()
+        assert idle.closed
+        busy = Client(app)
+        busy.send(GET)
+        await busy.settle(5, 0)
+        busy.state.stopping = True
+        busy.protocol.shutdown()
+        assert not busy.closed
+        gate.set()
+        await busy.settle()
+        [resp] = parse_responses(busy.take())
+        assert resp.status == 200 and resp.header(b"connection") == b"close"
+        assert busy.closed
+
+    run(main())
+
+
+def test_eager_completion_needs_no_task(run) -> None:
+    async def main() -> None:
+        client = Client(hello)
+        client.send(GET)
+        # On 3.12+ the app ran to completion inside data_received (eager task start).
+        import sys
+        if sys.version_info >= (3, 12):
+            assert client.transport.buffer.startswith(b"HTTP/1.1 200")
+        await client.settle()
+        assert not client.state.tasks
+
+    run(main())
+
+
+def test_pathsend_small_and_large(run, tmp_path) -> None:
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"tiny file")
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 1024)
+
+    def app_for(path: str) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.pathsend", "path": path})
+        return app
+
+    out, _ = run(exchange(app_for(str(small)), [GET]))
+    assert parse_responses(out)[0].body == b"tiny file"
+    # No real socket here, so the large file takes the copy path; sendfile is covered by the
+    # integration tests.
+    out, _ = run(exchange(app_for(str(big)), [GET]))
+    [resp] = parse_responses(out)
+    assert resp.body == big.read_bytes() and resp.header(b"content-length") == b"262144"
