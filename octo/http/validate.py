@@ -110,13 +110,3 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
     if not connection_upgrade:
         facts.upgrade = None
     return facts
-
-
-def bad_response_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """Name the first response header that could split the response, else None."""
-    for name, value in headers:
-        if not name or name.translate(None, TOKEN_CHARS):
-            return f"invalid response header name {name[:60]!r}"
-        if b"\r" in value or b"\n" in value or b"\0" in value:
-            return f"response header {name[:60]!r} value contains CR/LF/NUL"
-    return None

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from octo.http.states import TRANSITIONS, Conn, Event, InvalidTransition, next_state
+
+
+def test_request_lifecycle_path() -> None:
+    state = Conn.IDLE
+    for event, expected in [(Event.BYTES, Conn.HEAD), (Event.HEAD_DONE, Conn.ACTIVE),
+                            (Event.KEEP_ALIVE, Conn.IDLE), (Event.BYTES, Conn.HEAD),
+                            (Event.HEAD_DONE, Conn.ACTIVE), (Event.SHUTDOWN, Conn.CLOSING),
+                            (Event.KEEP_ALIVE, Conn.CLOSED)]:
+        state = next_state(state, event)
+        assert state is expected
+
+
+def test_every_state_can_be_lost() -> None:
+    for state in Conn:
+        assert TRANSITIONS[state, Event.LOST] is Conn.CLOSED
+
+
+def test_closed_is_terminal() -> None:
+    for (state, _event), target in TRANSITIONS.items():
+        if state is Conn.CLOSED:
+            assert target is Conn.CLOSED
+
+
+@pytest.mark.parametrize("state, event", [
+    (Conn.IDLE, Event.HEAD_DONE), (Conn.IDLE, Event.KEEP_ALIVE), (Conn.CLOSED, Event.HEAD_DONE),
+    (Conn.ACTIVE, Event.TIMEOUT),
+])
+def test_invalid_transitions_raise(state: Conn, event: Event) -> None:
+    with pytest.raises(InvalidTransition, match=event.name):
+        next_state(state, event)
