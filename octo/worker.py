@@ -124,7 +124,7 @@ class Worker:
             if int(now) != last:
                 last = int(now)
                 DateHeader.refresh(now)
-            mono = loop.time()
+            mono = state.now = loop.time()
             for conn in list(state.connections):
                 conn.tick(mono)
             if self.on_tick is not None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from octo.http.response import CONTINUE, DateHeader, status_line
+from octo.http.response import CONTINUE, DateHeader
 from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log
 
@@ -21,7 +21,6 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 DISCONNECT: Message = {"type": "http.disconnect"}
 _NO_BODY_STATUS = frozenset((204, 304))
-_SERVER = b"server: octo\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
 SENDFILE_MIN = 64 * 1024
@@ -38,29 +37,25 @@ class ProtocolMisuse(RuntimeError):
 class RequestCycle:
     """Holds one request's body buffer and response state; created per request."""
 
-    __slots__ = (
-        "conn", "scope", "body", "body_size", "more_body", "waiter", "expect_continue",
-        "keep_alive", "head", "started", "head_sent", "complete", "disconnected", "chunked",
-        "status", "headers", "remaining", "body_returned", "sent_bytes",
-    )
+    # No __slots__: most fields keep their class default for the whole request, so only the
+    # per-request ones are stored (cheaper than initialising twenty slots per request).
+    body_size = 0
+    waiter: asyncio.Future[None] | None = None
+    started = head_sent = complete = disconnected = chunked = body_returned = False
+    status = 0
+    headers: Any = ()
+    remaining: int | None = None
+    sent_bytes = 0
 
     def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
-                 expect_continue: bool, more_body: bool) -> None:
+                 expect_continue: bool, more_body: bool, head: bool) -> None:
         self.conn = conn
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
         self.more_body = more_body
-        self.head = scope["method"] == "HEAD"
+        self.head = head
         self.body: list[bytes] = []
-        self.body_size = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.started = self.head_sent = self.complete = self.disconnected = False
-        self.chunked = self.body_returned = False
-        self.status = 0
-        self.headers: Any = ()
-        self.remaining: int | None = None
-        self.sent_bytes = 0
 
     # -- fed by the connection -------------------------------------------------------------
 
@@ -71,7 +66,8 @@ class RequestCycle:
 
     def end_of_body(self) -> None:
         self.more_body = False
-        self.wake()
+        if self.waiter is not None:
+            self.wake()
 
     def lose(self) -> None:
         self.disconnected = True
@@ -118,12 +114,8 @@ class RequestCycle:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.body":
-            if not self.started:
-                raise ProtocolMisuse("http.response.body sent before http.response.start")
-            if self.complete:
-                raise ProtocolMisuse("http.response.body sent after the response completed")
-            if self.disconnected:
-                raise ClientDisconnected("client disconnected")
+            if not self.started or self.complete or self.disconnected:
+                self._refuse_body()
             more = message.get("more_body", False)
             self._write_body(message.get("body", b""), more)
             if more:
@@ -145,6 +137,13 @@ class RequestCycle:
             await self._pathsend(message["path"])
         else:
             raise ProtocolMisuse(f"unexpected ASGI message type {kind!r}")
+
+    def _refuse_body(self) -> None:
+        if not self.started:
+            raise ProtocolMisuse("http.response.body sent before http.response.start")
+        if self.complete:
+            raise ProtocolMisuse("http.response.body sent after the response completed")
+        raise ClientDisconnected("client disconnected")
 
     def _write_body(self, body: bytes, more: bool) -> None:
         transport = self.conn.transport
@@ -170,23 +169,21 @@ class RequestCycle:
         if self.chunked and not self.head:
             self.conn.transport.write(_CHUNK_END)
         self.complete = True
-        if self.remaining and not self.head:
-            error_log.error("response ended %d bytes short of its Content-Length; closing",
-                            self.remaining)
-            self.keep_alive = False
-        elif self.remaining is not None and self.remaining < 0 and not self.head:
-            error_log.error("response body exceeded its Content-Length by %d bytes; closing",
-                            -self.remaining)
+        remaining = self.remaining  # None: no Content-Length; 0: exactly met
+        if remaining and not self.head:
+            if remaining > 0:
+                error_log.error("response ended %d bytes short of its Content-Length; closing",
+                                remaining)
+            else:
+                error_log.error("response body exceeded its Content-Length by %d bytes; "
+                                "closing", -remaining)
             self.keep_alive = False
         self.conn.response_done(self)
 
     def _build_head(self, final_length: int | None) -> bytes:
         """The status line and headers; *final_length* is the body size when it is all known."""
         conn = self.conn
-        parts = [status_line(self.status)]
-        if conn.server.server_header:
-            parts.append(_SERVER)
-        parts.append(DateHeader.value)
+        parts = [DateHeader.prefix(self.status, conn.server.server_header)]
         has_length = False
         for name, value in self.headers:
             lname = name.lower()
@@ -293,4 +290,8 @@ class RequestCycle:
         if self.started and self.head_sent:
             self.conn.abort(self)  # half a response went out: the only honest end is a close
             return
-        self.conn.send_error(self, status)
+        try:
+            self.conn.send_error(self, status)
+        except Exception:
+            error_log.exception("could not send the %d response; closing", status)
+            self.conn.abort(self)

@@ -16,11 +16,12 @@ from octo.http import validate
 from octo.config import TrustedProxies
 from octo.http.cycle import ASGIApp, RequestCycle, Scope
 from octo.http.response import error_body, simple_response
-from octo.http.states import Conn, Event, next_state
+from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, format_access
 
 HIGH_WATER = 64 * 1024
+_VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
@@ -52,6 +53,10 @@ class ServerState:
         self.header_timeout = config.header_timeout
         self.scheme = "https" if config.is_ssl else "http"
         self.upgrade_handler: Any = None  # set by the WebSocket layer
+        self.access_log = access_log.isEnabledFor(20)
+        # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
+        # request, and deadlines only need to be right to within a tick.
+        self.now = loop.time()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -99,7 +104,7 @@ class HttpProtocol(asyncio.Protocol):
         trusted = server.trusted
         self.trusted_peer = trusted is not None and trusted.trusts(
             self.client[0] if self.client else None)
-        self.deadline = self.loop.time() + server.keep_alive_timeout
+        self.deadline = server.now + server.keep_alive_timeout
         if server.stopping:
             self._transition(Event.SHUTDOWN)
             transport.close()
@@ -143,11 +148,15 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is Conn.IDLE:
-            self.state = Conn.HEAD
-            self.deadline = self.loop.time() + self.server.header_timeout
-            self.line = b""
-            self.line_pending = True
+            self.state = TRANSITIONS[state, Event.BYTES]
+            self.deadline = self.server.now + self.server.header_timeout
             self.raw_head = 0
+            # Common case first: a whole, well-spaced request line at the start of the read.
+            end = data.find(b"\n")
+            if not (end > 0 and data.count(b" ", 0, end) == 2
+                    and data.startswith(_VERSIONS, end - 9, end + 1)):
+                self.line = b""
+                self.line_pending = True
         elif state is Conn.CLOSED or state is Conn.UPGRADED:
             return
         if self.line_pending:
@@ -238,11 +247,12 @@ class HttpProtocol(asyncio.Protocol):
             return  # the request line was rejected already
         scope = self._scope(method.decode("ascii"), version, url)
         more_body = facts.chunked or bool(length)
-        cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue, more_body)
+        cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue, more_body,
+                             method == b"HEAD")
         self.reading = cycle
         self.body_received = 0
         server.requests += 1
-        self._transition(Event.HEAD_DONE)
+        self.state = TRANSITIONS[self.state, Event.HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
             scope["octo.upgrade"] = facts.upgrade
         if self.cycle is None and self.to_start is None:
@@ -338,7 +348,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def response_done(self, cycle: RequestCycle) -> None:
         """The last byte of *cycle*'s response is written: reuse or close the connection."""
-        if access_log.isEnabledFor(20):
+        if self.server.access_log:
             self._log_access(cycle)
         keep = (cycle.keep_alive and not self.eof and cycle.more_body is False
                 and self.deferred_error is None)
@@ -351,14 +361,15 @@ class HttpProtocol(asyncio.Protocol):
             self.cycle = None
             self.transport.close()
             return
-        self._transition(Event.KEEP_ALIVE)
+        self.state = TRANSITIONS[self.state, Event.KEEP_ALIVE]
         self.cycle = None
         if self.queue:
             self.state = Conn.ACTIVE
             self.loop.call_soon(self._start_next)
         else:
-            self.deadline = self.loop.time() + self.server.keep_alive_timeout
-            self._resume_reading()
+            self.deadline = self.server.now + self.server.keep_alive_timeout
+            if self.read_paused:
+                self._resume_reading()
 
     def _start_next(self) -> None:
         if self.queue and self.state is not Conn.CLOSED and self.cycle is None:

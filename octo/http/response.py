@@ -18,13 +18,29 @@ def status_line(status: int) -> bytes:
 
 
 class DateHeader:
-    """``date: ...\\r\\n``, refreshed once a second by the worker's clock tick."""
+    """``date: ...\r\n``, refreshed once a second by the worker's clock tick.
+
+    ``prefixes`` caches status line + server + date per status until the next refresh.
+    """
 
     value: bytes = b""
+    prefixes: dict[tuple[int, bool], bytes] = {}
 
     @classmethod
     def refresh(cls, now: float) -> None:
         cls.value = b"date: " + formatdate(now, usegmt=True).encode("latin-1") + b"\r\n"
+        cls.prefixes = {}
+
+    @classmethod
+    def prefix(cls, status: int, server_header: bool) -> bytes:
+        head = cls.prefixes.get((status, server_header))
+        if head is None:
+            head = status_line(status) + (SERVER if server_header else b"") + cls.value
+            cls.prefixes[status, server_header] = head
+        return head
+
+
+SERVER = b"server: octo\r\n"
 
 
 def simple_response(status: int, body: bytes, *, close: bool = True,

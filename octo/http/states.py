@@ -6,6 +6,9 @@ import enum
 
 
 class Conn(enum.Enum):
+    # Members are singletons: identity hashing keeps table lookups in C (Enum's own
+    # __hash__ is Python code and showed up in profiles of the request path).
+    __hash__ = object.__hash__
     IDLE = "idle"  # between requests; keep-alive deadline running
     HEAD = "head"  # first byte of a request seen; header deadline running
     ACTIVE = "active"  # request admitted, app running or response in progress
@@ -15,6 +18,7 @@ class Conn(enum.Enum):
 
 
 class Event(enum.Enum):
+    __hash__ = object.__hash__
     BYTES = "bytes"  # request bytes arrived
     HEAD_DONE = "head_done"  # request line and headers parsed and accepted
     KEEP_ALIVE = "keep_alive"  # response finished, connection may be reused

@@ -19,6 +19,8 @@ TOKEN_CHARS = (
 _REQUEST_LINE = re.compile(
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r\n\Z"
 )
+_SP = b" "
+_VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 
 
 class RequestError(Exception):
@@ -31,7 +33,13 @@ class RequestError(Exception):
 
 
 def check_request_line(line: bytes) -> None:
-    """*line* is the raw request line including its CRLF (leading empty lines stripped)."""
+    """*line* is the raw request line including its CRLF (leading empty lines stripped).
+
+    Exactly two spaces is the cheap common-case test; the full grammar runs only otherwise.
+    """
+    if (line.count(_SP) == 2 and line.endswith(_VERSIONS)
+            and not line[:line.find(_SP)].translate(None, TOKEN_CHARS)):
+        return
     if _REQUEST_LINE.match(line) is None:
         raise RequestError(400, f"malformed request line {line[:80]!r}")
 
