@@ -32,9 +32,9 @@ def cli() -> None:
 @click.option("--proxy-headers/--no-proxy-headers", default=None,
               help="Trust X-Forwarded-Proto/For from --forwarded-allow-ips. [default: on]")
 @click.option("--forwarded-allow-ips",
-              help="Comma-separated proxy addresses/networks to trust, or '*'. [default: 127.0.0.1]")
+              help="Proxy addresses/networks to trust (comma-separated), or '*'. [127.0.0.1]")
 @click.option("--timeout-keep-alive", type=float,
-              help="Close idle keep-alive connections after this many seconds. [default: 5]")
+              help="Close idle keep-alive connections after this many seconds. [5]")
 @click.option("--header-timeout", type=float,
               help="Seconds a client has to send a whole request head (slowloris guard; the "
                    "timer does not restart per byte). [default: 10]")

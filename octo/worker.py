@@ -36,7 +36,8 @@ CLOCK_INTERVAL = 0.5
 def new_event_loop() -> asyncio.AbstractEventLoop:
     import uvloop
 
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 class Worker:

@@ -71,12 +71,12 @@ class Client:
     def send(self, data: bytes) -> None:
         self.protocol.data_received(data)
 
-    async def settle(self, rounds: int = 20, timeout: float = 2.0) -> None:
-        """Let tasks run; then wait up to *timeout* for the app tasks still running."""
+    async def settle(self, rounds: int = 20, wait: float = 2.0) -> None:
+        """Let tasks run; then wait up to *wait* seconds for the app tasks still running."""
         for _ in range(rounds):
             await asyncio.sleep(0)
-        if self.state.tasks and timeout > 0:
-            await asyncio.wait(list(self.state.tasks), timeout=timeout)
+        if self.state.tasks and wait > 0:
+            await asyncio.wait(list(self.state.tasks), timeout=wait)
             for _ in range(rounds):
                 await asyncio.sleep(0)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[None]]
+                   Awaitable[object]]
 
 DISCONNECT: Message = {"type": "http.disconnect"}
 _NO_BODY_STATUS = frozenset((204, 304))

@@ -12,8 +12,8 @@ from urllib.parse import unquote
 
 import httptools
 
-from octo.http import validate
 from octo.config import TrustedProxies
+from octo.http import validate
 from octo.http.cycle import ASGIApp, RequestCycle, Scope
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
@@ -93,7 +93,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check.
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
         server = self.server
         server.connections.add(self)
         peer = transport.get_extra_info("peername")
@@ -401,7 +401,7 @@ class HttpProtocol(asyncio.Protocol):
         self.to_start = None
         if pending is not None and pending is not self.reading:
             self._run(pending)  # a complete earlier request in the same read is still answered
-            if self.state is Conn.CLOSED:
+            if self.closed():
                 return
         active = self.cycle
         if active is not None and not active.complete and self.reading is not active:
@@ -465,6 +465,9 @@ class HttpProtocol(asyncio.Protocol):
     def _transition(self, event: Event) -> None:
         self.state = next_state(self.state, event)
 
+    def closed(self) -> bool:
+        return self.state is Conn.CLOSED
+
     def tick(self, now: float) -> None:
         """Called about twice a second by the worker clock: enforce the two deadlines."""
         state = self.state
@@ -484,7 +487,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
             return
         self._transition(Event.SHUTDOWN)
-        if self.state is Conn.CLOSED:
+        if self.closed():
             self.transport.close()
         else:
             for cycle in self.queue:
