@@ -1,0 +1,77 @@
+"""ASGI apps the integration tests serve through a real ``octo serve`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+BIG_FILE = os.environ.get("OCTO_TEST_FILE", "")
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[Any] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers or []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return body
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(scope, receive, send)
+        return
+    path = scope["path"]
+    if path == "/echo":
+        await _respond(send, 200, await _read_body(receive))
+    elif path == "/slow":
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+        await _respond(send, 200, b"slow done")
+    elif path == "/stream-until-disconnect":
+        await _stream_until_disconnect(receive, send)
+    elif path == "/file":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": BIG_FILE})
+    elif path == "/state":
+        await _respond(send, 200, repr(sorted(scope.get("state", {}).items())).encode())
+    elif path == "/scope":
+        shown = f"{scope['scheme']} {scope['client'][0] if scope['client'] else None}"
+        await _respond(send, 200, shown.encode())
+    elif path == "/crash":
+        raise RuntimeError("deliberate crash for the test")
+    else:
+        await _respond(send, 200, b"hello", [(b"content-type", b"text/plain")])
+
+
+async def _stream_until_disconnect(receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    waiter = asyncio.ensure_future(receive())
+    waiter2 = asyncio.ensure_future(receive())  # the second receive reports the disconnect
+    try:
+        while not waiter2.done():
+            await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+            await asyncio.sleep(0.01)
+    except OSError:
+        print("APP: send raised after disconnect", file=sys.stderr, flush=True)
+    message = await waiter2
+    await waiter
+    print(f"APP: saw {message['type']}", file=sys.stderr, flush=True)
+
+
+async def _lifespan(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    scope["state"]["booted"] = True
+    print("APP: lifespan startup", file=sys.stderr, flush=True)
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    print("APP: lifespan shutdown", file=sys.stderr, flush=True)
+    await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,291 @@
+"""HTTP/1.1 behaviour over real sockets against a real ``octo serve`` process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import parse_responses
+from server import ROOT, run_server
+
+APP = "apps.serving:app"
+APP_DIR = ("--app-dir", str(ROOT / "tests"))
+
+
+def connect(url: str, timeout: float = 5.0) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, limit: float = 5.0) -> bytes:
+    sock.settimeout(limit)
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise AssertionError(f"connection not closed within {limit}s; got {out!r}") from None
+        if not chunk:
+            return out
+        out += chunk
+
+
+def read_responses(sock: socket.socket, count: int, limit: float = 5.0) -> bytes:
+    sock.settimeout(limit)
+    out = b""
+    while len(parse_responses(out)) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed early after {out!r}"
+        out += chunk
+    return out
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with run_server(APP, *APP_DIR, "--header-timeout", "1", "--limit-request-body", "100000",
+                    "--limit-request-fields", "20", "--timeout-keep-alive", "2") as server:
+        yield server
+
+
+def test_keep_alive_and_pipelining_on_one_socket(srv) -> None:
+    with connect(srv.url) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = read_responses(sock, 1)
+        sock.sendall(b"GET /slow?0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                     b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        rest = read_until_closed(sock)
+    assert parse_responses(first)[0].body == b"hello"
+    assert [r.body for r in parse_responses(rest)] == [b"slow done", b"abc", b"hello"]
+
+
+def test_slowloris_is_cut_at_the_header_deadline(srv) -> None:
+    with connect(srv.url) as sock:
+        start = time.monotonic()
+        sent = 0
+        try:
+            for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                sock.send(bytes([byte]))
+                sent += 1
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        elapsed = time.monotonic() - start
+        rest = b""
+        try:
+            rest = read_until_closed(sock, 3.0)
+        except (ConnectionResetError, AssertionError):
+            pass
+    # Deadline 1 s, checked twice a second: cut well before the 100+ bytes are trickled.
+    assert elapsed < 2.5, f"still sending after {elapsed:.1f}s ({sent} bytes)"
+    assert sent < 40
+    assert rest.startswith(b"HTTP/1.1 408") or rest == b""
+    assert "header read deadline" in srv.log()
+
+
+def test_idle_keep_alive_connection_is_closed(srv) -> None:
+    with connect(srv.url) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        read_responses(sock, 1)
+        start = time.monotonic()
+        assert sock.recv(10) == b"" if _wait_closed(sock, 4.0) else False
+        assert 1.5 < time.monotonic() - start < 4.0
+
+
+def _wait_closed(sock: socket.socket, limit: float) -> bool:
+    sock.settimeout(limit)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except TimeoutError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 413),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30))
+     + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+     400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+])
+def test_limits_and_framing_over_the_wire(srv, request_bytes: bytes, status: int) -> None:
+    with connect(srv.url) as sock:
+        sock.sendall(request_bytes)
+        out = read_until_closed(sock)
+    assert parse_responses(out)[0].status == status
+
+
+def test_chunked_upload_over_limit_gets_413(srv) -> None:
+    with connect(srv.url) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(20):
+                sock.sendall(b"2000\r\n" + b"x" * 0x2000 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            out = read_until_closed(sock)
+        except ConnectionResetError:
+            out = b""
+    assert out == b"" or parse_responses(out)[0].status == 413
+    assert "exceeds --limit-request-body" in srv.log()
+
+
+def test_disconnect_reaches_a_streaming_app(srv) -> None:
+    since = srv.log_size()
+    with connect(srv.url) as sock:
+        sock.sendall(b"GET /stream-until-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    srv.wait_for_log("APP: saw http.disconnect", since=since)
+
+
+def test_app_crash_is_500_with_traceback(srv) -> None:
+    response = httpx.get(srv.url + "/crash", timeout=5)
+    assert response.status_code == 500
+    log = srv.wait_for_log("deliberate crash for the test")
+    assert "Traceback" in log
+
+
+def test_lifespan_state_reaches_requests(srv) -> None:
+    assert httpx.get(srv.url + "/state", timeout=5).text == "[('booted', True)]"
+
+
+def test_pathsend_large_file_zero_copy(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    with run_server(APP, *APP_DIR, env={"OCTO_TEST_FILE": str(path)}) as server:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(2):  # twice on one connection: framing stays intact after sendfile
+                response = client.get(server.url + "/file")
+                assert response.content == data
+                assert response.headers["content-length"] == str(len(data))
+
+
+def test_sigterm_lets_slow_requests_finish_then_exits_zero() -> None:
+    with run_server(APP, *APP_DIR, expect_clean_exit=False) as server:
+        results: list[httpx.Response] = []
+
+        def slow() -> None:
+            results.append(httpx.get(server.url + "/slow?1.0", timeout=10))
+
+        threads = [threading.Thread(target=slow) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(10)
+        assert server.process.wait(10) == 0
+        assert "APP: lifespan shutdown" in server.log()
+    assert [r.status_code for r in results] == [200, 200, 200]
+    assert all(r.text == "slow done" for r in results)
+
+
+def test_limit_concurrency_503() -> None:
+    with run_server(APP, *APP_DIR, "--limit-concurrency", "2") as server:
+        results: list[int] = []
+
+        def slow() -> None:
+            results.append(httpx.get(server.url + "/slow?1.0", timeout=10).status_code)
+
+        threads = [threading.Thread(target=slow) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        assert httpx.get(server.url + "/", timeout=5).status_code == 503
+        for thread in threads:
+            thread.join(10)
+        assert results == [200, 200]
+        assert "--limit-concurrency 2 reached" in server.log()
+
+
+def test_proxy_headers_trusted_from_loopback() -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    with run_server(APP, *APP_DIR) as server:
+        assert httpx.get(server.url + "/scope", headers=headers, timeout=5).text == \
+            "https 203.0.113.7"
+    with run_server(APP, *APP_DIR, "--no-proxy-headers") as server:
+        assert httpx.get(server.url + "/scope", headers=headers, timeout=5).text == \
+            "http 127.0.0.1"
+
+
+def test_unix_domain_socket(tmp_path: Path) -> None:
+    path = tmp_path / "octo.sock"
+    argv = [os.sys.executable, "-m", "octo", "serve", APP, *APP_DIR, "--uds", str(path)]
+    process = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        transport = httpx.HTTPTransport(uds=str(path))
+        with httpx.Client(transport=transport, timeout=5) as client:
+            assert client.get("http://octo/").text == "hello"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    assert not path.exists()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_https(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    with run_server(APP, *APP_DIR, "--ssl-keyfile", str(key), "--ssl-certfile", str(cert),
+                    ready=lambda s: _https_ready(s.url, cert)) as server:
+        url = server.url.replace("http://", "https://")
+        with httpx.Client(verify=ssl.create_default_context(cafile=cert), timeout=5) as client:
+            assert client.get(url + "/scope").text.startswith("https ")
+            assert client.post(url + "/echo", content=b"z" * 200_000).content == b"z" * 200_000
+
+
+def _https_ready(url: str, cert: Path) -> bool:
+    try:
+        httpx.get(url.replace("http://", "https://"),
+                  verify=ssl.create_default_context(cafile=cert), timeout=0.5)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support in this kernel")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    argv = [os.sys.executable, "-m", "octo", "serve", APP, *APP_DIR, "--host", "::1",
+            "--port", str(port)]
+    process = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert httpx.get(f"http://[::1]:{port}/", timeout=1).text == "hello"
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not answer on ::1"
+                time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
