@@ -244,7 +244,8 @@ def test_unix_domain_socket(tmp_path: Path) -> None:
 def test_https(tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
-                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     with run_server(APP, *APP_DIR, "--ssl-keyfile", str(key), "--ssl-certfile", str(cert),
                     ready=lambda s: _https_ready(s.url, cert)) as server:
