@@ -11,9 +11,10 @@ logging.addLevelName(TRACE, "TRACE")
 error_log = logging.getLogger("octo.error")
 access_log = logging.getLogger("octo.access")
 
-# Everything below 0x20 and DEL becomes a visible escape so a client cannot forge log lines
-# (a path or header with \r\n would otherwise start a new, fake entry).
-_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]}
+# C0 and C1 controls and DEL become visible escapes so a client cannot forge log lines (a
+# \r\n would start a fake entry) or send terminal escape sequences (0x1b, 0x9b) to whoever
+# reads the log.
+_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(0x20), *range(0x7F, 0xA0)]}
 _ESCAPES[ord("\\")] = "\\\\"
 _ESCAPES[ord('"')] = '\\"'
 

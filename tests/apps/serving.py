@@ -75,3 +75,8 @@ async def _lifespan(scope: Any, receive: Any, send: Any) -> None:
     await receive()
     print("APP: lifespan shutdown", file=sys.stderr, flush=True)
     await send({"type": "lifespan.shutdown.complete"})
+
+
+def create_app() -> Any:
+    """For ``--factory``."""
+    return app

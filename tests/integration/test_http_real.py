@@ -290,3 +290,18 @@ def test_ipv6_loopback() -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
 
+
+
+def test_factory_and_access_log_escaping() -> None:
+    with run_server("apps.serving:create_app", *APP_DIR, "--factory") as server:
+        headers = {"X-Forwarded-For": b"\x9b31mfake"}
+        assert httpx.get(server.url + "/scope?q=1", headers=headers, timeout=5).status_code == 200
+        log = server.wait_for_log('"GET /scope?q=1 HTTP/1.1" 200')
+        assert "\\x9b31mfake" in log and "\x9b" not in log
+
+
+def test_no_access_log() -> None:
+    with run_server(APP, *APP_DIR, "--no-access-log") as server:
+        httpx.get(server.url + "/quiet", timeout=5)
+        httpx.get(server.url + "/", timeout=5)
+        assert "/quiet" not in server.log()

@@ -455,3 +455,28 @@ def test_pathsend_small_and_large(run, tmp_path) -> None:
     out, _ = run(exchange(app_for(str(big)), [GET]))
     [resp] = parse_responses(out)
     assert resp.body == big.read_bytes() and resp.header(b"content-length") == b"262144"
+
+
+def test_upgrade_without_websocket_layer_is_served_as_http_then_closed(run) -> None:
+    req = (b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    out, closed = run(exchange(hello, [req]))
+    [resp] = parse_responses(out)
+    assert resp.status == 200 and resp.header(b"connection") == b"close"
+    assert closed
+
+
+def test_upgrade_is_handed_to_the_upgrade_handler(run) -> None:
+    handed: list[tuple[str, bytes, bytes]] = []
+
+    async def main() -> None:
+        client = Client(hello)
+        client.state.upgrade_handler = (
+            lambda conn, scope, rest: handed.append((scope["path"], scope["octo.upgrade"], rest)))
+        client.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                    b"Upgrade: websocket\r\n\r\n\x81\x05hello")
+        await client.settle()
+        assert client.take() == b""  # the HTTP layer wrote nothing: the handler owns it now
+
+    run(main())
+    assert handed == [("/ws", b"websocket", b"\x81\x05hello")]
