@@ -39,7 +39,21 @@ class Config:
     ssl_certfile: str | None = None
     lifespan: LifespanMode = "auto"
     server_header: bool = True
+    # Process model (master).
+    workers: int = 1
+    reuse_port: bool = False
+    pid: str | None = None
+    control: str | None = None
+    watch: bool = False
+    watch_include: str = ""
+    # Recycling: replace a worker after this many requests / MB RSS / seconds.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_memory: float = 0.0
+    max_lifetime: float = 0.0
     # Timeouts (seconds).
+    timeout: float = 30.0  # liveness: a worker whose loop has not beaten this long is killed
+    max_execution_time: float = 0.0  # per-request deadline; 0 = none
     timeout_keep_alive: float = 5.0
     header_timeout: float = 10.0
     graceful_timeout: float = 30.0
@@ -62,6 +76,10 @@ class Config:
         for name in ("limit_request_line", "limit_request_fields", "limit_request_head"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if self.timeout <= 0:
+            raise ConfigError("timeout must be positive (it is the worker liveness limit)")
         if self.limit_concurrency is not None and self.limit_concurrency <= 0:
             raise ConfigError("limit_concurrency must be positive")
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
@@ -143,6 +161,8 @@ def coerce(name: str, raw: Any) -> Any:
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(text)
+        if name == "workers" and text.lower() == "auto":
+            return os.cpu_count() or 1
         if kind.startswith("int"):
             return None if text.lower() in ("", "none") and "None" in kind else int(text)
         if kind.startswith("float"):

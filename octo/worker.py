@@ -7,6 +7,7 @@ master after fork) and imports the app itself, so a restarted worker loads new c
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -14,7 +15,6 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from octo.config import Config
@@ -24,6 +24,7 @@ from octo.http.response import DateHeader
 from octo.importer import AppLoadError, load_app
 from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
+from octo.master.slots import SlotState, SlotWriter
 
 # Exit codes the master reads to tell a boot failure (stop everything) from a crash (respawn).
 EXIT_OK = 0
@@ -44,10 +45,13 @@ class Worker:
     """Serves *sockets* with the app named in *config* until told to stop."""
 
     def __init__(self, config: Config, sockets: list[socket.socket],
-                 on_tick: Callable[[Worker], None] | None = None) -> None:
+                 slot: SlotWriter | None = None, retire_after: int = 0) -> None:
         self.config = config
         self.sockets = sockets
-        self.on_tick = on_tick
+        self.slot = slot
+        self.retire_after = retire_after  # --max-requests (+ jitter) for this worker; 0: never
+        self.phase = SlotState.BOOTING
+        self.lags: collections.deque[float] = collections.deque(maxlen=20)
         self.state: ServerState | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.stop_requested: asyncio.Event | None = None
@@ -83,8 +87,12 @@ class Worker:
         self.stop_requested = asyncio.Event()
         self._install_signals(loop)
         await self._listen(loop)
+        self.phase = SlotState.READY
+        self._beat(loop)
         clock = loop.create_task(self._clock())
         await self.stop_requested.wait()
+        self.phase = SlotState.STOPPING
+        self._beat(loop)
         await self._drain()
         clock.cancel()
         await lifespan.shutdown()
@@ -120,6 +128,7 @@ class Worker:
         assert state is not None
         loop = asyncio.get_running_loop()
         last = 0
+        limit = self.config.max_execution_time
         while True:
             now = time.time()
             if int(now) != last:
@@ -128,9 +137,24 @@ class Worker:
             mono = state.now = loop.time()
             for conn in list(state.connections):
                 conn.tick(mono)
-            if self.on_tick is not None:
-                self.on_tick(self)
+                if limit and conn.cycle is not None:
+                    conn.cycle.enforce_deadline(mono, limit)
+            if self.retire_after and state.requests >= self.retire_after and \
+                    self.phase is SlotState.READY:
+                error_log.info("served %d requests (--max-requests): asking to be replaced",
+                               state.requests)
+                self.phase = SlotState.RETIRING
+            self._beat(loop)
+            expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)
+            self.lags.append(max(0.0, loop.time() - expected))
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write the heartbeat from the event loop: a blocked loop stops beating."""
+        if self.slot is None or self.state is None:
+            return
+        self.slot.beat(self.phase, time.monotonic(), self.state.requests, self.state.in_flight,
+                       max(self.lags, default=0.0))
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

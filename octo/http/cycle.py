@@ -46,6 +46,9 @@ class RequestCycle:
     headers: Any = ()
     remaining: int | None = None
     sent_bytes = 0
+    task: asyncio.Task[None] | None = None  # only when the app suspended (not eager-complete)
+    started_at = 0.0
+    timed_out = False
 
     def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:
@@ -264,6 +267,9 @@ class RequestCycle:
             error_log.debug("client went away while the app was sending")
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
+                if self.timed_out:
+                    self._fail(504, None)
+                    return  # our own deadline: the worker carries on
                 if not self.started:
                     self._fail(503, None)
                 raise
@@ -281,6 +287,16 @@ class RequestCycle:
                 conn.abort(self)
         finally:
             conn.app_done(self)
+
+    def enforce_deadline(self, now: float, limit: float) -> None:
+        """--max-execution-time: cancel the app's task once the request is too old."""
+        task = self.task
+        if task is not None and not self.complete and not self.timed_out and \
+                now - self.started_at > limit:
+            error_log.warning("%s %s exceeded --max-execution-time %ss: cancelled, "
+                              "answering 504", self.scope["method"], self.scope["path"], limit)
+            self.timed_out = True
+            task.cancel()
 
     def _fail(self, status: int, exc: BaseException | None) -> None:
         if exc is not None:

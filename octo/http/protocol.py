@@ -21,6 +21,7 @@ from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, format_access
 
 HIGH_WATER = 64 * 1024
+SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
 _VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
@@ -326,11 +327,13 @@ class HttpProtocol(asyncio.Protocol):
             cycle.keep_alive = False
             app = _service_unavailable
         server.in_flight += 1
+        cycle.started_at = server.now
         if EAGER:
             task = asyncio.Task(cycle.run(app), loop=self.loop, eager_start=True)  # type: ignore[call-arg]
         else:
             task = self.loop.create_task(cycle.run(app))
         if not task.done():
+            cycle.task = task
             server.tasks.add(task)
             task.add_done_callback(server.tasks.discard)
 
@@ -477,14 +480,23 @@ class HttpProtocol(asyncio.Protocol):
             self._transition(Event.TIMEOUT)
             self.transport.write(simple_response(408, error_body(408)))
             self.transport.close()
-        elif state is Conn.IDLE and now > self.deadline:
-            error_log.debug("keep-alive timeout for %s", self.client)
+        elif state is Conn.IDLE and (now > self.deadline or (
+                self.server.stopping and self._idle_for(now) >= SHUTDOWN_IDLE_GRACE)):
+            error_log.debug("closing idle connection from %s", self.client)
             self._transition(Event.TIMEOUT)
             self.transport.close()
+
+    def _idle_for(self, now: float) -> float:
+        return now - (self.deadline - self.server.keep_alive_timeout)
 
     def shutdown(self) -> None:
         """Server is stopping: close idle connections, finish the active response first."""
         if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+            return
+        if self.state is Conn.IDLE and self._idle_for(self.server.now) < SHUTDOWN_IDLE_GRACE:
+            # A busy keep-alive client may have a request on the wire right now; closing
+            # would reset it. Its next response says "connection: close" instead, and the
+            # clock closes the connection if it stays idle.
             return
         self._transition(Event.SHUTDOWN)
         if self.closed():

@@ -10,6 +10,7 @@ import pytest
 from harness import Client, echo, exchange, hello, parse_responses
 
 from octo.config import Config
+from octo.http.protocol import SHUTDOWN_IDLE_GRACE
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -404,9 +405,18 @@ def test_shutdown_closes_idle_and_finishes_active(run) -> None:
 
     async def main() -> None:
         idle = Client(hello)
-        idle.protocol.shutdown()
+        idle.state.stopping = True
+        idle.protocol.shutdown()  # idle only just now: lingers for the grace period
+        assert not idle.closed
+        idle.protocol.tick(idle.state.now + 0.5)
+        assert not idle.closed
+        idle.protocol.tick(idle.state.now + SHUTDOWN_IDLE_GRACE + 0.1)
         await idle.settle()
         assert idle.closed
+        long_idle = Client(hello)
+        long_idle.state.now += SHUTDOWN_IDLE_GRACE + 0.1
+        long_idle.protocol.shutdown()
+        assert long_idle.closed
         busy = Client(app)
         busy.send(GET)
         await busy.settle(5, 0)

@@ -1,0 +1,1 @@
+"""The master process: pre-forks workers and keeps them healthy."""
