@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,20 @@ def cli() -> None:
 @click.option("--server-header/--no-server-header", default=None, help="[default: on]")
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
+@click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
+@click.option("--reuse-port/--no-reuse-port", default=None,
+              help="Give each worker its own SO_REUSEPORT socket. [off]")
+@click.option("--timeout", type=float,
+              help="Liveness limit: a worker whose event loop has not beaten for this many "
+                   "seconds gets its stack dumped and is replaced. Not a request timeout. [30]")
+@click.option("--max-execution-time", type=float,
+              help="Per-request deadline in seconds: 504 and the request is cancelled. [off]")
+@click.option("--max-requests", type=int, help="Recycle a worker after N requests. [off]")
+@click.option("--max-requests-jitter", type=int, help="Add 0..J to --max-requests. [0]")
+@click.option("--max-memory", type=float, help="Recycle a worker above this RSS in MB. [off]")
+@click.option("--max-lifetime", type=float, help="Recycle a worker after S seconds. [off]")
+@click.option("--pid", help="Write the master's pid to this file.")
+@click.option("--control", help="Control socket path. [next to --pid/--uds, else per port]")
 def serve(app: str | None, **options: Any) -> None:
     """Serve the ASGI application APP, given as module:attribute."""
     cli_values = {k: v for k, v in options.items() if v is not None}
@@ -68,9 +83,107 @@ def serve(app: str | None, **options: Any) -> None:
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
     setup_logging(cfg.log_level, cfg.access_log)
-    from octo.worker import main_single
+    from octo.master.arbiter import main as serve_main
 
-    sys.exit(main_single(cfg))
+    sys.exit(serve_main(cfg))
+
+
+def _control_options(func: Any) -> Any:
+    for option in (
+        click.option("--control", help="Control socket path."),
+        click.option("--pid", help="The server's --pid file (its control socket is next to it)."),
+        click.option("--uds", help="The server's --uds path."),
+        click.option("--port", type=int, default=8000, show_default=True,
+                     help="The server's port."),
+    ):
+        func = option(func)
+    return func
+
+
+def _ask(message: dict[str, Any], control: str | None, pid: str | None, uds: str | None,
+         port: int) -> dict[str, Any]:
+    from octo.master.control import NotRunning, default_path, request
+
+    path = control or default_path(port, uds, pid)
+    try:
+        reply = request(path, message)
+    except NotRunning as exc:
+        click.echo(f"octo: {exc}", err=True)
+        sys.exit(1)
+    if not reply.get("ok"):
+        click.echo(f"octo: {reply.get('error')}", err=True)
+        sys.exit(1)
+    return reply
+
+
+@cli.command()
+@_control_options
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status(as_json: bool, **where: Any) -> None:
+    """Show the running server's workers."""
+    reply = _ask({"cmd": "status"}, **where)
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+    else:
+        click.echo(format_status(reply))
+
+
+@cli.command()
+@_control_options
+def reload(**where: Any) -> None:
+    """Rolling restart of the workers (new code, zero downtime)."""
+    _ask({"cmd": "reload"}, **where)
+    click.echo("reload started")
+
+
+@cli.command()
+@_control_options
+@click.option("--fast", is_flag=True, help="Do not wait for in-flight requests.")
+def stop(fast: bool, **where: Any) -> None:
+    """Stop the server (graceful unless --fast)."""
+    _ask({"cmd": "stop", "fast": fast}, **where)
+    click.echo("stopping")
+
+
+@cli.command()
+@_control_options
+@click.argument("workers", type=int)
+def scale(workers: int, **where: Any) -> None:
+    """Set the number of workers."""
+    _ask({"cmd": "scale", "workers": workers}, **where)
+    click.echo(f"scaling to {workers} worker(s)")
+
+
+def format_status(reply: dict[str, Any]) -> str:
+    head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
+            f"generation {reply['generation']}{'  STOPPING' if reply['stopping'] else ''}")
+    columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "RSS", "CPU%", "BEAT",
+               "LAG"]
+    rows = [columns, *(_status_row(w) for w in reply["workers"])]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]
+    return "\n".join([head, *lines])
+
+
+def _status_row(w: dict[str, Any]) -> list[str]:
+    return [
+        str(w["pid"]), w["state"], str(w["generation"]), _duration(w["uptime"]),
+        str(w["requests"]), str(w["in_flight"]),
+        f"{w['rss'] / 1048576:.1f}M" if w["rss"] else "-",
+        f"{w['cpu_percent']:.0f}" if w["cpu_percent"] is not None else "-",
+        f"{w['heartbeat_age']:.1f}s" if w["heartbeat_age"] is not None else "-",
+        f"{w['loop_lag_max'] * 1000:.0f}ms",
+    ]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def main() -> None:

@@ -203,5 +203,5 @@ def build(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     """Merge the three sources with CLI > env > file precedence."""
     merged = from_pyproject(directory or Path.cwd())
     merged.update(from_env(os.environ if environ is None else environ))
-    merged.update({k: v for k, v in cli.items() if v is not None})
+    merged.update({k: coerce(k, v) for k, v in cli.items() if v is not None})
     return Config(**merged)

@@ -70,6 +70,8 @@ class Worker:
             loop.close()
 
     async def serve(self) -> int:
+        error_log.info("worker %d booting (octo %s, python %s)", os.getpid(), _version(),
+                       sys.version.split()[0])
         try:
             app = self.load()
         except AppLoadError as exc:
@@ -112,6 +114,8 @@ class Worker:
             return HttpProtocol(state)
 
         DateHeader.refresh(time.time())
+        if not self.sockets:  # --reuse-port: each worker binds its own socket
+            self.sockets = bind_sockets(self.config, reuse_port=True)
         for sock in self.sockets:
             if sock.family == socket.AF_UNIX:
                 server = await loop.create_unix_server(factory, sock=sock, ssl=ctx,
@@ -120,7 +124,8 @@ class Worker:
                 server = await loop.create_server(factory, sock=sock, ssl=ctx,
                                                   backlog=self.config.backlog)
             self.servers.append(server)
-            error_log.info("Listening on %s", describe(sock, ctx is not None))
+            error_log.info("Listening on %s (worker %d)", describe(sock, ctx is not None),
+                           os.getpid())
 
     async def _clock(self) -> None:
         """Refresh the Date header once a second and enforce connection deadlines."""
@@ -227,7 +232,7 @@ def describe(sock: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-def bind_sockets(config: Config) -> list[socket.socket]:
+def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket]:
     """Create the listening socket(s) named by --fd, --uds or --host/--port."""
     if config.fd is not None:
         sock = socket.socket(fileno=config.fd)
@@ -246,6 +251,8 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
@@ -257,20 +264,6 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     sock.listen(config.backlog)
     sock.setblocking(False)
     return [sock]
-
-
-def main_single(config: Config) -> int:
-    """``octo serve`` with one worker in this process."""
-    sockets = bind_sockets(config)
-    error_log.info("octo %s (python %s), pid %d", _version(), sys.version.split()[0], os.getpid())
-    try:
-        return Worker(config, sockets).run()
-    finally:
-        for sock in sockets:
-            sock.close()
-        if config.uds and config.fd is None:
-            with contextlib.suppress(OSError):
-                os.unlink(config.uds)
 
 
 def _version() -> str:

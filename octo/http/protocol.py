@@ -487,7 +487,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _idle_for(self, now: float) -> float:
-        return now - (self.deadline - self.server.keep_alive_timeout)
+        return now - (self.deadline - float(self.server.keep_alive_timeout))
 
     def shutdown(self) -> None:
         """Server is stopping: close idle connections, finish the active response first."""

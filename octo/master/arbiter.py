@@ -1,0 +1,453 @@
+"""The master: binds once, forks workers, and keeps the right number of healthy ones.
+
+It runs no event loop and never imports the app. Signal handlers only enqueue the signal
+and poke a self-pipe; the loop wakes, dispatches to ``handle_<name>``, then reaps children,
+checks heartbeats and recycling limits, advances a rolling reload and scales.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import faulthandler
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import psutil
+
+from octo.config import Config
+from octo.logs import error_log
+from octo.master.control import ControlServer
+from octo.master.slots import Slots, SlotState, SlotWriter
+
+HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
+           signal.SIGTTOU, signal.SIGCHLD)
+EXIT_WORKER_BOOT = 3  # same codes the worker uses: the master passes them on
+EXIT_APP_LOAD = 4
+BOOT_ERRORS = (EXIT_WORKER_BOOT, EXIT_APP_LOAD)
+MAX_SLOTS = 256
+LOOP_INTERVAL = 0.1
+MEMORY_STRIKES = 3  # consecutive RSS samples over --max-memory before recycling
+DUMP_GRACE = 0.5  # seconds between the stack-dump signal and SIGKILL for a hung worker
+STACK_DUMP_SIGNAL = signal.SIGUSR2
+
+
+@dataclasses.dataclass(slots=True)
+class WorkerInfo:
+    pid: int
+    index: int
+    generation: int
+    spawned: float
+    ready: bool = False
+    stopping: bool = False  # SIGTERM sent
+    replaced_by: int | None = None  # pid of the worker that will take over from this one
+    replaces: int | None = None
+    memory_strikes: int = 0
+    kill_at: float | None = None
+    process: psutil.Process | None = None
+
+
+class Arbiter:
+    """Supervises workers for one server; ``run()`` returns the exit status."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket],
+                 control_path: str | None) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.target = config.workers
+        self.slots = Slots(MAX_SLOTS)
+        self.workers: dict[int, WorkerInfo] = {}
+        self.generation = 0
+        self.signals: deque[int] = deque()
+        self.reload_queue: deque[int] = deque()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.exit_code = 0
+        self.crashes: deque[float] = deque(maxlen=10)
+        self.next_spawn = 0.0
+        self.ever_ready = False
+        self.last_sample = 0.0
+        self.control_path = control_path
+        self.control: ControlServer | None = None
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        if self.control_path is not None:
+            self.control = ControlServer(self.control_path, self)
+        error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
+        try:
+            while True:
+                self._dispatch_signals()
+                self.reap()
+                if self.stopping:
+                    if not self.workers:
+                        break
+                    self._enforce_stop_deadline()
+                else:
+                    self.maintain()
+                self._sleep(LOOP_INTERVAL)
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def maintain(self) -> None:
+        now = time.monotonic()
+        self._check_liveness(now)
+        self._check_recycling(now)
+        self._advance_reload()
+        self._scale(now)
+
+    def _sleep(self, timeout: float) -> None:
+        readers: list[Any] = [self.wake_r]
+        if self.control is not None:
+            readers.append(self.control.sock)
+        try:
+            ready, _, _ = select.select(readers, [], [], timeout)
+        except InterruptedError:
+            return
+        if self.wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.wake_r, 4096):
+                    pass
+        if self.control is not None and self.control.sock in ready:
+            self.control.handle_one()
+
+    # -- signals: handlers only enqueue --------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for sig in HANDLED:
+            signal.signal(sig, self._enqueue)
+
+    def _enqueue(self, sig: int, frame: Any) -> None:
+        self.signals.append(sig)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_w, b"!")
+
+    def _dispatch_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.popleft()
+            name = signal.Signals(sig).name[3:].lower()
+            getattr(self, f"handle_{name}")()
+
+    def handle_chld(self) -> None:
+        self.reap()
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_term(self) -> None:
+        self.stop(graceful=True)
+
+    def handle_int(self) -> None:
+        self.stop(graceful=False)
+
+    def handle_quit(self) -> None:
+        self.stop(graceful=False)
+
+    def handle_ttin(self) -> None:
+        self.scale(self.target + 1)
+
+    def handle_ttou(self) -> None:
+        self.scale(max(1, self.target - 1))
+
+    # -- commands (signals and the control socket both end here) -----------------------------
+
+    def reload(self) -> None:
+        """Rolling restart: each old worker is retired once its replacement serves."""
+        if self.stopping:
+            return
+        self.generation += 1
+        self.reload_queue = deque(pid for pid, info in self.workers.items()
+                                  if not info.stopping and info.replaced_by is None)
+        error_log.info("reload: replacing %d worker(s) one at a time", len(self.reload_queue))
+
+    def stop(self, graceful: bool) -> None:
+        if self.stopping and graceful:
+            return
+        self.stopping = True
+        self.reload_queue.clear()
+        grace = self.config.graceful_timeout if graceful else 2.0
+        self.stop_deadline = time.monotonic() + grace + 1.0
+        error_log.info("%s stop: %d worker(s)", "graceful" if graceful else "fast",
+                       len(self.workers))
+        for pid in list(self.workers):
+            self._signal(pid, signal.SIGTERM if graceful else signal.SIGQUIT)
+            self.workers[pid].stopping = True
+
+    def scale(self, count: int) -> None:
+        error_log.info("scaling from %d to %d worker(s)", self.target, count)
+        self.target = max(1, count)
+
+    # -- children ------------------------------------------------------------------------------
+
+    def spawn(self, replaces: int | None = None) -> int:
+        used = {info.index for info in self.workers.values()}
+        index = self.slots.free_index(used)
+        self.slots.clear(index)
+        retire = 0
+        if self.config.max_requests:
+            retire = self.config.max_requests + random.randint(
+                0, max(0, self.config.max_requests_jitter))
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(index, retire)
+        info = WorkerInfo(pid, index, self.generation, time.monotonic(), replaces=replaces)
+        with contextlib.suppress(psutil.Error):
+            info.process = psutil.Process(pid)
+        self.workers[pid] = info
+        if replaces is not None and replaces in self.workers:
+            self.workers[replaces].replaced_by = pid
+        return pid
+
+    def _become_worker(self, index: int, retire_after: int) -> None:
+        """In the child: never returns."""
+        code = 1
+        try:
+            for sig in HANDLED:
+                signal.signal(sig, signal.SIG_DFL)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            if self.control is not None:
+                self.control.sock.close()
+            faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
+            from octo.worker import Worker
+
+            writer = SlotWriter(self.slots, index, os.getpid(), time.time())
+            code = Worker(self.config, self.sockets, slot=writer, retire_after=retire_after).run()
+        except BaseException:
+            error_log.exception("worker crashed")
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            info = self.workers.pop(pid, None)
+            if info is not None:
+                self._on_exit(info, os.waitstatus_to_exitcode(status))
+
+    def _on_exit(self, info: WorkerInfo, code: int) -> None:
+        self.slots.clear(info.index)
+        if info.replaced_by is not None and info.replaced_by in self.workers:
+            self.workers[info.replaced_by].replaces = None
+        if info.replaces is not None and info.replaces in self.workers:
+            self.workers[info.replaces].replaced_by = None
+        if info.stopping or self.stopping:
+            error_log.info("worker %d exited (%s)", info.pid, describe_exit(code))
+            return
+        if not info.ready and code in BOOT_ERRORS:
+            self._boot_failed(info, code)
+            return
+        error_log.error("worker %d died unexpectedly (%s); replacing it", info.pid,
+                        describe_exit(code))
+        now = time.monotonic()
+        self.crashes.append(now)
+        recent = [t for t in self.crashes if now - t < 10.0]
+        if len(recent) >= 5 and not self.ever_ready:
+            error_log.error("workers keep dying before they serve; stopping the server")
+            self.exit_code = 1
+            self.stop(graceful=False)
+        elif len(recent) >= 5:
+            delay = min(5.0, 0.1 * 2 ** (len(recent) - 5))
+            self.next_spawn = now + delay
+            error_log.warning("%d crashes in 10 s: next worker in %.1f s", len(recent), delay)
+
+    def _boot_failed(self, info: WorkerInfo, code: int) -> None:
+        if self.ever_ready and any(not w.stopping and w.ready for w in self.workers.values()):
+            # A reload with broken code: keep the old workers serving.
+            error_log.error("new worker %d failed to boot (%s); reload abandoned, the running "
+                            "workers keep serving", info.pid, describe_exit(code))
+            self.reload_queue.clear()
+            return
+        # The worker already logged the reason as one ERROR line; this only says what follows.
+        error_log.info("worker failed to boot (%s); stopping the server", describe_exit(code))
+        self.exit_code = code
+        self.stop(graceful=False)
+
+    # -- health, recycling, reload, scale -------------------------------------------------------
+
+    def _refresh_ready(self) -> None:
+        for info in self.workers.values():
+            if not info.ready:
+                slot = self.slots.read(info.index)
+                if slot.pid == info.pid and slot.state in (SlotState.READY, SlotState.RETIRING):
+                    info.ready = True
+                    self.ever_ready = True
+                    self.crashes.clear()
+                    if info.replaces is not None:
+                        self._retire(info.replaces)
+
+    def _retire(self, pid: int) -> None:
+        old = self.workers.get(pid)
+        if old is not None and not old.stopping:
+            old.stopping = True
+            self._signal(pid, signal.SIGTERM)
+
+    def _check_liveness(self, now: float) -> None:
+        self._refresh_ready()
+        timeout = self.config.timeout
+        for info in list(self.workers.values()):
+            if info.kill_at is not None:
+                if now >= info.kill_at:
+                    self._signal(info.pid, signal.SIGKILL)
+                    info.kill_at = None
+                continue
+            if not info.ready:
+                continue
+            slot = self.slots.read(info.index)
+            silent = now - slot.heartbeat
+            if slot.pid == info.pid and silent > timeout:
+                error_log.error("worker %d: event loop blocked for %.1f s (--timeout %s s, a "
+                                "liveness limit, not a request timeout); dumping its stack and "
+                                "killing it", info.pid, silent, timeout)
+                self._signal(info.pid, STACK_DUMP_SIGNAL)
+                info.kill_at = now + DUMP_GRACE  # then it is reaped and replaced like a crash
+
+    def _check_recycling(self, now: float) -> None:
+        cfg = self.config
+        sample = cfg.max_memory > 0 and now - self.last_sample >= 1.0
+        if sample:
+            self.last_sample = now
+        for info in list(self.workers.values()):
+            if info.stopping or info.replaced_by is not None or not info.ready:
+                continue
+            reason = None
+            if self.slots.read(info.index).state is SlotState.RETIRING:
+                reason = "max requests reached"
+            elif cfg.max_lifetime and now - info.spawned > cfg.max_lifetime:
+                reason = f"--max-lifetime {cfg.max_lifetime}s reached"
+            elif sample and self._over_memory(info):
+                reason = f"RSS above --max-memory {cfg.max_memory} MB"
+            if reason is not None:
+                error_log.info("recycling worker %d: %s", info.pid, reason)
+                self.spawn(replaces=info.pid)
+
+    def _over_memory(self, info: WorkerInfo) -> bool:
+        if info.process is None:
+            return False
+        try:
+            rss_mb = info.process.memory_info().rss / (1024 * 1024)
+        except psutil.Error:
+            return False
+        info.memory_strikes = info.memory_strikes + 1 if rss_mb > self.config.max_memory else 0
+        return info.memory_strikes >= MEMORY_STRIKES
+
+    def _advance_reload(self) -> None:
+        if any(info.replaces is not None for info in self.workers.values()):
+            return  # one replacement at a time
+        while self.reload_queue:
+            old = self.reload_queue.popleft()
+            info = self.workers.get(old)
+            if info is not None and not info.stopping and info.replaced_by is None:
+                self.spawn(replaces=old)
+                return
+
+    def _scale(self, now: float) -> None:
+        counted = [info for info in self.workers.values()
+                   if not info.stopping and info.replaced_by is None]
+        if len(counted) < self.target and now >= self.next_spawn:
+            for _ in range(self.target - len(counted)):
+                self.spawn()
+        elif len(counted) > self.target and not self.reload_queue:
+            for info in sorted(counted, key=lambda w: w.spawned)[self.target:]:
+                error_log.info("scaling down: stopping worker %d", info.pid)
+                self._retire(info.pid)
+
+    def _enforce_stop_deadline(self) -> None:
+        if time.monotonic() > self.stop_deadline:
+            for pid in list(self.workers):
+                error_log.warning("worker %d still running at the stop deadline: killing", pid)
+                self._signal(pid, signal.SIGKILL)
+            self.stop_deadline = time.monotonic() + 5.0
+
+    def _signal(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        rows = []
+        for info in sorted(self.workers.values(), key=lambda w: w.spawned):
+            slot = self.slots.read(info.index)
+            rss = cpu = None
+            if info.process is not None:
+                with contextlib.suppress(psutil.Error):
+                    rss = info.process.memory_info().rss
+                    cpu = info.process.cpu_percent(interval=None)
+            state = slot.state.name.lower() if slot.pid == info.pid else "booting"
+            if info.stopping:
+                state = "stopping"
+            rows.append({
+                "pid": info.pid, "state": state, "generation": info.generation,
+                "uptime": round(now - info.spawned, 1), "requests": slot.requests,
+                "in_flight": slot.in_flight, "rss": rss, "cpu_percent": cpu,
+                "heartbeat_age": round(now - slot.heartbeat, 2) if slot.heartbeat else None,
+                "loop_lag_max": round(slot.loop_lag, 4),
+            })
+        return {"master": os.getpid(), "target": self.target, "generation": self.generation,
+                "stopping": self.stopping, "workers": rows}
+
+    def _cleanup(self) -> None:
+        if self.control is not None:
+            self.control.close()
+        for fd in (self.wake_r, self.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.slots.area.close()
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return {0: "exit 0", EXIT_WORKER_BOOT: "exit 3: lifespan startup failed",
+            EXIT_APP_LOAD: "exit 4: app could not be loaded"}.get(code, f"exit {code}")
+
+
+def main(config: Config) -> int:
+    """``octo serve``: bind, write the pid file, supervise until stopped."""
+    from octo.master.control import default_path
+    from octo.worker import bind_sockets
+
+    sockets = [] if config.reuse_port else bind_sockets(config)
+    port = sockets[0].getsockname()[1] if sockets and sockets[0].family != socket.AF_UNIX \
+        else config.port
+    control = config.control or default_path(port, config.uds, config.pid)
+    if config.pid:
+        with open(config.pid, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+    try:
+        return Arbiter(config, sockets, control).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+        for path in (config.pid, config.uds if config.fd is None else None):
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
