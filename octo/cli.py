@@ -157,8 +157,8 @@ def scale(workers: int, **where: Any) -> None:
 def format_status(reply: dict[str, Any]) -> str:
     head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
             f"generation {reply['generation']}{'  STOPPING' if reply['stopping'] else ''}")
-    columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "RSS", "CPU%", "BEAT",
-               "LAG"]
+    columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "CONNS", "RSS", "CPU%",
+               "BEAT", "LAG"]
     rows = [columns, *(_status_row(w) for w in reply["workers"])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -169,7 +169,7 @@ def format_status(reply: dict[str, Any]) -> str:
 def _status_row(w: dict[str, Any]) -> list[str]:
     return [
         str(w["pid"]), w["state"], str(w["generation"]), _duration(w["uptime"]),
-        str(w["requests"]), str(w["in_flight"]),
+        str(w["requests"]), str(w["in_flight"]), str(w["connections"]),
         f"{w['rss'] / 1048576:.1f}M" if w["rss"] else "-",
         f"{w['cpu_percent']:.0f}" if w["cpu_percent"] is not None else "-",
         f"{w['heartbeat_age']:.1f}s" if w["heartbeat_age"] is not None else "-",

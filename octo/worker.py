@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from octo.accept import BalancedAcceptor
 from octo.config import Config
 from octo.http.cycle import ASGIApp
 from octo.http.protocol import HttpProtocol, ServerState
@@ -54,6 +55,7 @@ class Worker:
         self.lags: collections.deque[float] = collections.deque(maxlen=20)
         self.state: ServerState | None = None
         self.servers: list[asyncio.AbstractServer] = []
+        self.acceptors: list[BalancedAcceptor] = []
         self.stop_requested: asyncio.Event | None = None
         self.force = False
         self.started_at = time.time()
@@ -116,14 +118,22 @@ class Worker:
         DateHeader.refresh(time.time())
         if not self.sockets:  # --reuse-port: each worker binds its own socket
             self.sockets = bind_sockets(self.config, reuse_port=True)
+        if self.slot is not None:
+            state.on_connections = self.slot.set_connections
+            self.slot.set_connections(0)
+        balance = self.slot is not None and self.config.workers > 1 and not self.config.reuse_port
         for sock in self.sockets:
-            if sock.family == socket.AF_UNIX:
-                server = await loop.create_unix_server(factory, sock=sock, ssl=ctx,
-                                                       backlog=self.config.backlog)
+            if balance:
+                assert self.slot is not None
+                acceptor = BalancedAcceptor(loop, sock, factory, ctx, self.slot.fair_to_accept)
+                acceptor.start()
+                self.acceptors.append(acceptor)
+            elif sock.family == socket.AF_UNIX:
+                self.servers.append(await loop.create_unix_server(
+                    factory, sock=sock, ssl=ctx, backlog=self.config.backlog))
             else:
-                server = await loop.create_server(factory, sock=sock, ssl=ctx,
-                                                  backlog=self.config.backlog)
-            self.servers.append(server)
+                self.servers.append(await loop.create_server(
+                    factory, sock=sock, ssl=ctx, backlog=self.config.backlog))
             error_log.info("Listening on %s (worker %d)", describe(sock, ctx is not None),
                            os.getpid())
 
@@ -158,8 +168,9 @@ class Worker:
         """Write the heartbeat from the event loop: a blocked loop stops beating."""
         if self.slot is None or self.state is None:
             return
-        self.slot.beat(self.phase, time.monotonic(), self.state.requests, self.state.in_flight,
-                       max(self.lags, default=0.0))
+        state = self.state
+        self.slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
+                       max(self.lags, default=0.0), len(state.connections))
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -183,8 +194,12 @@ class Worker:
         state = self.state
         assert state is not None
         state.stopping = True
+        if self.slot is not None:
+            self.slot.set_connections(-1)  # siblings stop waiting for us to take connections
         for server in self.servers:
             server.close()
+        for acceptor in self.acceptors:
+            acceptor.close()
         for conn in list(state.connections):
             conn.shutdown()
         deadline = time.monotonic() + self.config.graceful_timeout

@@ -55,6 +55,7 @@ class ServerState:
         self.scheme = "https" if config.is_ssl else "http"
         self.upgrade_handler: Any = None  # set by the WebSocket layer
         self.access_log = access_log.isEnabledFor(20)
+        self.on_connections: Any = None  # called with the open-connection count on changes
         # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
         # request, and deadlines only need to be right to within a tick.
         self.now = loop.time()
@@ -97,6 +98,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
         server = self.server
         server.connections.add(self)
+        if server.on_connections is not None:
+            server.on_connections(len(server.connections))
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
@@ -112,7 +115,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = next_state(self.state, Event.LOST)
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
+        if server.on_connections is not None and not server.stopping:
+            server.on_connections(len(server.connections))
         for cycle in (self.cycle, self.reading, *self.queue):
             if cycle is not None:
                 cycle.lose()

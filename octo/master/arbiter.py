@@ -201,6 +201,7 @@ class Arbiter:
         if self.config.max_requests:
             retire = self.config.max_requests + random.randint(
                 0, max(0, self.config.max_requests_jitter))
+        self.slots.set_high(used | {index})
         pid = os.fork()
         if pid == 0:
             self._become_worker(index, retire)
@@ -405,7 +406,8 @@ class Arbiter:
             rows.append({
                 "pid": info.pid, "state": state, "generation": info.generation,
                 "uptime": round(now - info.spawned, 1), "requests": slot.requests,
-                "in_flight": slot.in_flight, "rss": rss, "cpu_percent": cpu,
+                "in_flight": slot.in_flight, "connections": slot.connections,
+                "rss": rss, "cpu_percent": cpu,
                 "heartbeat_age": round(now - slot.heartbeat, 2) if slot.heartbeat else None,
                 "loop_lag_max": round(slot.loop_lag, 4),
             })
@@ -418,7 +420,7 @@ class Arbiter:
         for fd in (self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.slots.area.close()
+        self.slots.release()
 
 
 def describe_exit(code: int) -> str:

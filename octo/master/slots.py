@@ -13,7 +13,8 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-_FORMAT = "<qqddQqddd"  # pid, state, started, heartbeat, requests, in_flight, lag, rss, spare
+# pid, state, started, heartbeat, requests, in_flight, loop lag, open connections, spare
+_FORMAT = "<qqddQqdqd"
 SLOT_SIZE = 128
 _STRUCT = struct.Struct(_FORMAT)
 assert _STRUCT.size <= SLOT_SIZE
@@ -36,28 +37,49 @@ class SlotView:
     requests: int
     in_flight: int
     loop_lag: float
+    connections: int
 
 
 class Slots:
-    """A fixed number of worker slots; index ``i`` belongs to one worker at a time."""
+    """A fixed number of worker slots; index ``i`` belongs to one worker at a time.
+
+    After the slots comes a live open-connection count per slot (-1: not accepting), which
+    workers update on every connect/close and read to balance accepts between them, and one
+    word holding the highest slot index in use (so readers scan only that far).
+    """
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.area = mmap.mmap(-1, max(count, 1) * SLOT_SIZE,
-                              flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        self.counts_offset = count * SLOT_SIZE
+        size = self.counts_offset + (count + 1) * 8
+        self.area = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        words = memoryview(self.area)[self.counts_offset:].cast("q")
+        self.counts = words[:count]
+        self.high = words[count:]  # high[0]: highest slot index in use + 1
+        for index in range(count):
+            self.counts[index] = -1
 
     def write(self, index: int, pid: int, state: SlotState, started: float, heartbeat: float,
-              requests: int, in_flight: int, loop_lag: float) -> None:
+              requests: int, in_flight: int, loop_lag: float, connections: int) -> None:
         _STRUCT.pack_into(self.area, index * SLOT_SIZE, pid, int(state), started, heartbeat,
-                          requests, in_flight, loop_lag, 0.0, 0.0)
+                          requests, in_flight, loop_lag, connections, 0.0)
 
     def read(self, index: int) -> SlotView:
-        pid, state, started, beat, requests, in_flight, lag, _, _ = _STRUCT.unpack_from(
+        pid, state, started, beat, requests, in_flight, lag, conns, _ = _STRUCT.unpack_from(
             self.area, index * SLOT_SIZE)
-        return SlotView(pid, SlotState(state), started, beat, requests, in_flight, lag)
+        return SlotView(pid, SlotState(state), started, beat, requests, in_flight, lag, conns)
 
     def clear(self, index: int) -> None:
         self.area[index * SLOT_SIZE:(index + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
+        self.counts[index] = -1
+
+    def set_high(self, used: set[int]) -> None:
+        self.high[0] = max(used, default=-1) + 1
+
+    def release(self) -> None:
+        self.counts.release()
+        self.high.release()
+        self.area.close()
 
     def free_index(self, used: set[int]) -> int:
         for index in range(self.count):
@@ -75,7 +97,23 @@ class SlotWriter:
         self.pid = pid
         self.started = started
 
+    def set_connections(self, count: int) -> None:
+        self.slots.counts[self.index] = count
+
+    def fair_to_accept(self, slack: int) -> bool:
+        """True unless this worker holds more than *slack* connections above the least
+        loaded accepting worker: lets an idle worker take the next connection."""
+        counts = self.slots.counts
+        mine = counts[self.index]
+        high = self.slots.high[0]
+        low = mine
+        for index in range(high):
+            count = counts[index]
+            if 0 <= count < low:
+                low = count
+        return mine - low <= slack
+
     def beat(self, state: SlotState, now: float, requests: int, in_flight: int,
-             loop_lag: float) -> None:
+             loop_lag: float, connections: int) -> None:
         self.slots.write(self.index, self.pid, state, self.started, now, requests, in_flight,
-                         loop_lag)
+                         loop_lag, connections)

@@ -249,3 +249,25 @@ def test_control_commands_and_status_table(master: Any) -> None:
                              capture_output=True, text=True, timeout=10)
     assert missing.returncode == 1 and "no octo server is running" in missing.stderr
 
+
+
+def test_connections_spread_evenly_across_workers(master: Any) -> None:
+    import socket
+
+    with master("--workers", "4") as srv:
+        ctl = master.ctl
+        wait_for(lambda: len(ready_pids(ctl)) == 4, 10, "four ready workers")
+        host, port = srv.host, srv.port
+        socks = [socket.create_connection((host, port), timeout=5) for _ in range(40)]
+        try:
+            for sock in socks:  # a burst: every connection asks at once
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for sock in socks:
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(0.7)  # let every worker's heartbeat publish its count
+            spread = sorted(w["connections"] for w in status(ctl)["workers"])
+        finally:
+            for sock in socks:
+                sock.close()
+    assert sum(spread) == 40, spread
+    assert spread[0] >= 6 and spread[-1] <= 14, f"uneven spread {spread}"

@@ -1,0 +1,83 @@
+"""Balanced accepting on a listening socket shared by several workers.
+
+With one shared socket, the worker that wakes first accepts every pending connection, so a
+burst of connections lands on one or two workers. Here each worker accepts itself, one
+connection per wake-up, and holds back while it has more open connections than the least
+loaded worker (counts live in shared memory) — up to a short bound, so a stuck sibling
+cannot stall accepting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable
+
+from octo.logs import error_log
+
+SLACK = 1  # connections above the least loaded worker before holding back
+HOLD = 0.002  # seconds to step aside before looking again
+MAX_HOLDS = 10  # then accept anyway (a sibling may be blocked)
+
+
+class BalancedAcceptor:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 factory: Callable[[], asyncio.Protocol], ctx: ssl.SSLContext | None,
+                 fair: Callable[[int], bool]) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.factory = factory
+        self.ctx = ctx
+        self.fair = fair
+        self.holds = 0
+        self.reading = False
+        self.closed = False
+        self.pending: set[asyncio.Task[object]] = set()
+
+    def start(self) -> None:
+        self._watch()
+
+    def close(self) -> None:
+        self.closed = True
+        self._unwatch()
+
+    def _watch(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _unwatch(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.sock.fileno())
+
+    def _readable(self) -> None:
+        if not self.fair(SLACK) and self.holds < MAX_HOLDS:
+            self.holds += 1
+            self._unwatch()
+            self.loop.call_later(HOLD, self._watch)
+            return
+        self.holds = 0
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            error_log.warning("accept() failed: %s", exc)
+            return
+        conn.setblocking(False)
+        if conn.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = self.loop.create_task(self._attach(conn))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _attach(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ctx)
+        except (OSError, ssl.SSLError) as exc:
+            error_log.debug("connection setup failed: %s", exc)
+            conn.close()
