@@ -69,6 +69,10 @@ def cli() -> None:
 @click.option("--max-requests-jitter", type=int, help="Add 0..J to --max-requests. [0]")
 @click.option("--max-memory", type=float, help="Recycle a worker above this RSS in MB. [off]")
 @click.option("--max-lifetime", type=float, help="Recycle a worker after S seconds. [off]")
+@click.option("--watch/--no-watch", default=None,
+              help="Development: roll the workers when *.py files under --app-dir change.")
+@click.option("--watch-include", help="Extra comma-separated globs to watch (e.g. '*.html').")
+@click.option("--log-config", help="logging configuration file (.json dictConfig, or .ini).")
 @click.option("--pid", help="Write the master's pid to this file.")
 @click.option("--control", help="Control socket path. [next to --pid/--uds, else per port]")
 def serve(app: str | None, **options: Any) -> None:
@@ -82,7 +86,7 @@ def serve(app: str | None, **options: Any) -> None:
         raise click.UsageError(str(exc)) from None
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
-    setup_logging(cfg.log_level, cfg.access_log)
+    setup_logging(cfg.log_level, cfg.access_log, cfg.log_config)
     from octo.master.arbiter import main as serve_main
 
     sys.exit(serve_main(cfg))

@@ -34,6 +34,7 @@ class Config:
     forwarded_allow_ips: str = "127.0.0.1"
     backlog: int = 2048
     log_level: LogLevel = "info"
+    log_config: str | None = None
     access_log: bool = True
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
@@ -78,6 +79,8 @@ class Config:
                 raise ConfigError(f"{name} must be positive")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
+        if self.reuse_port and (self.fd is not None or self.uds is not None):
+            raise ConfigError("--reuse-port needs --host/--port (not --fd or --uds)")
         if self.timeout <= 0:
             raise ConfigError("timeout must be positive (it is the worker liveness limit)")
         if self.limit_concurrency is not None and self.limit_concurrency <= 0:

@@ -23,8 +23,15 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def setup(level: str, access: bool) -> None:
+def setup(level: str, access: bool, config_file: str | None = None) -> None:
+    """Log to stderr at *level*; a --log-config file (dictConfig JSON or fileConfig INI)
+    replaces the handlers and formats but not --log-level/--no-access-log."""
     numeric = TRACE if level == "trace" else getattr(logging, level.upper())
+    if config_file is not None:
+        _load_config(config_file)
+        logging.getLogger("octo").setLevel(numeric)
+        access_log.disabled = not access
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(message)s"))
     root = logging.getLogger("octo")
@@ -36,3 +43,15 @@ def setup(level: str, access: bool) -> None:
 
 def format_access(client: str, method: str, target: str, version: str, status: int) -> str:
     return f'{escape(client)} - "{escape(method)} {escape(target)} HTTP/{version}" {status}'
+
+
+def _load_config(path: str) -> None:
+    import logging.config
+
+    if path.endswith(".json"):
+        import json
+
+        with open(path) as fh:
+            logging.config.dictConfig(json.load(fh))
+    else:
+        logging.config.fileConfig(path, disable_existing_loggers=False)

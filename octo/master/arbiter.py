@@ -26,6 +26,7 @@ import psutil
 from octo.config import Config
 from octo.logs import error_log
 from octo.master.control import ControlServer
+from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
 
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
@@ -77,6 +78,7 @@ class Arbiter:
         self.last_sample = 0.0
         self.control_path = control_path
         self.control: ControlServer | None = None
+        self.watcher: PollingWatcher | WatchfilesWatcher | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -87,6 +89,11 @@ class Arbiter:
         self._install_signals()
         if self.control_path is not None:
             self.control = ControlServer(self.control_path, self)
+        if self.config.watch:
+            includes = [p.strip() for p in self.config.watch_include.split(",") if p.strip()]
+            self.watcher = make_watcher(os.path.abspath(self.config.app_dir), includes)
+            error_log.info("--watch: watching %s (%s)", self.config.app_dir,
+                           self.watcher.backend)
         error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
         try:
             while True:
@@ -105,6 +112,7 @@ class Arbiter:
 
     def maintain(self) -> None:
         now = time.monotonic()
+        self._check_watch()
         self._check_liveness(now)
         self._check_recycling(now)
         self._advance_reload()
@@ -304,6 +312,21 @@ class Arbiter:
             old.stopping = True
             self._signal(pid, signal.SIGTERM)
 
+    def _check_watch(self) -> None:
+        if self.watcher is None:
+            return
+        changed = self.watcher.poll()
+        if not changed:
+            return
+        shown = ", ".join(os.path.relpath(p) for p in changed[:3])
+        problems = syntax_errors(changed)
+        if problems:
+            for problem in problems:
+                error_log.error("--watch: not reloading, syntax error in %s", problem)
+            return
+        error_log.info("--watch: %s changed; reloading", shown)
+        self.reload()
+
     def _check_liveness(self, now: float) -> None:
         self._refresh_ready()
         timeout = self.config.timeout
@@ -417,6 +440,8 @@ class Arbiter:
     def _cleanup(self) -> None:
         if self.control is not None:
             self.control.close()
+        if self.watcher is not None:
+            self.watcher.close()
         for fd in (self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)

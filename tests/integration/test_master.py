@@ -271,3 +271,65 @@ def test_connections_spread_evenly_across_workers(master: Any) -> None:
                 sock.close()
     assert sum(spread) == 40, spread
     assert spread[0] >= 6 and spread[-1] <= 14, f"uneven spread {spread}"
+
+
+@pytest.mark.parametrize("backend", ["watchfiles", "polling"])
+def test_watch_reloads_changed_code_and_survives_syntax_errors(
+        master: Any, appdir: Path, backend: str) -> None:
+    if backend == "watchfiles":
+        pytest.importorskip("watchfiles", reason="watchfiles extra not installed")
+    with master("--watch", env={"OCTO_WATCH_BACKEND": backend}) as srv:
+        srv.wait_for_log(f"({backend})")
+        (appdir / "versioned.py").write_text("def broken(:\n")
+        srv.wait_for_log("not reloading, syntax error", timeout=10)
+        assert httpx.get(srv.url + "/", timeout=5).text == "v1"  # old worker still serving
+        time.sleep(0.05)
+        write_app(appdir, "v2")
+        wait_for(lambda: httpx.get(srv.url + "/", timeout=5).text == "v2", 15, "new code")
+
+
+def test_max_lifetime_recycles(master: Any) -> None:
+    with master("--max-lifetime", "1.5") as srv:
+        wait_for(lambda: len(ready_pids(master.ctl)) == 1, 10, "a ready worker")
+        [first] = ready_pids(master.ctl)
+        result = Load(srv.url + "/", 3.0, concurrency=4).result()
+        assert first not in ready_pids(master.ctl)
+        assert "--max-lifetime 1.5s reached" in srv.log()
+    assert result["counts"].keys() == {"ok"}, result["counts"]
+
+
+def test_pid_file_and_log_config(master: Any, appdir: Path) -> None:
+    pid_file = appdir / "octo.pid"
+    log_config = appdir / "logging.json"
+    log_config.write_text(json.dumps({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "CUSTOM %(levelname)s %(message)s"}},
+        "handlers": {"err": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "loggers": {"octo": {"handlers": ["err"], "propagate": False}},
+    }))
+    with master("--pid", str(pid_file), "--log-config", str(log_config)) as srv:
+        assert int(pid_file.read_text()) == srv.pid
+        assert "CUSTOM INFO" in srv.log()
+    assert not pid_file.exists()
+
+
+def test_reuse_port_gives_each_worker_its_own_socket(appdir: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ctl = appdir / "rp.ctl"
+    proc = subprocess.Popen([sys.executable, "-m", "octo", "serve", "versioned:app", "--app-dir",
+                             str(appdir), "--port", str(port), "--workers", "2", "--reuse-port",
+                             "--control", str(ctl)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: ctl.exists() and len(ready_pids(ctl)) == 2, 15, "two workers")
+        seen = set()
+        for _ in range(40):  # new connections hash across the workers' own sockets
+            seen.add(httpx.get(f"http://127.0.0.1:{port}/pid", timeout=5,
+                               headers={"Connection": "close"}).text)
+        assert seen == {str(p) for p in ready_pids(ctl)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
