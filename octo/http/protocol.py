@@ -68,7 +68,8 @@ class HttpProtocol(asyncio.Protocol):
         "server", "loop", "parser", "transport", "state", "deadline", "client", "sockname",
         "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
         "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
-        "write_paused", "drain_waiter", "eof", "raw_head", "body_received",
+        "write_paused", "drain_waiter", "eof", "raw_head", "body_received", "in_message",
+        "in_head", "completed",
     )
 
     def __init__(self, server: ServerState) -> None:
@@ -88,6 +89,10 @@ class HttpProtocol(asyncio.Protocol):
         self.to_start: RequestCycle | None = None
         self.deferred_error: RequestError | None = None
         self.read_paused = self.write_paused = self.eof = False
+        # Where the parser is, independent of the connection state: a read can end in the
+        # middle of the next pipelined request while the previous one is still answered.
+        self.in_message = self.in_head = False
+        self.completed = 0  # messages parsed so far
         self.drain_waiter: asyncio.Future[None] | None = None
 
     # -- transport callbacks ---------------------------------------------------------------
@@ -157,19 +162,22 @@ class HttpProtocol(asyncio.Protocol):
         if state is Conn.IDLE:
             self.state = TRANSITIONS[state, Event.BYTES]
             self.deadline = self.server.now + self.server.header_timeout
-            self.raw_head = 0
-            # Common case first: a whole, well-spaced request line at the start of the read.
+        elif state is Conn.CLOSED or state is Conn.UPGRADED:
+            return
+        if not self.in_message and not self.line_pending:
+            # The read starts at a request boundary. Common case first: a whole,
+            # well-spaced request line.
             end = data.find(b"\n")
             if not (end > 0 and data.count(b" ", 0, end) == 2
                     and data.startswith(_VERSIONS, end - 9, end + 1)):
                 self.line = b""
                 self.line_pending = True
-        elif state is Conn.CLOSED or state is Conn.UPGRADED:
-            return
         if self.line_pending:
             self._check_line(data)
             if self.state is Conn.CLOSED:
                 return
+        head_before = self.in_head
+        completed = self.completed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -183,8 +191,10 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.reject(RequestError(400, f"invalid HTTP: {exc}"))
         else:
-            if self.state is Conn.HEAD:
-                # httptools buffers a partial header itself: bound it by raw bytes received.
+            if self.in_head and (head_before or completed == self.completed):
+                # httptools buffers a partial header itself: bound it by raw bytes. This
+                # read was all head unless an earlier request ended inside it (then the
+                # head's share is unknown, but bounded by the read size).
                 self.raw_head += len(data)
                 if self.raw_head > self.server.limit_head:
                     self.reject(RequestError(431, "request head exceeds --limit-request-head"))
@@ -201,7 +211,8 @@ class HttpProtocol(asyncio.Protocol):
         end = stripped.find(b"\n")
         if end == -1:
             self.line = line
-            if len(stripped) > self.server.limit_line:
+            # Only a memory guard: on_url enforces the exact target limit.
+            if len(stripped) > self.server.limit_line + 64:
                 raise_later = RequestError(414, "request line exceeds --limit-request-line")
                 self.line_pending = False
                 self.reject(raise_later)
@@ -218,16 +229,18 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
-        self.head_size = 0
+        self.head_size = self.raw_head = 0
+        self.in_message = self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
         if len(self.url) > self.server.limit_line:
             raise RequestError(414, "request target exceeds --limit-request-line")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        headers.append((name.lower(), value))
+        headers.append((name.lower(), value.rstrip(b" \t")))  # trailing OWS is not the value
         self.head_size += len(name) + len(value) + 4
         if len(headers) > self.server.limit_fields:
             raise RequestError(431, "more header fields than --limit-request-fields")
@@ -240,12 +253,15 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         method = parser.get_method()
         url = self.url
+        self.in_head = False
+        if self.head_size > server.limit_head:
+            raise RequestError(431, "request head exceeds --limit-request-head")
         if version != "1.1":
             validate.check_version(version)
-        if url[:1] != b"/":
-            validate.check_target(method, url)
         if method == b"CONNECT":
             raise RequestError(501, "CONNECT is not supported")
+        if url[:1] != b"/":
+            validate.check_target(method, url)
         facts = validate.inspect_headers(self.headers, version == "1.1")
         length = facts.content_length
         if length is not None and length > server.limit_body:
@@ -281,6 +297,8 @@ class HttpProtocol(asyncio.Protocol):
             raise RequestError(413, "request body exceeds --limit-request-body")
 
     def on_message_complete(self) -> None:
+        self.in_message = False
+        self.completed += 1
         cycle = self.reading
         if cycle is not None:
             self.reading = None
@@ -375,6 +393,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.queue:
             self.state = Conn.ACTIVE
             self.loop.call_soon(self._start_next)
+        elif self.in_message:
+            # The next request's head already started arriving in an earlier read.
+            self.state = TRANSITIONS[self.state, Event.BYTES]
+            self.deadline = self.server.now + self.server.header_timeout
+            if self.read_paused:
+                self._resume_reading()
         else:
             self.deadline = self.server.now + self.server.keep_alive_timeout
             if self.read_paused:
