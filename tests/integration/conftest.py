@@ -41,5 +41,7 @@ def octo_server() -> Iterator[ServerFactory]:
             yield start
         finally:
             for srv in servers:
+                srv.stop()  # first, so the log printed below includes the shutdown
                 with contextlib.suppress(OSError):
-                    print(f"----- octo serve {srv.url} (pid {srv.pid}) log -----\n{srv.log()}")
+                    print(f"----- {srv.name} log (exit status {srv.process.returncode}) -----\n"
+                          f"{srv.log()}")
