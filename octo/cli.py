@@ -158,6 +158,82 @@ def scale(workers: int, **where: Any) -> None:
     click.echo(f"scaling to {workers} worker(s)")
 
 
+@cli.command()
+@click.argument("url")
+@click.option("--connections", "-c", type=int, default=64, show_default=True)
+@click.option("--duration", "-d", type=float, help="Seconds to run. [10 unless --requests]")
+@click.option("--requests", "-n", type=int, help="Stop after this many responses.")
+@click.option("--rate", "-R", type=float,
+              help="Open model: schedule this many requests/s in total; latency counts from "
+                   "the scheduled time (coordinated-omission corrected).")
+@click.option("--method", "-m", default="GET", show_default=True)
+@click.option("--header", "-H", "headers", multiple=True, help="'Name: value', repeatable.")
+@click.option("--body", "-b", default="", help="Request body (prefix @ to read a file).")
+@click.option("--pipeline", "-p", type=int, default=1, show_default=True,
+              help="Requests in flight per connection (closed model).")
+@click.option("--warmup", type=float, default=0.0, show_default=True,
+              help="Seconds of load before measuring.")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds before a request counts as a timeout.")
+@click.option("--processes", "--threads", "-t", "processes", type=int, default=1,
+              show_default=True, help="Load processes (connections are split between them).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--allow-remote", is_flag=True, help="Allow a target that is not loopback.")
+def bench(url: str, connections: int, duration: float | None, requests: int | None,
+          rate: float | None, method: str, headers: tuple[str, ...], body: str, pipeline: int,
+          warmup: float, timeout: float, processes: int, as_json: bool,
+          allow_remote: bool) -> None:
+    """Load-test URL (HTTP/1.1) and report throughput and latency percentiles."""
+    from octo.bench import load, report
+
+    plan = _bench_plan(url, connections, duration, requests, rate, method, headers, body,
+                       pipeline, warmup, timeout)
+    host, _ = plan.address()
+    if not allow_remote and not load.is_loopback(host):
+        raise click.UsageError(f"{host} is not a loopback address; pass --allow-remote to "
+                               "load a remote server")
+    show = None
+    if not as_json and sys.stderr.isatty():
+        def show(stats: load.Stats, elapsed: float) -> None:
+            sys.stderr.write(report.progress_line(stats, elapsed))
+            sys.stderr.flush()
+    stats = load.run(plan, processes, show)
+    if show is not None:
+        sys.stderr.write("\n")
+    data = report.summary(plan, stats, processes)
+    click.echo(json.dumps(data, indent=2) if as_json else report.text(data))
+
+
+def _bench_plan(url: str, connections: int, duration: float | None, requests: int | None,
+                rate: float | None, method: str, headers: tuple[str, ...], body: str,
+                pipeline: int, warmup: float, timeout: float) -> Any:
+    from octo.bench.load import Plan
+
+    if connections < 1 or pipeline < 1:
+        raise click.UsageError("--connections and --pipeline must be at least 1")
+    if rate is not None and rate <= 0:
+        raise click.UsageError("--rate must be positive")
+    if duration is None and requests is None:
+        duration = 10.0
+    parsed = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise click.UsageError(f"--header must look like 'Name: value', not {header!r}")
+        parsed.append((name.strip(), value.strip()))
+    data = body.encode()
+    if body.startswith("@"):
+        with open(body[1:], "rb") as fh:
+            data = fh.read()
+    plan = Plan(url, connections, duration, requests, rate, method.upper(), tuple(parsed),
+                data, pipeline, warmup, timeout)
+    try:
+        plan.address()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return plan
+
+
 def format_status(reply: dict[str, Any]) -> str:
     head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
             f"generation {reply['generation']}{'  STOPPING' if reply['stopping'] else ''}")

@@ -1,0 +1,69 @@
+"""``octo bench`` against a real octo server (small, bounded loads)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from server import ROOT, run_server
+
+APP = "apps.serving:app"
+APP_DIR = ("--app-dir", str(ROOT / "tests"))
+
+
+def bench(*args: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "octo", "bench", *args, "--json"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with run_server(APP, *APP_DIR, "--no-access-log") as server:
+        yield server
+
+
+def test_request_count_is_exact_and_reported(srv) -> None:
+    data = bench(srv.url + "/", "-c", "8", "-n", "500")
+    assert data["requests"] == 500 and data["statuses"] == {"200": 500}
+    assert data["errors"] == {"connect": 0, "read": 0, "timeout": 0, "non-2xx/3xx": 0}
+    lat = data["latency_us"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+    assert data["bytes"] > 500 * 100 and data["load_cpu_seconds"] > 0
+
+
+def test_post_body_pipeline_and_two_processes(srv) -> None:
+    data = bench(srv.url + "/echo", "-c", "4", "-n", "400", "-m", "POST", "-b", "x" * 100,
+                 "-p", "4", "--processes", "2")
+    assert data["requests"] == 400 and data["statuses"] == {"200": 400}
+    assert data["processes"] == 2
+
+
+def test_non_2xx_and_read_errors_are_counted(srv) -> None:
+    data = bench(srv.url + "/crash", "-c", "2", "-n", "20")
+    assert data["statuses"] == {"500": 20} and data["errors"]["non-2xx/3xx"] == 20
+
+
+def test_connect_errors_are_counted() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = bench(f"http://127.0.0.1:{port}/", "-c", "2", "-d", "0.5")
+    assert data["requests"] == 0 and data["errors"]["connect"] > 0
+
+
+def test_open_model_sends_at_most_the_scheduled_rate(srv) -> None:
+    data = bench(srv.url + "/", "-c", "4", "-d", "1", "-R", "200")
+    # 200/s for 1 s: never more than scheduled (a few in flight at the end may be cut).
+    assert 100 <= data["requests"] <= 201 and data["model"] == "open"
+
+
+def test_remote_targets_are_refused() -> None:
+    result = subprocess.run([sys.executable, "-m", "octo", "bench", "http://192.0.2.1/",
+                             "-n", "1"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
