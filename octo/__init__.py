@@ -3,5 +3,43 @@
 from octo._version import __version__
 from octo.config import Config, ConfigError
 from octo.http.cycle import ClientDisconnected
+from octo.runtime.app import Octo, resolve
+from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
+from octo.runtime.events import (
+    Event,
+    OperationTerminated,
+    RequestHandled,
+    RequestReceived,
+    RequestTerminated,
+    TaskReceived,
+    TickReceived,
+    WorkerErrorOccurred,
+    WorkerStarting,
+    WorkerStopping,
+)
+from octo.runtime.sandbox import Operation, current_operation
 
-__all__ = ["ClientDisconnected", "Config", "ConfigError", "__version__"]
+__all__ = [
+    "ClientDisconnected",
+    "Config",
+    "ConfigError",
+    "Container",
+    "ContainerError",
+    "Event",
+    "Lifetime",
+    "Octo",
+    "Operation",
+    "OperationTerminated",
+    "RequestHandled",
+    "RequestReceived",
+    "RequestTerminated",
+    "ScopeError",
+    "TaskReceived",
+    "TickReceived",
+    "WorkerErrorOccurred",
+    "WorkerStarting",
+    "WorkerStopping",
+    "__version__",
+    "current_operation",
+    "resolve",
+]

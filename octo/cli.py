@@ -73,6 +73,11 @@ def cli() -> None:
               help="Development: roll the workers when *.py files under --app-dir change.")
 @click.option("--watch-include", help="Extra comma-separated globs to watch (e.g. '*.html').")
 @click.option("--log-config", help="logging configuration file (.json dictConfig, or .ini).")
+@click.option("--detect-leaks/--no-detect-leaks", default=None,
+              help="Debug: warn when app globals or singleton attributes change between "
+                   "requests (octo.Octo runtime).")
+@click.option("--gc-threshold", type=float,
+              help="Collect garbage between requests once RSS grew this many MB. [off]")
 @click.option("--pid", help="Write the master's pid to this file.")
 @click.option("--control", help="Control socket path. [next to --pid/--uds, else per port]")
 def serve(app: str | None, **options: Any) -> None:

@@ -52,6 +52,9 @@ class Config:
     max_requests_jitter: int = 0
     max_memory: float = 0.0
     max_lifetime: float = 0.0
+    # Runtime (octo.Octo): debug leak detector, collect garbage when RSS grew this many MB.
+    detect_leaks: bool = False
+    gc_threshold: float = 0.0
     # Timeouts (seconds).
     timeout: float = 30.0  # liveness: a worker whose loop has not beaten this long is killed
     max_execution_time: float = 0.0  # per-request deadline; 0 = none

@@ -104,6 +104,12 @@ class Worker:
 
     def load(self) -> ASGIApp:
         cfg = self.config
+        # The runtime (octo.Octo) is created at import time: tell it its settings first.
+        os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
+        if cfg.detect_leaks:
+            os.environ["OCTO_DETECT_LEAKS"] = "1"
+        if cfg.gc_threshold:
+            os.environ["OCTO_GC_THRESHOLD"] = str(cfg.gc_threshold)
         app = load_app(cfg.app, cfg.app_dir, cfg.factory)
         return wrap_asgi2(app)
 

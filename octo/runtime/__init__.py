@@ -1,0 +1,1 @@
+"""The Octane-style runtime: container, sandbox, events."""

@@ -1,0 +1,202 @@
+"""``octo.Octo``: the runtime an app declares at import time and wraps around its ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeVar
+
+from octo.logs import error_log
+from octo.runtime import events as ev
+from octo.runtime.container import Container, ContainerError
+from octo.runtime.leaks import LeakDetector
+from octo.runtime.sandbox import Operation, current_operation, enter, leave
+
+T = TypeVar("T")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Octo:
+    """Container, events and per-request sandbox for one application.
+
+    Declare bindings and listeners at import time, then ``asgi = rt.wrap(app)``. Under
+    ``octo serve`` the runtime boots in each worker at lifespan startup (warming singletons
+    before the worker accepts connections); under any other ASGI server it boots the same
+    way, or on the first request if that server runs no lifespan.
+    """
+
+    def __init__(self) -> None:
+        self.container = Container()
+        self.events = ev.Events()
+        self.booted = False
+        self._boot_lock: asyncio.Lock | None = None
+        self.leaks: LeakDetector | None = None
+        self.gc_threshold = float(os.environ.get("OCTO_GC_THRESHOLD", "0") or 0) * 1024 * 1024
+        self._rss_after_gc = 0
+
+    def listen(self, event_type: type[ev.E], listener: Callable[[ev.E], Any]) -> None:
+        self.events.listen(event_type, listener)
+
+    def wrap(self, app: Any) -> ASGIApp:
+        """Serve *app* inside the sandbox; Django's handler gets its per-request resets."""
+        from octo.runtime.integrations.django import adapt as adapt_django
+
+        inner = adapt_django(app)
+        if os.environ.get("OCTO_DETECT_LEAKS") == "1":
+            self.leaks = LeakDetector(self, app)
+        return Sandboxed(self, inner)
+
+    async def boot(self) -> None:
+        if self.booted:
+            return
+        if self._boot_lock is None:
+            self._boot_lock = asyncio.Lock()
+        async with self._boot_lock:
+            if self.booted:
+                return
+            await self.events.dispatch(ev.WorkerStarting())
+            await self.container.boot()
+            self.booted = True
+
+    async def stop(self) -> None:
+        if self.booted:
+            await self.events.dispatch(ev.WorkerStopping())
+            await self.container.shutdown()
+            self.booted = False
+
+    async def finish(self, op: Operation) -> None:
+        """After an operation: dispose its scope, apply the flush list, tidy memory."""
+        from octo.runtime.container import run_finalizers
+
+        await run_finalizers(op.finalizers)
+        op.instances.clear()
+        self.container.apply_flush()
+        if self.leaks is not None:
+            self.leaks.check()
+        if self.gc_threshold:
+            self._collect_if_grown()
+
+    def _collect_if_grown(self) -> None:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss
+        if not self._rss_after_gc:
+            self._rss_after_gc = rss
+        elif rss - self._rss_after_gc > self.gc_threshold:
+            gc.collect()
+            self._rss_after_gc = psutil.Process().memory_info().rss
+            error_log.debug("--gc-threshold: collected, RSS %d -> %d", rss, self._rss_after_gc)
+
+
+class Sandboxed:
+    """The wrapped ASGI app."""
+
+    def __init__(self, runtime: Octo, app: ASGIApp) -> None:
+        self.runtime = runtime
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        elif kind in ("http", "websocket"):
+            await self._request(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        if not runtime.booted:
+            await runtime.boot()  # a server without lifespan: boot on first use
+        op = Operation("request", scope)
+        op.state["runtime"] = runtime
+        token = enter(op)
+
+        async def tracked_receive() -> Message:
+            message = await receive()
+            if message["type"] in ("http.disconnect", "websocket.disconnect"):
+                op.disconnected = True
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                op.status = message["status"]
+            await send(message)
+
+        dispatch = runtime.events.dispatch
+        try:
+            await dispatch(ev.RequestReceived(scope))
+            await self.app(scope, tracked_receive, tracked_send)
+            await dispatch(ev.RequestHandled(scope, op.status))
+        except BaseException as exc:
+            if isinstance(exc, OSError):
+                op.disconnected = True
+            await dispatch(ev.WorkerErrorOccurred(exc))
+            raise
+        finally:
+            await runtime.finish(op)
+            await dispatch(ev.RequestTerminated(scope, op.status, op.disconnected))
+            await dispatch(ev.OperationTerminated("request"))
+            leave(token)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Boot the runtime on startup and stop it on shutdown, around the app's own
+        lifespan if it has one."""
+        runtime = self.runtime
+        phase = {"startup": False, "handled": False}
+
+        async def inner_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                phase["startup"] = True
+                await runtime.boot()
+            return message
+
+        async def inner_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await runtime.stop()
+                phase["handled"] = True
+            elif message["type"] == "lifespan.startup.failed":
+                phase["handled"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, inner_receive, inner_send)
+        except Exception as exc:
+            if phase["handled"]:
+                raise
+            error_log.debug("app has no lifespan (%s: %s); octo runs its own",
+                            type(exc).__name__, exc)
+        if not phase["handled"]:
+            await self._own_lifespan(receive, send, phase["startup"])
+
+    async def _own_lifespan(self, receive: Receive, send: Send, started: bool) -> None:
+        runtime = self.runtime
+        if not started:
+            message = await receive()
+            assert message["type"] == "lifespan.startup"
+        try:
+            await runtime.boot()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": f"{exc}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        await runtime.stop()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def resolve(key: type[T]) -> T:
+    """The container's instance of *key* for the current request, tick or task."""
+    op = current_operation()
+    if op is None or "runtime" not in op.state:
+        raise ContainerError(f"octo.resolve({getattr(key, '__name__', key)}) outside a request, "
+                             "tick or task run by an octo runtime")
+    runtime: Octo = op.state["runtime"]
+    return await runtime.container.resolve(key)
