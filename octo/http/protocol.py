@@ -169,7 +169,7 @@ class HttpProtocol(asyncio.Protocol):
             # well-spaced request line.
             end = data.find(b"\n")
             if not (end > 0 and data.count(b" ", 0, end) == 2
-                    and data.startswith(_VERSIONS, end - 9, end + 1)):
+                    and data.startswith(_VERSIONS, end - 10, end + 1)):
                 self.line = b""
                 self.line_pending = True
         if self.line_pending:

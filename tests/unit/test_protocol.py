@@ -490,3 +490,14 @@ def test_upgrade_is_handed_to_the_upgrade_handler(run) -> None:
 
     run(main())
     assert handed == [("/ws", b"websocket", b"\x81\x05hello")]
+
+
+def test_well_formed_request_line_takes_the_fast_path(run, monkeypatch) -> None:
+    from octo.http import validate
+
+    def fail(line: bytes) -> None:
+        raise AssertionError(f"slow request-line check ran for {line!r}")
+
+    monkeypatch.setattr(validate, "check_request_line", fail)
+    out, _ = run(exchange(hello, [b"GET /json?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"]))
+    assert parse_responses(out)[0].status == 200
