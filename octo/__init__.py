@@ -18,6 +18,7 @@ from octo.runtime.events import (
     WorkerStopping,
 )
 from octo.runtime.sandbox import Operation, current_operation
+from octo.runtime.table import Float, Int, Str, Table, TableError, TableFull, ValueTooLarge
 
 __all__ = [
     "ClientDisconnected",
@@ -26,6 +27,8 @@ __all__ = [
     "Container",
     "ContainerError",
     "Event",
+    "Float",
+    "Int",
     "Lifetime",
     "Octo",
     "Operation",
@@ -34,8 +37,13 @@ __all__ = [
     "RequestReceived",
     "RequestTerminated",
     "ScopeError",
+    "Str",
+    "Table",
+    "TableError",
+    "TableFull",
     "TaskReceived",
     "TickReceived",
+    "ValueTooLarge",
     "WorkerErrorOccurred",
     "WorkerStarting",
     "WorkerStopping",

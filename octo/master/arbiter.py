@@ -28,6 +28,7 @@ from octo.logs import error_log
 from octo.master.control import ControlServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
+from octo.runtime.table import remove_stale_tables, remove_tables
 
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
            signal.SIGTTOU, signal.SIGCHLD)
@@ -87,6 +88,10 @@ class Arbiter:
 
     def run(self) -> int:
         self._install_signals()
+        stale = remove_stale_tables()
+        if stale:
+            error_log.info("removed %d table file(s) left by a server that was killed", stale)
+        os.environ["OCTO_SERVER_ID"] = str(os.getpid())  # names this server's tables
         if self.control_path is not None:
             self.control = ControlServer(self.control_path, self)
         if self.config.watch:
@@ -438,6 +443,7 @@ class Arbiter:
                 "stopping": self.stopping, "workers": rows}
 
     def _cleanup(self) -> None:
+        remove_tables(str(os.getpid()))
         if self.control is not None:
             self.control.close()
         if self.watcher is not None:

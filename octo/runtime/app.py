@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
 from octo.logs import error_log
@@ -13,6 +13,7 @@ from octo.runtime import events as ev
 from octo.runtime.container import Container, ContainerError
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
+from octo.runtime.table import Column, Table
 
 T = TypeVar("T")
 Scope = MutableMapping[str, Any]
@@ -42,6 +43,15 @@ class Octo:
 
     def listen(self, event_type: type[ev.E], listener: Callable[[ev.E], Any]) -> None:
         self.events.listen(event_type, listener)
+
+    def table(self, name: str, rows: int, columns: Mapping[str, Column],
+              key_size: int = 64) -> Table:
+        """A table shared by all workers under ``octo serve`` (process-local elsewhere)."""
+        server_id = os.environ.get("OCTO_SERVER_ID")
+        if server_id is None:
+            error_log.warning("table %r: not under octo serve, so it lives in this process "
+                              "only", name)
+        return Table(name, rows, columns, key_size, server_id)
 
     def wrap(self, app: Any) -> ASGIApp:
         """Serve *app* inside the sandbox; Django's handler gets its per-request resets."""

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import octo
+from octo.runtime import table as table_mod
+from octo.runtime.table import Float, Int, Str, Table, TableFull, ValueTooLarge
+
+COLUMNS = {"count": Int, "avg": Float, "name": Str(8)}
+
+
+def make(rows: int = 16, server_id: str | None = None, **kw: object) -> Table:
+    return Table("hits", rows, COLUMNS, server_id=server_id, **kw)  # type: ignore[arg-type]
+
+
+def test_set_get_partial_rows_and_columns() -> None:
+    t = make()
+    assert t.get("a") is None and not t.exists("a")
+    t.set("a", {"count": 3, "name": "x"})
+    t.set("a", {"avg": 1.5})  # partial: other columns kept
+    assert t.get("a") == {"count": 3, "avg": 1.5, "name": "x"}
+    assert t.get("a", "name") == "x" and len(t) == 1
+
+
+def test_incr_decr_start_at_zero() -> None:
+    t = make()
+    assert t.incr("k", "count") == 1 and t.incr("k", "count", 5) == 6
+    assert t.decr("k", "count", 2) == 4
+    assert t.incr("k", "avg", 0.5) == 0.5
+
+
+def test_delete_iterate_clear() -> None:
+    t = make()
+    for i in range(5):
+        t.set(f"k{i}", {"count": i})
+    assert t.delete("k2") and not t.delete("k2")
+    assert dict((k, r["count"]) for k, r in t) == {"k0": 0, "k1": 1, "k3": 3, "k4": 4}
+    t.set("k2", {"count": 9})  # reuses the tombstone
+    assert len(t) == 5
+    t.clear()
+    assert len(t) == 0 and list(t) == []
+
+
+def test_limits_are_errors_naming_table_and_size() -> None:
+    t = make(rows=2, key_size=4)
+    with pytest.raises(ValueTooLarge, match="key of 5 bytes .* key size 4"):
+        t.set("abcde", {"count": 1})
+    with pytest.raises(ValueTooLarge, match="column 'name' holds 8 bytes, value has 9"):
+        t.set("a", {"name": "123456789"})
+    t.set("a", {"count": 1})
+    t.set("b", {"count": 1})
+    with pytest.raises(TableFull, match=r"table 'hits' is full \(2 rows\)"):
+        t.set("c", {"count": 1})
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        t.set("a", {"nope": 1})
+    with pytest.raises(TypeError, match="column 'count' is Int, got str"):
+        t.set("a", {"count": "1"})
+    with pytest.raises(TypeError, match="is Str"):
+        t.incr("a", "name")
+
+
+def test_threads_incr_exactly() -> None:
+    t = make()
+
+    def work() -> None:
+        for _ in range(2000):
+            t.incr("n", "count")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert t.get("n", "count") == 8000
+
+
+def test_shared_file_survives_reopen_and_schema_change_is_fresh(tmp_path, monkeypatch,
+                                                                 caplog) -> None:
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    a = make(server_id="123")
+    a.incr("x", "count", 7)
+    again = make(server_id="123")  # a reloaded worker, same schema: same data
+    assert again.get("x", "count") == 7
+    changed = Table("hits", 16, {"count": Int}, server_id="123")
+    assert changed.get("x") is None
+    assert "schema changed" in caplog.text
+    assert table_mod.remove_tables("123") == 2
+    assert os.listdir(tmp_path) == []
+
+
+def test_stale_files_of_dead_masters_are_removed(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    dead = 4_000_000  # above pid_max on Linux: never alive
+    (tmp_path / f"octo-{dead}-hits-abc.tbl").write_bytes(b"x")
+    (tmp_path / f"octo-{os.getpid()}-hits-abc.tbl").write_bytes(b"x")
+    assert table_mod.remove_stale_tables() == 1
+    assert os.listdir(tmp_path) == [f"octo-{os.getpid()}-hits-abc.tbl"]
+
+
+def test_octo_table_outside_serve_warns_and_is_local(monkeypatch, caplog) -> None:
+    monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
+    t = octo.Octo().table("local", rows=8, columns={"n": octo.Int})
+    t.incr("a", "n")
+    assert t.path is None and "lives in this process only" in caplog.text
+
+
+def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch) -> None:
+    import signal
+    import time
+
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    t = make(server_id="77")
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the "worker": takes the lock and hangs inside it
+        child = make(server_id="77")
+        with child.locked():
+            os.write(ready_w, b"x")
+            time.sleep(60)
+        os._exit(0)
+    os.read(ready_r, 1)
+    start = time.monotonic()
+    blocked = threading.Thread(target=lambda: t.incr("k", "count"))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive(), "the lock did not exclude the other process"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    blocked.join(5)
+    assert not blocked.is_alive() and t.get("k", "count") == 1
+    assert time.monotonic() - start < 2.0
