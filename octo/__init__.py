@@ -4,6 +4,7 @@ from octo._version import __version__
 from octo.config import Config, ConfigError
 from octo.http.cycle import ClientDisconnected
 from octo.runtime.app import Octo, resolve
+from octo.runtime.cache import Cache, Lock, LockTimeout
 from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
 from octo.runtime.events import (
     Event,
@@ -18,9 +19,20 @@ from octo.runtime.events import (
     WorkerStopping,
 )
 from octo.runtime.sandbox import Operation, current_operation
-from octo.runtime.table import Float, Int, Str, Table, TableError, TableFull, ValueTooLarge
+from octo.runtime.table import (
+    Bytes,
+    Float,
+    Int,
+    Str,
+    Table,
+    TableError,
+    TableFull,
+    ValueTooLarge,
+)
 
 __all__ = [
+    "Bytes",
+    "Cache",
     "ClientDisconnected",
     "Config",
     "ConfigError",
@@ -30,6 +42,8 @@ __all__ = [
     "Float",
     "Int",
     "Lifetime",
+    "Lock",
+    "LockTimeout",
     "Octo",
     "Operation",
     "OperationTerminated",

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from octo.logs import error_log
 from octo.runtime import events as ev
+from octo.runtime.cache import Cache, Lock
 from octo.runtime.container import Container, ContainerError
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
@@ -32,7 +33,11 @@ class Octo:
     way, or on the first request if that server runs no lifespan.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache_rows: int = 1024, cache_value_size: int = 1024) -> None:
+        self.cache_rows = cache_rows
+        self.cache_value_size = cache_value_size
+        self._cache: Cache | None = None
+        self._locks: Table | None = None
         self.container = Container()
         self.events = ev.Events()
         self.booted = False
@@ -52,6 +57,24 @@ class Octo:
             error_log.warning("table %r: not under octo serve, so it lives in this process "
                               "only", name)
         return Table(name, rows, columns, key_size, server_id)
+
+    @property
+    def cache(self) -> Cache:
+        """The shared cache (``cache_rows`` x ``cache_value_size`` bytes, set at Octo())."""
+        if self._cache is None:
+            table = self.table("cache", self.cache_rows, Cache.columns(self.cache_value_size),
+                               key_size=128)
+            self._cache = Cache(table, self._lock_table())
+        return self._cache
+
+    def lock(self, name: str, ttl: float = 10.0) -> Lock:
+        """A lock shared by all workers; a dead owner's lock expires after *ttl*."""
+        return Lock(self._lock_table(), name, ttl)
+
+    def _lock_table(self) -> Table:
+        if self._locks is None:
+            self._locks = self.table("locks", 1024, Lock.columns(), key_size=128)
+        return self._locks
 
     def wrap(self, app: Any) -> ASGIApp:
         """Serve *app* inside the sandbox; Django's handler gets its per-request resets."""

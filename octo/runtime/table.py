@@ -68,6 +68,12 @@ def Str(size: int) -> Column:  # noqa: N802 - reads like a type in declarations
     return Column("str", size)
 
 
+def Bytes(size: int) -> Column:  # noqa: N802
+    if size <= 0 or size > 65535:
+        raise ValueError("Bytes(size) needs 1 <= size <= 65535")
+    return Column("bytes", size)
+
+
 class Table:
     """``get/set/incr/decr/delete/exists/len/iter/clear`` on shared rows."""
 
@@ -201,7 +207,8 @@ class Table:
         if kind.kind == "float":
             return struct.unpack_from("<d", mem, at)[0]
         length = mem[at] | (mem[at + 1] << 8)
-        return bytes(mem[at + 2:at + 2 + length]).decode()
+        data = bytes(mem[at + 2:at + 2 + length])
+        return data if kind.kind == "bytes" else data.decode()
 
     def _write(self, base: int, column: str, value: Any) -> None:
         kind, offset = self._column(column)
@@ -217,10 +224,11 @@ class Table:
                                 f"{type(value).__name__}")
             struct.pack_into("<d", self.mem, at, float(value))
         else:
-            if not isinstance(value, str):
-                raise TypeError(f"table {self.name!r}: column {column!r} is Str, got "
-                                f"{type(value).__name__}")
-            data = value.encode()
+            wanted = bytes if kind.kind == "bytes" else str
+            if not isinstance(value, wanted):
+                raise TypeError(f"table {self.name!r}: column {column!r} is "
+                                f"{kind.kind.capitalize()}, got {type(value).__name__}")
+            data = value.encode() if isinstance(value, str) else value
             if len(data) > kind.size:
                 raise ValueTooLarge(f"table {self.name!r}: column {column!r} holds "
                                     f"{kind.size} bytes, value has {len(data)}")
@@ -230,6 +238,37 @@ class Table:
     def _row(self, base: int) -> dict[str, Any]:
         return {col: self._read(base, kind, self.offsets[col])
                 for col, kind in self.columns.items()}
+
+    # -- compound operations: call with the lock held (see ``locked()``) --------------------
+
+    def row_unlocked(self, key: str | bytes) -> dict[str, Any] | None:
+        slot, _ = self._find(self._key(key))
+        return None if slot < 0 else self._row(self._base(slot))
+
+    def set_unlocked(self, key: str | bytes, values: Mapping[str, Any]) -> None:
+        raw = self._key(key)
+        slot, free = self._find(raw)
+        if slot < 0:
+            slot = self._claim(raw, free)
+        base = self._base(slot)
+        for column, value in values.items():
+            self._write(base, column, value)
+
+    def delete_unlocked(self, key: str | bytes) -> bool:
+        slot, _ = self._find(self._key(key))
+        if slot < 0:
+            return False
+        self.mem[self._base(slot)] = DELETED
+        self._add_used(-1)
+        return True
+
+    def rows_unlocked(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        mem = self.mem
+        for slot in range(self.capacity):
+            base = self._base(slot)
+            if mem[base] == USED:
+                length = mem[base + 1] | (mem[base + 2] << 8)
+                yield bytes(mem[base + 3:base + 3 + length]), self._row(base)
 
     # -- public API ----------------------------------------------------------------------
 
@@ -245,20 +284,15 @@ class Table:
             return self._read(base, kind, offset) if column is not None else self._row(base)
 
     def set(self, key: str | bytes, values: Mapping[str, Any]) -> None:
-        raw = self._key(key)
+        self._key(key)
         for column in values:
             self._column(column)
         with self.locked():
-            slot, free = self._find(raw)
-            if slot < 0:
-                slot = self._claim(raw, free)
-            base = self._base(slot)
-            for column, value in values.items():
-                self._write(base, column, value)
+            self.set_unlocked(key, values)
 
     def incr(self, key: str | bytes, column: str, by: int | float = 1) -> int | float:
         kind, offset = self._column(column)
-        if kind.kind == "str":
+        if kind.kind in ("str", "bytes"):
             raise TypeError(f"table {self.name!r}: column {column!r} is Str; incr needs Int "
                             "or Float")
         if kind.kind == "int" and not isinstance(by, int):
@@ -278,14 +312,9 @@ class Table:
         return self.incr(key, column, -by)
 
     def delete(self, key: str | bytes) -> bool:
-        raw = self._key(key)
+        self._key(key)
         with self.locked():
-            slot, _ = self._find(raw)
-            if slot < 0:
-                return False
-            self.mem[self._base(slot)] = DELETED
-            self._add_used(-1)
-            return True
+            return self.delete_unlocked(key)
 
     def exists(self, key: str | bytes) -> bool:
         raw = self._key(key)

@@ -54,3 +54,20 @@ def test_next_start_removes_tables_left_by_a_killed_master() -> None:
         with run_server("apps.table_app:asgi", *APP_DIR) as second:
             second.wait_for_log("removed 1 table file(s) left by a server that was killed")
         assert shm_files(master) == []
+
+
+def test_stampede_of_1000_requests_across_workers_regenerates_once() -> None:
+    import asyncio
+
+    with run_server("apps.cache_app:asgi", *APP_DIR, "--workers", "3",
+                    "--no-access-log") as srv:
+
+        async def stampede() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=100)
+            async with httpx.AsyncClient(base_url=srv.url, timeout=30, limits=limits) as c:
+                return await asyncio.gather(*(c.get("/report") for _ in range(1000)))
+
+        replies = asyncio.run(stampede())
+        assert all(r.status_code == 200 for r in replies)
+        assert len({r.text for r in replies}) == 1  # everyone got the one value
+        assert httpx.get(srv.url + "/regenerations", timeout=5).text == "1"

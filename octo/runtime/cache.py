@@ -1,0 +1,174 @@
+"""A cache and named locks on top of shared tables (Octane's cache, Laravel's Cache::lock).
+
+Values are pickled into a Bytes column next to their expiry time. Expired rows are dropped
+when read, and reused when the table is full (then, if none has expired, the row closest to
+expiring goes). ``remember`` regenerates a missing value under a lock, so a stampede of
+requests across all workers computes it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import pickle
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+from octo.runtime.table import Bytes, Float, Table, TableFull, ValueTooLarge
+
+T = TypeVar("T")
+FOREVER = 0.0
+
+
+class LockTimeout(TimeoutError):
+    """``lock.block(timeout)`` could not get the lock in time."""
+
+
+class Cache:
+    def __init__(self, table: Table, locks: Table) -> None:
+        self.table = table
+        self.locks = locks
+
+    @classmethod
+    def columns(cls, value_size: int) -> dict[str, Any]:
+        return {"value": Bytes(value_size), "expires": Float}
+
+    def _pack(self, value: Any) -> bytes:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        size = self.table.columns["value"].size
+        if len(data) > size:
+            raise ValueTooLarge(f"cache {self.table.name!r}: value pickles to {len(data)} bytes, "
+                                f"more than its value size {size}")
+        return data
+
+    @staticmethod
+    def _deadline(ttl: float | None) -> float:
+        return FOREVER if not ttl else time.time() + ttl
+
+    def _live(self, key: str) -> dict[str, Any] | None:
+        row = self.table.row_unlocked(key)
+        if row is None:
+            return None
+        if row["expires"] and row["expires"] <= time.time():
+            self.table.delete_unlocked(key)  # expired: evicted when read
+            return None
+        return row
+
+    def _store(self, key: str, data: bytes, expires: float) -> None:
+        try:
+            self.table.set_unlocked(key, {"value": data, "expires": expires})
+        except TableFull:
+            self._evict()
+            self.table.set_unlocked(key, {"value": data, "expires": expires})
+
+    def _evict(self) -> None:
+        now = time.time()
+        rows = list(self.table.rows_unlocked())
+        expired = [key for key, row in rows if row["expires"] and row["expires"] <= now]
+        if expired:
+            for key in expired:
+                self.table.delete_unlocked(key)
+            return
+        expiring = [(row["expires"], key) for key, row in rows if row["expires"]]
+        victim = min(expiring)[1] if expiring else rows[0][0]
+        self.table.delete_unlocked(victim)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self.table.locked():
+            row = self._live(key)
+        return default if row is None else pickle.loads(row["value"])
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        data = self._pack(value)
+        with self.table.locked():
+            self._store(key, data, self._deadline(ttl))
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store only if absent (or expired); True if stored. Atomic across workers."""
+        data = self._pack(value)
+        with self.table.locked():
+            if self._live(key) is not None:
+                return False
+            self._store(key, data, self._deadline(ttl))
+            return True
+
+    def incr(self, key: str, by: int | float = 1) -> int | float:
+        with self.table.locked():
+            row = self._live(key)
+            current = 0 if row is None else pickle.loads(row["value"])
+            value = current + by
+            expires = FOREVER if row is None else row["expires"]
+            self._store(key, self._pack(value), expires)
+            return value
+
+    def forget(self, key: str) -> bool:
+        with self.table.locked():
+            return self.table.delete_unlocked(key)
+
+    async def remember(self, key: str, ttl: float | None,
+                       factory: Callable[[], T | Awaitable[T]], *,
+                       lock_timeout: float = 10.0) -> T:
+        """The cached value, or *factory*'s result stored for *ttl*: computed by one caller
+        across all workers while the others wait for it."""
+        missing = object()
+        value = self.get(key, missing)
+        if value is not missing:
+            return value  # type: ignore[no-any-return]
+        lock = Lock(self.locks, f"remember:{key}", ttl=max(lock_timeout, 1.0))
+        async with lock.block(lock_timeout):
+            value = self.get(key, missing)
+            if value is missing:
+                value = factory()
+                if inspect.isawaitable(value):
+                    value = await value
+                self.set(key, value, ttl)
+        return cast(T, value)
+
+
+class Lock:
+    """A named lock shared by all workers; expires after *ttl* so a dead owner frees it."""
+
+    def __init__(self, table: Table, name: str, ttl: float = 10.0) -> None:
+        self.table = table
+        self.name = name
+        self.ttl = ttl
+        self.owner = f"{os.getpid()}:{uuid.uuid4().hex[:16]}".encode()
+
+    @staticmethod
+    def columns() -> dict[str, Any]:
+        return {"owner": Bytes(40), "expires": Float}
+
+    def acquire(self) -> bool:
+        now = time.time()
+        with self.table.locked():
+            row = self.table.row_unlocked(self.name)
+            if row is not None and row["expires"] > now and row["owner"] != self.owner:
+                return False
+            self.table.set_unlocked(self.name, {"owner": self.owner,
+                                                "expires": now + self.ttl})
+            return True
+
+    def release(self) -> bool:
+        """Release only if this lock object owns it (an expired lock may have a new owner)."""
+        with self.table.locked():
+            row = self.table.row_unlocked(self.name)
+            if row is None or row["owner"] != self.owner:
+                return False
+            return self.table.delete_unlocked(self.name)
+
+    @asynccontextmanager
+    async def block(self, seconds: float, poll: float = 0.005) -> AsyncIterator[Lock]:
+        """``async with lock.block(5):`` waits up to *seconds* for the lock."""
+        deadline = time.monotonic() + seconds
+        while not self.acquire():
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"lock {self.name!r} not acquired within {seconds}s")
+            await asyncio.sleep(poll)
+        try:
+            yield self
+        finally:
+            self.release()

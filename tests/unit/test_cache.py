@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from octo.runtime.cache import Cache, Lock, LockTimeout
+from octo.runtime.table import Table, ValueTooLarge
+
+
+def make_cache(rows: int = 8, value_size: int = 64) -> Cache:
+    return Cache(Table("c", rows, Cache.columns(value_size)),
+                 Table("l", 16, Lock.columns(), key_size=128))
+
+
+def test_get_set_ttl_add_incr_forget(monkeypatch) -> None:
+    cache = make_cache()
+    assert cache.get("a") is None and cache.get("a", 5) == 5
+    cache.set("a", {"x": [1, 2]}, ttl=10)
+    assert cache.get("a") == {"x": [1, 2]}
+    assert not cache.add("a", 1) and cache.add("b", 1)
+    assert cache.incr("n") == 1 and cache.incr("n", 4) == 5
+    assert cache.forget("a") and cache.get("a") is None
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 11)
+    cache.set("short", 1, ttl=5)
+    monkeypatch.setattr(time, "time", lambda: now + 17)
+    assert cache.get("short") is None  # expired, evicted on read
+    assert cache.add("short", 2)  # absent again: add works
+
+
+def test_full_cache_reuses_expired_then_soonest_expiring(monkeypatch) -> None:
+    cache = make_cache(rows=3)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    cache.set("forever", 1)
+    cache.set("soon", 2, ttl=5)
+    cache.set("later", 3, ttl=50)
+    cache.set("new", 4)  # full, nothing expired: the soonest expiring row goes
+    assert cache.get("soon") is None and cache.get("later") == 3 and cache.get("new") == 4
+    monkeypatch.setattr(time, "time", lambda: now + 100)
+    cache.set("newer", 5)  # "later" has expired now and is reused
+    assert cache.get("forever") == 1 and cache.get("newer") == 5
+
+
+def test_value_too_large_is_an_error() -> None:
+    with pytest.raises(ValueTooLarge, match="value size 64"):
+        make_cache().set("big", "x" * 200)
+
+
+def test_remember_computes_once_under_concurrency(run) -> None:
+    cache = make_cache()
+    calls: list[int] = []
+
+    async def compute() -> str:
+        calls.append(1)
+        await asyncio.sleep(0.02)
+        return "fresh"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(cache.remember("k", 30, compute) for _ in range(50)))
+
+    assert run(main()) == ["fresh"] * 50
+    assert calls == [1]
+
+
+def test_lock_owner_release_expiry_and_block_timeout(run, monkeypatch) -> None:
+    table = Table("l", 8, Lock.columns(), key_size=128)
+    first, second = Lock(table, "job", ttl=5), Lock(table, "job", ttl=5)
+    assert first.acquire() and not second.acquire()
+    assert not second.release()  # not the owner
+    assert first.release() and second.acquire()
+
+    async def wait_briefly() -> None:
+        async with first.block(0.05):
+            pass
+
+    with pytest.raises(LockTimeout, match="'job' not acquired within 0.05s"):
+        run(wait_briefly())
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 6)  # the owner died: its lock expires
+    assert first.acquire()
