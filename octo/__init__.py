@@ -5,6 +5,7 @@ from octo.config import Config, ConfigError
 from octo.http.cycle import ClientDisconnected
 from octo.runtime.app import Octo, resolve
 from octo.runtime.cache import Cache, Lock, LockTimeout
+from octo.runtime.concurrent import TaskTimeout, concurrently
 from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
 from octo.runtime.events import (
     Event,
@@ -56,12 +57,14 @@ __all__ = [
     "TableError",
     "TableFull",
     "TaskReceived",
+    "TaskTimeout",
     "TickReceived",
     "ValueTooLarge",
     "WorkerErrorOccurred",
     "WorkerStarting",
     "WorkerStopping",
     "__version__",
+    "concurrently",
     "current_operation",
     "resolve",
 ]

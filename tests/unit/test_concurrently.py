@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+import traceback
+
+import pytest
+
+import octo
+from octo.runtime.sandbox import Operation, current_operation, enter, leave
+
+who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+def test_results_in_argument_order_mixing_async_and_threads(run) -> None:
+    async def slow() -> str:
+        await asyncio.sleep(0.03)
+        return "slow"
+
+    async def fast() -> int:
+        return 2
+
+    def blocking() -> str:
+        time.sleep(0.02)
+        return threading.current_thread().name
+
+    async def main() -> tuple[str, int, str]:
+        return await octo.concurrently(slow, fast, blocking)
+
+    slow_r, fast_r, thread_name = run(main())
+    assert (slow_r, fast_r) == ("slow", 2) and thread_name.startswith("octo-concurrently")
+
+
+def test_they_really_run_at_the_same_time(run) -> None:
+    async def nap() -> None:
+        await asyncio.sleep(0.1)
+
+    def block() -> None:
+        time.sleep(0.1)
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await octo.concurrently(nap, nap, block, block)
+        return time.perf_counter() - start
+
+    assert run(main()) < 0.35  # serial would be 0.4 s
+
+
+def test_empty_call() -> None:
+    assert asyncio.run(octo.concurrently()) == ()
+
+
+def test_timeout_cancels_the_rest_and_names_them(run) -> None:
+    cancelled: list[str] = []
+
+    async def quick() -> int:
+        return 1
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append("forever")
+            raise
+
+    async def main() -> None:
+        await octo.concurrently(quick, forever, timeout=0.05)
+
+    with pytest.raises(octo.TaskTimeout, match="forever") as info:
+        run(main())
+    assert info.value.pending == [
+        "test_timeout_cancels_the_rest_and_names_them.<locals>.forever"]
+    assert cancelled == ["forever"]
+
+
+def test_first_exception_cancels_others_and_keeps_traceback(run) -> None:
+    cancelled: list[bool] = []
+
+    async def boom() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("original")
+
+    async def long() -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main() -> None:
+        await octo.concurrently(long, boom)
+
+    with pytest.raises(ValueError, match="original") as info:
+        run(main())
+    assert cancelled == [True]
+    assert "boom" in "".join(traceback.format_tb(info.value.__traceback__))
+
+
+def test_caller_cancellation_cancels_children(run) -> None:
+    cancelled: list[bool] = []
+
+    async def long() -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main() -> None:
+        task = asyncio.ensure_future(octo.concurrently(long, long))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    assert cancelled == [True, True]
+
+
+def test_context_and_sandbox_scope_propagate(run) -> None:
+    async def in_coro() -> tuple[str, str | None]:
+        op = current_operation()
+        return who.get(), op.kind if op else None
+
+    def in_thread() -> tuple[str, str | None]:
+        op = current_operation()
+        return who.get(), op.kind if op else None
+
+    async def main() -> tuple[tuple[str, str | None], tuple[str, str | None]]:
+        who.set("alice")
+        token = enter(Operation("request"))
+        try:
+            return await octo.concurrently(in_coro, in_thread)
+        finally:
+            leave(token)
+
+    assert run(main()) == (("alice", "request"), ("alice", "request"))
