@@ -78,6 +78,7 @@ def cli() -> None:
                    "requests (octo.Octo runtime).")
 @click.option("--gc-threshold", type=float,
               help="Collect garbage between requests once RSS grew this many MB. [off]")
+@click.option("--redis-url", help="Redis for one_server ticks, e.g. redis://127.0.0.1:6379/0.")
 @click.option("--pid", help="Write the master's pid to this file.")
 @click.option("--control", help="Control socket path. [next to --pid/--uds, else per port]")
 def serve(app: str | None, **options: Any) -> None:
@@ -243,7 +244,7 @@ def format_status(reply: dict[str, Any]) -> str:
     head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
             f"generation {reply['generation']}{'  STOPPING' if reply['stopping'] else ''}")
     columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "CONNS", "RSS", "CPU%",
-               "BEAT", "LAG"]
+               "BEAT", "LAG", "TICKSKIP"]
     rows = [columns, *(_status_row(w) for w in reply["workers"])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -258,7 +259,7 @@ def _status_row(w: dict[str, Any]) -> list[str]:
         f"{w['rss'] / 1048576:.1f}M" if w["rss"] else "-",
         f"{w['cpu_percent']:.0f}" if w["cpu_percent"] is not None else "-",
         f"{w['heartbeat_age']:.1f}s" if w["heartbeat_age"] is not None else "-",
-        f"{w['loop_lag_max'] * 1000:.0f}ms",
+        f"{w['loop_lag_max'] * 1000:.0f}ms", str(w.get("ticks_skipped", 0)),
     ]
 
 

@@ -54,6 +54,7 @@ class Config:
     max_lifetime: float = 0.0
     # Runtime (octo.Octo): debug leak detector, collect garbage when RSS grew this many MB.
     detect_leaks: bool = False
+    redis_url: str | None = None  # for one_server ticks
     gc_threshold: float = 0.0
     # Timeouts (seconds).
     timeout: float = 30.0  # liveness: a worker whose loop has not beaten this long is killed

@@ -26,6 +26,7 @@ from octo.importer import AppLoadError, load_app
 from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
 from octo.master.slots import SlotState, SlotWriter
+from octo.runtime.tick import SKIPPED as TICKS_SKIPPED
 
 # Exit codes the master reads to tell a boot failure (stop everything) from a crash (respawn).
 EXIT_OK = 0
@@ -110,6 +111,8 @@ class Worker:
             os.environ["OCTO_DETECT_LEAKS"] = "1"
         if cfg.gc_threshold:
             os.environ["OCTO_GC_THRESHOLD"] = str(cfg.gc_threshold)
+        if cfg.redis_url:
+            os.environ["OCTO_REDIS_URL"] = cfg.redis_url
         app = load_app(cfg.app, cfg.app_dir, cfg.factory)
         return wrap_asgi2(app)
 
@@ -176,7 +179,7 @@ class Worker:
             return
         state = self.state
         self.slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
-                       max(self.lags, default=0.0), len(state.connections))
+                       max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

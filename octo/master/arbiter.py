@@ -435,6 +435,7 @@ class Arbiter:
                 "pid": info.pid, "state": state, "generation": info.generation,
                 "uptime": round(now - info.spawned, 1), "requests": slot.requests,
                 "in_flight": slot.in_flight, "connections": slot.connections,
+                "ticks_skipped": slot.ticks_skipped,
                 "rss": rss, "cpu_percent": cpu,
                 "heartbeat_age": round(now - slot.heartbeat, 2) if slot.heartbeat else None,
                 "loop_lag_max": round(slot.loop_lag, 4),

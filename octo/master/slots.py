@@ -13,8 +13,9 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-# pid, state, started, heartbeat, requests, in_flight, loop lag, open connections, spare
-_FORMAT = "<qqddQqdqd"
+# pid, state, started, heartbeat, requests, in_flight, loop lag, open connections,
+# ticks skipped (by this worker while it led the tick schedule)
+_FORMAT = "<qqddQqdqq"
 SLOT_SIZE = 128
 _STRUCT = struct.Struct(_FORMAT)
 assert _STRUCT.size <= SLOT_SIZE
@@ -38,6 +39,7 @@ class SlotView:
     in_flight: int
     loop_lag: float
     connections: int
+    ticks_skipped: int = 0
 
 
 class Slots:
@@ -60,14 +62,16 @@ class Slots:
             self.counts[index] = -1
 
     def write(self, index: int, pid: int, state: SlotState, started: float, heartbeat: float,
-              requests: int, in_flight: int, loop_lag: float, connections: int) -> None:
+              requests: int, in_flight: int, loop_lag: float, connections: int,
+              ticks_skipped: int = 0) -> None:
         _STRUCT.pack_into(self.area, index * SLOT_SIZE, pid, int(state), started, heartbeat,
-                          requests, in_flight, loop_lag, connections, 0.0)
+                          requests, in_flight, loop_lag, connections, ticks_skipped)
 
     def read(self, index: int) -> SlotView:
-        pid, state, started, beat, requests, in_flight, lag, conns, _ = _STRUCT.unpack_from(
-            self.area, index * SLOT_SIZE)
-        return SlotView(pid, SlotState(state), started, beat, requests, in_flight, lag, conns)
+        pid, state, started, beat, requests, in_flight, lag, conns, skipped = \
+            _STRUCT.unpack_from(self.area, index * SLOT_SIZE)
+        return SlotView(pid, SlotState(state), started, beat, requests, in_flight, lag, conns,
+                        skipped)
 
     def clear(self, index: int) -> None:
         self.area[index * SLOT_SIZE:(index + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
@@ -114,6 +118,6 @@ class SlotWriter:
         return mine - low <= slack
 
     def beat(self, state: SlotState, now: float, requests: int, in_flight: int,
-             loop_lag: float, connections: int) -> None:
+             loop_lag: float, connections: int, ticks_skipped: int = 0) -> None:
         self.slots.write(self.index, self.pid, state, self.started, now, requests, in_flight,
-                         loop_lag, connections)
+                         loop_lag, connections, ticks_skipped)

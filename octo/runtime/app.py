@@ -14,9 +14,11 @@ from octo.runtime.cache import Cache, Lock
 from octo.runtime.container import Container, ContainerError
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
-from octo.runtime.table import Column, Table
+from octo.runtime.table import Column, Int, Table
+from octo.runtime.tick import Tick, TickRunner
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -40,6 +42,8 @@ class Octo:
         self._locks: Table | None = None
         self.container = Container()
         self.events = ev.Events()
+        self.ticks = TickRunner(self)
+        self._tick_stats: Table | None = None
         self.booted = False
         self._boot_lock: asyncio.Lock | None = None
         self.leaks: LeakDetector | None = None
@@ -66,6 +70,22 @@ class Octo:
                                key_size=128)
             self._cache = Cache(table, self._lock_table())
         return self._cache
+
+    def tick(self, name: str, every: float, immediate: bool = False,
+             one_server: bool = False) -> Callable[[F], F]:
+        """Run the decorated function every *every* seconds, once per server."""
+        def register(fn: F) -> F:
+            self.ticks.add(Tick(name, fn, every, immediate, one_server))
+            return fn
+        return register
+
+    @property
+    def tick_stats(self) -> Table:
+        """Per tick: runs, skipped (still running when due) and errors, shared by workers."""
+        if self._tick_stats is None:
+            self._tick_stats = self.table("ticks", 256, {"runs": Int, "skipped": Int,
+                                                         "errors": Int})
+        return self._tick_stats
 
     def lock(self, name: str, ttl: float = 10.0) -> Lock:
         """A lock shared by all workers; a dead owner's lock expires after *ttl*."""
@@ -96,9 +116,11 @@ class Octo:
             await self.events.dispatch(ev.WorkerStarting())
             await self.container.boot()
             self.booted = True
+            self.ticks.start()
 
     async def stop(self) -> None:
         if self.booted:
+            await self.ticks.stop()
             await self.events.dispatch(ev.WorkerStopping())
             await self.container.shutdown()
             self.booted = False

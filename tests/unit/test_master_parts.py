@@ -125,12 +125,12 @@ def test_status_table_is_readable() -> None:
     reply = {"master": 10, "target": 2, "generation": 1, "stopping": False, "workers": [
         {"pid": 11, "state": "ready", "generation": 1, "uptime": 3725.0, "requests": 1200,
          "in_flight": 3, "connections": 12, "rss": 30 * 1048576, "cpu_percent": 12.5,
-         "heartbeat_age": 0.2, "loop_lag_max": 0.004},
+         "heartbeat_age": 0.2, "loop_lag_max": 0.004, "ticks_skipped": 2},
     ]}
     table = format_status(reply)
     lines = table.splitlines()
     assert lines[0].startswith("master 10  workers 1/2  generation 1")
     assert lines[1].split() == ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT",
-                                "CONNS", "RSS", "CPU%", "BEAT", "LAG"]
+                                "CONNS", "RSS", "CPU%", "BEAT", "LAG", "TICKSKIP"]
     assert lines[2].split() == ["11", "ready", "1", "1h02m", "1200", "3", "12", "30.0M", "12",
-                                "0.2s", "4ms"]
+                                "0.2s", "4ms", "2"]

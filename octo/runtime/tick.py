@@ -1,0 +1,181 @@
+"""Tick timers that run once per server, never overlapping (Octane::tick).
+
+Every worker runs a small scheduler, but only the *leader* runs ticks: leadership is a
+shared lock row that the leader renews several times a second and that expires one second
+after its owner stops renewing it (killed, hung), when another worker takes over. A tick
+still running when it is next due is skipped, not stacked, and counted. Async ticks run on
+the leader's event loop; plain functions run in a thread so they cannot stall requests.
+Each run gets its own sandbox scope, and parameters annotated with bound types are
+injected. ``one_server=True`` also takes a per-run lock in Redis so a fleet of servers runs
+the tick once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import functools
+import inspect
+import os
+import time
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from octo.logs import error_log
+from octo.runtime import events as ev
+from octo.runtime.sandbox import Operation, enter, leave
+
+if TYPE_CHECKING:
+    from octo.runtime.app import Octo
+    from octo.runtime.cache import Lock
+
+LEADER_TTL = 1.0
+POLL = 0.05
+SKIPPED = [0]  # ticks skipped by this process (read into the worker's status slot)
+
+
+class TickError(ValueError):
+    """A tick declared in a way that cannot work; the message says why."""
+
+
+@dataclasses.dataclass(slots=True)
+class Tick:
+    name: str
+    fn: Callable[..., Any]
+    every: float
+    immediate: bool
+    one_server: bool
+    next_due: float = 0.0
+    running: bool = False
+
+
+class TickRunner:
+    def __init__(self, runtime: Octo) -> None:
+        self.runtime = runtime
+        self.ticks: list[Tick] = []
+        self.task: asyncio.Task[None] | None = None
+        self.leader = False
+        self.redis: Any = None
+        self._lock: Lock | None = None
+        self.running: set[asyncio.Task[None]] = set()
+
+    def add(self, tick: Tick) -> None:
+        if any(t.name == tick.name for t in self.ticks):
+            raise TickError(f"tick {tick.name!r} is declared twice")
+        if tick.every <= 0:
+            raise TickError(f"tick {tick.name!r}: every must be positive")
+        if tick.one_server and not redis_url():
+            raise TickError(f"tick {tick.name!r}: one_server=True needs Redis; start the server "
+                            "with --redis-url (or set OCTO_REDIS_URL)")
+        self.ticks.append(tick)
+
+    def start(self) -> None:
+        for tick in self.ticks:
+            injected(tick.fn, self.runtime)  # unresolvable parameters fail at boot
+        if self.ticks and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._schedule())
+
+    async def stop(self) -> None:
+        tasks = [*self.running, *([self.task] if self.task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.task = None
+        if self.leader:
+            self.lock().release()
+            self.leader = False
+
+    def lock(self) -> Lock:
+        if self._lock is None:
+            self._lock = self.runtime.lock("tick-leader", ttl=LEADER_TTL)
+        return self._lock
+
+    async def _schedule(self) -> None:
+        while True:
+            now = time.monotonic()
+            leading = self.lock().acquire()  # acquiring again renews our own lease
+            if leading and not self.leader:
+                error_log.info("worker %d now runs the tick schedule", os.getpid())
+                for tick in self.ticks:
+                    tick.next_due = now if tick.immediate else now + tick.every
+            self.leader = leading
+            if leading:
+                for tick in self.ticks:
+                    if now >= tick.next_due:
+                        self._due(tick, now)
+            await asyncio.sleep(POLL)
+
+    def _due(self, tick: Tick, now: float) -> None:
+        # Fixed-rate schedule (no drift); after a long stall, resume from now.
+        tick.next_due = max(tick.next_due + tick.every, now)
+        stats = self.runtime.tick_stats
+        if tick.running:
+            SKIPPED[0] += 1
+            stats.incr(tick.name, "skipped")
+            error_log.debug("tick %r still running: this run is skipped", tick.name)
+            return
+        tick.running = True
+        task = asyncio.get_running_loop().create_task(self._run(tick))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _run(self, tick: Tick) -> None:
+        runtime = self.runtime
+        op = Operation("tick")
+        op.state["runtime"] = runtime
+        token = enter(op)
+        try:
+            if tick.one_server and not await self._fleet_slot(tick):
+                return
+            await runtime.events.dispatch(ev.TickReceived(tick.name))
+            kwargs = {name: await runtime.container.resolve(key)
+                      for name, key in injected(tick.fn, runtime)}
+            if inspect.iscoroutinefunction(tick.fn):
+                await tick.fn(**kwargs)
+            else:
+                ctx = contextvars.copy_context()
+                call = functools.partial(ctx.run, functools.partial(tick.fn, **kwargs))
+                await asyncio.get_running_loop().run_in_executor(None, call)
+            runtime.tick_stats.incr(tick.name, "runs")
+        except Exception:
+            runtime.tick_stats.incr(tick.name, "errors")
+            error_log.exception("tick %r raised; the schedule goes on", tick.name)
+        finally:
+            tick.running = False
+            await runtime.finish(op)
+            await runtime.events.dispatch(ev.OperationTerminated("tick"))
+            leave(token)
+
+    async def _fleet_slot(self, tick: Tick) -> bool:
+        """one_server: only the host that claims this interval's key in Redis runs it."""
+        if self.redis is None:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.from_url(redis_url())
+        slot = int(time.time() // tick.every)
+        key = f"octo:tick:{tick.name}:{slot}"
+        ttl_ms = max(1, int(tick.every * 2000))
+        return bool(await self.redis.set(key, os.getpid(), nx=True, px=ttl_ms))
+
+
+def redis_url() -> str:
+    return os.environ.get("OCTO_REDIS_URL", "")
+
+
+def injected(fn: Callable[..., Any], runtime: Octo) -> list[tuple[str, Any]]:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    params = []
+    for name, param in inspect.signature(fn).parameters.items():
+        hint = hints.get(name)
+        if hint is not None and runtime.container.has(hint):
+            params.append((name, hint))
+        elif param.default is inspect.Parameter.empty and param.kind not in (
+                param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TickError(f"tick function {fn.__qualname__}: parameter {name!r} is not a "
+                            "type bound in the container")
+    return params
