@@ -68,7 +68,7 @@ class Octo:
         if self._cache is None:
             table = self.table("cache", self.cache_rows, Cache.columns(self.cache_value_size),
                                key_size=128)
-            self._cache = Cache(table, self._lock_table())
+            self._cache = Cache(table, self._lock_table(), self)
         return self._cache
 
     def tick(self, name: str, every: float, immediate: bool = False,

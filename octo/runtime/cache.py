@@ -29,9 +29,10 @@ class LockTimeout(TimeoutError):
 
 
 class Cache:
-    def __init__(self, table: Table, locks: Table) -> None:
+    def __init__(self, table: Table, locks: Table, runtime: Any = None) -> None:
         self.table = table
         self.locks = locks
+        self.runtime = runtime
 
     @classmethod
     def columns(cls, value_size: int) -> dict[str, Any]:
@@ -104,6 +105,21 @@ class Cache:
             expires = FOREVER if row is None else row["expires"]
             self._store(key, self._pack(value), expires)
             return value
+
+    def interval(self, key: str, seconds: float,
+                 resolver: Callable[[], Any]) -> None:
+        """Keep *key* refreshed by the tick runner every *seconds* (once per server);
+        readers just ``get`` the latest value and never wait for it to be computed."""
+        if self.runtime is None:
+            raise RuntimeError("cache.interval needs the cache of an octo.Octo runtime")
+
+        async def refresh() -> None:
+            value = resolver()
+            if inspect.isawaitable(value):
+                value = await value
+            self.set(key, value)
+
+        self.runtime.tick(f"cache-interval:{key}", every=seconds, immediate=True)(refresh)
 
     def forget(self, key: str) -> bool:
         with self.table.locked():

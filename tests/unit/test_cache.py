@@ -81,3 +81,28 @@ def test_lock_owner_release_expiry_and_block_timeout(run, monkeypatch) -> None:
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + 6)  # the owner died: its lock expires
     assert first.acquire()
+
+
+def test_interval_refreshes_in_the_background(run, monkeypatch) -> None:
+    import octo
+
+    monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
+    rt = octo.Octo()
+    calls = [0]
+
+    async def resolver() -> int:
+        calls[0] += 1
+        return calls[0]
+
+    rt.cache.interval("rates", 0.05, resolver)
+
+    async def main() -> tuple[object, object]:
+        before = rt.cache.get("rates")
+        await rt.boot()
+        await asyncio.sleep(0.3)
+        after = rt.cache.get("rates")
+        await rt.stop()
+        return before, after
+
+    before, after = run(main())
+    assert before is None and isinstance(after, int) and after >= 4
