@@ -30,6 +30,7 @@ from octo.runtime.table import (
     TableFull,
     ValueTooLarge,
 )
+from octo.runtime.tasks import TaskFailed, TaskWorkerLost
 
 __all__ = [
     "Bytes",
@@ -56,8 +57,10 @@ __all__ = [
     "Table",
     "TableError",
     "TableFull",
+    "TaskFailed",
     "TaskReceived",
     "TaskTimeout",
+    "TaskWorkerLost",
     "TickReceived",
     "ValueTooLarge",
     "WorkerErrorOccurred",

@@ -58,6 +58,8 @@ def cli() -> None:
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
 @click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
+@click.option("--task-workers", type=int,
+              help="Processes for rt.tasks / concurrently(in_workers=True). [0]")
 @click.option("--reuse-port/--no-reuse-port", default=None,
               help="Give each worker its own SO_REUSEPORT socket. [off]")
 @click.option("--timeout", type=float,

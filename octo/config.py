@@ -42,6 +42,7 @@ class Config:
     server_header: bool = True
     # Process model (master).
     workers: int = 1
+    task_workers: int = 0
     reuse_port: bool = False
     pid: str | None = None
     control: str | None = None

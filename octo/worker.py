@@ -104,17 +104,7 @@ class Worker:
         return EXIT_OK
 
     def load(self) -> ASGIApp:
-        cfg = self.config
-        # The runtime (octo.Octo) is created at import time: tell it its settings first.
-        os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
-        if cfg.detect_leaks:
-            os.environ["OCTO_DETECT_LEAKS"] = "1"
-        if cfg.gc_threshold:
-            os.environ["OCTO_GC_THRESHOLD"] = str(cfg.gc_threshold)
-        if cfg.redis_url:
-            os.environ["OCTO_REDIS_URL"] = cfg.redis_url
-        app = load_app(cfg.app, cfg.app_dir, cfg.factory)
-        return wrap_asgi2(app)
+        return wrap_asgi2(load_configured_app(self.config))
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self.state
@@ -224,6 +214,25 @@ class Worker:
             conn.transport.close()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
+
+
+def load_configured_app(cfg: Config) -> Any:
+    """Import the app after telling the runtime (octo.Octo, created at import time) its
+    settings through the environment."""
+    os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
+    if cfg.detect_leaks:
+        os.environ["OCTO_DETECT_LEAKS"] = "1"
+    if cfg.gc_threshold:
+        os.environ["OCTO_GC_THRESHOLD"] = str(cfg.gc_threshold)
+    if cfg.redis_url:
+        os.environ["OCTO_REDIS_URL"] = cfg.redis_url
+    return load_app(cfg.app, cfg.app_dir, cfg.factory)
+
+
+def load_runtime(cfg: Config) -> Any:
+    """For task workers: the octo.Octo runtime behind the app, or None for a plain app."""
+    app = load_configured_app(cfg)
+    return getattr(app, "runtime", None)
 
 
 def wrap_asgi2(app: Any) -> ASGIApp:

@@ -17,6 +17,7 @@ import select
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 from typing import Any
@@ -48,6 +49,7 @@ class WorkerInfo:
     index: int
     generation: int
     spawned: float
+    role: str = "http"  # or "task"
     ready: bool = False
     stopping: bool = False  # SIGTERM sent
     replaced_by: int | None = None  # pid of the worker that will take over from this one
@@ -65,6 +67,9 @@ class Arbiter:
         self.config = config
         self.sockets = sockets
         self.target = config.workers
+        self.task_target = config.task_workers
+        self.task_sock: socket.socket | None = None
+        self.task_path: str | None = None
         self.slots = Slots(MAX_SLOTS)
         self.workers: dict[int, WorkerInfo] = {}
         self.generation = 0
@@ -92,6 +97,8 @@ class Arbiter:
         if stale:
             error_log.info("removed %d table file(s) left by a server that was killed", stale)
         os.environ["OCTO_SERVER_ID"] = str(os.getpid())  # names this server's tables
+        if self.task_target:
+            self._bind_task_socket()
         if self.control_path is not None:
             self.control = ControlServer(self.control_path, self)
         if self.config.watch:
@@ -137,6 +144,18 @@ class Arbiter:
                     pass
         if self.control is not None and self.control.sock in ready:
             self.control.handle_one()
+
+    def _bind_task_socket(self) -> None:
+        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        self.task_path = os.path.join(base, f"octo-{os.getpid()}-tasks.sock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.task_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(self.task_path)
+        os.chmod(self.task_path, 0o600)
+        sock.listen(1024)
+        self.task_sock = sock
+        os.environ["OCTO_TASK_SOCKET"] = self.task_path  # inherited by every worker
 
     # -- signals: handlers only enqueue --------------------------------------------------------
 
@@ -206,7 +225,9 @@ class Arbiter:
 
     # -- children ------------------------------------------------------------------------------
 
-    def spawn(self, replaces: int | None = None) -> int:
+    def spawn(self, replaces: int | None = None, role: str = "http") -> int:
+        if replaces is not None and replaces in self.workers:
+            role = self.workers[replaces].role
         used = {info.index for info in self.workers.values()}
         index = self.slots.free_index(used)
         self.slots.clear(index)
@@ -217,8 +238,9 @@ class Arbiter:
         self.slots.set_high(used | {index})
         pid = os.fork()
         if pid == 0:
-            self._become_worker(index, retire)
-        info = WorkerInfo(pid, index, self.generation, time.monotonic(), replaces=replaces)
+            self._become_worker(index, retire, role)
+        info = WorkerInfo(pid, index, self.generation, time.monotonic(), role=role,
+                          replaces=replaces)
         with contextlib.suppress(psutil.Error):
             info.process = psutil.Process(pid)
         self.workers[pid] = info
@@ -226,7 +248,7 @@ class Arbiter:
             self.workers[replaces].replaced_by = pid
         return pid
 
-    def _become_worker(self, index: int, retire_after: int) -> None:
+    def _become_worker(self, index: int, retire_after: int, role: str) -> None:
         """In the child: never returns."""
         code = 1
         try:
@@ -237,10 +259,22 @@ class Arbiter:
             if self.control is not None:
                 self.control.sock.close()
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
-            from octo.worker import Worker
-
             writer = SlotWriter(self.slots, index, os.getpid(), time.time())
-            code = Worker(self.config, self.sockets, slot=writer, retire_after=retire_after).run()
+            if role == "task":
+                from octo.runtime.tasks import TaskWorker
+
+                os.environ["OCTO_ROLE"] = "task"
+                for sock in self.sockets:
+                    sock.close()
+                assert self.task_sock is not None
+                code = TaskWorker(self.config, self.task_sock, writer).run()
+            else:
+                from octo.worker import Worker
+
+                if self.task_sock is not None:
+                    self.task_sock.close()
+                code = Worker(self.config, self.sockets, slot=writer,
+                              retire_after=retire_after).run()
         except BaseException:
             error_log.exception("worker crashed")
         finally:
@@ -392,15 +426,16 @@ class Arbiter:
                 return
 
     def _scale(self, now: float) -> None:
-        counted = [info for info in self.workers.values()
-                   if not info.stopping and info.replaced_by is None]
-        if len(counted) < self.target and now >= self.next_spawn:
-            for _ in range(self.target - len(counted)):
-                self.spawn()
-        elif len(counted) > self.target and not self.reload_queue:
-            for info in sorted(counted, key=lambda w: w.spawned)[self.target:]:
-                error_log.info("scaling down: stopping worker %d", info.pid)
-                self._retire(info.pid)
+        for role, target in (("http", self.target), ("task", self.task_target)):
+            counted = [info for info in self.workers.values() if info.role == role
+                       and not info.stopping and info.replaced_by is None]
+            if len(counted) < target and now >= self.next_spawn:
+                for _ in range(target - len(counted)):
+                    self.spawn(role=role)
+            elif len(counted) > target and not self.reload_queue:
+                for info in sorted(counted, key=lambda w: w.spawned)[target:]:
+                    error_log.info("scaling down: stopping worker %d", info.pid)
+                    self._retire(info.pid)
 
     def _enforce_stop_deadline(self) -> None:
         if time.monotonic() > self.stop_deadline:
@@ -432,7 +467,8 @@ class Arbiter:
             if info.stopping:
                 state = "stopping"
             rows.append({
-                "pid": info.pid, "state": state, "generation": info.generation,
+                "pid": info.pid, "role": info.role, "state": state,
+                "generation": info.generation,
                 "uptime": round(now - info.spawned, 1), "requests": slot.requests,
                 "in_flight": slot.in_flight, "connections": slot.connections,
                 "ticks_skipped": slot.ticks_skipped,
@@ -445,6 +481,11 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         remove_tables(str(os.getpid()))
+        if self.task_sock is not None:
+            self.task_sock.close()
+            with contextlib.suppress(OSError):
+                assert self.task_path is not None
+                os.unlink(self.task_path)
         if self.control is not None:
             self.control.close()
         if self.watcher is not None:

@@ -15,6 +15,7 @@ from octo.runtime.container import Container, ContainerError
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
 from octo.runtime.table import Column, Int, Table
+from octo.runtime.tasks import Tasks
 from octo.runtime.tick import Tick, TickRunner
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class Octo:
         self.container = Container()
         self.events = ev.Events()
         self.ticks = TickRunner(self)
+        self.tasks = Tasks()  # rt.tasks.run(fn, ...) / rt.tasks.dispatch(fn, ...)
         self._tick_stats: Table | None = None
         self.booted = False
         self._boot_lock: asyncio.Lock | None = None

@@ -39,30 +39,45 @@ Fn = Callable[[], Awaitable[T1]] | Callable[[], T1]
 
 
 @overload
-async def concurrently(*, timeout: float | None = None) -> tuple[()]: ...
+async def concurrently(*, timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[()]: ...
 @overload
-async def concurrently(f1: Fn[T1], /, *, timeout: float | None = None) -> tuple[T1]: ...
+async def concurrently(f1: Fn[T1], /, *, timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[T1]: ...
 @overload
-async def concurrently(f1: Fn[T1], f2: Fn[T2], /, *,
-                       timeout: float | None = None) -> tuple[T1, T2]: ...
+async def concurrently(f1: Fn[T1], f2: Fn[T2], /, *, timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[T1, T2]: ...
 @overload
 async def concurrently(f1: Fn[T1], f2: Fn[T2], f3: Fn[T3], /, *,
-                       timeout: float | None = None) -> tuple[T1, T2, T3]: ...
+                       timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[T1, T2, T3]: ...
 @overload
 async def concurrently(f1: Fn[T1], f2: Fn[T2], f3: Fn[T3], f4: Fn[T4], /, *,
-                       timeout: float | None = None) -> tuple[T1, T2, T3, T4]: ...
+                       timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[T1, T2, T3, T4]: ...
 @overload
 async def concurrently(f1: Fn[T1], f2: Fn[T2], f3: Fn[T3], f4: Fn[T4], f5: Fn[T5], /, *,
-                       timeout: float | None = None) -> tuple[T1, T2, T3, T4, T5]: ...
+                       timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[T1, T2, T3, T4, T5]: ...
 @overload
-async def concurrently(*fns: Fn[Any], timeout: float | None = None) -> tuple[Any, ...]: ...
+async def concurrently(*fns: Fn[Any], timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[Any, ...]: ...
 
 
-async def concurrently(*fns: Fn[Any], timeout: float | None = None) -> tuple[Any, ...]:
+async def concurrently(*fns: Fn[Any], timeout: float | None = None,
+                       in_workers: bool = False) -> tuple[Any, ...]:
+    """With ``in_workers=True`` each (picklable) callable runs in a task worker process:
+    true parallelism for CPU-bound work (``octo serve --task-workers N``)."""
     if not fns:
         return ()
     loop = asyncio.get_running_loop()
-    futures = [_start(loop, fn) for fn in fns]
+    if in_workers:
+        from octo.runtime.tasks import Tasks
+
+        runner = Tasks()
+        futures: list[asyncio.Future[Any]] = [loop.create_task(runner.run(fn)) for fn in fns]
+    else:
+        futures = [_start(loop, fn) for fn in fns]
     try:
         await _wait_all(futures, timeout, fns)
     finally:
@@ -70,9 +85,9 @@ async def concurrently(*fns: Fn[Any], timeout: float | None = None) -> tuple[Any
             if not fut.done():
                 fut.cancel()
         # Let cancelled coroutines unwind before returning (threads cannot be stopped).
-        tasks = [f for f in futures if isinstance(f, asyncio.Task)]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        children = [f for f in futures if isinstance(f, asyncio.Task)]
+        if children:
+            await asyncio.gather(*children, return_exceptions=True)
     return tuple(fut.result() for fut in futures)
 
 

@@ -72,6 +72,8 @@ class TickRunner:
         self.ticks.append(tick)
 
     def start(self) -> None:
+        if os.environ.get("OCTO_ROLE") == "task":
+            return  # task workers serve tasks; HTTP workers elect the tick leader
         for tick in self.ticks:
             injected(tick.fn, self.runtime)  # unresolvable parameters fail at boot
         if self.ticks and self.task is None:
