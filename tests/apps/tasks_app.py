@@ -28,6 +28,10 @@ def die() -> None:
     os.kill(os.getpid(), 9)
 
 
+def nap() -> None:
+    time.sleep(1.0)
+
+
 def record() -> None:
     time.sleep(0.05)
     done.incr("dispatched", "n")
@@ -53,6 +57,11 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
             await rt.tasks.run(die, timeout=10)
         except octo.TaskWorkerLost as exc:
             body = f"lost: {exc}".encode()
+    elif path == "/timeout":
+        try:
+            await rt.tasks.run(nap, timeout=0.2)
+        except TimeoutError:
+            body = b"timed out"
     elif path == "/dispatch":
         await rt.tasks.dispatch(record)
         body = b"dispatched"

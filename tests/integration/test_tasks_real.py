@@ -20,6 +20,7 @@ def test_task_workers_compute_report_errors_and_survive_a_kill() -> None:
             assert http_pid not in task_pids and len(task_pids) <= 2  # ran in task workers
             assert client.get("/fail").text == "caught task failed on purpose"
             assert client.get("/die").text.startswith("lost: the task worker died")
+            assert client.get("/timeout").text == "timed out"
             for _ in range(5):
                 assert client.get("/dispatch").text == "dispatched"
             deadline = time.monotonic() + 10
