@@ -104,7 +104,11 @@ class Worker:
         return EXIT_OK
 
     def load(self) -> ASGIApp:
-        return wrap_asgi2(load_configured_app(self.config))
+        from octo.runtime.integrations.django import adapt
+
+        # A plain Django application gets the per-request resets too (rt.wrap adds them
+        # itself for wrapped apps).
+        return wrap_asgi2(adapt(load_configured_app(self.config)))
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self.state
