@@ -53,6 +53,12 @@ class Config:
     max_requests_jitter: int = 0
     max_memory: float = 0.0
     max_lifetime: float = 0.0
+    # WebSockets.
+    ws: str = "auto"  # auto | none | websockets
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
     # Runtime (octo.Octo): debug leak detector, collect garbage when RSS grew this many MB.
     detect_leaks: bool = False
     redis_url: str | None = None  # for one_server ticks
@@ -82,6 +88,9 @@ class Config:
         for name in ("limit_request_line", "limit_request_fields", "limit_request_head"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.ws not in ("auto", "none", "websockets"):
+            raise ConfigError(f"--ws {self.ws!r}: choose auto, none or websockets (the wsproto "
+                              "backend is not implemented)")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.reuse_port and (self.fd is not None or self.uds is not None):

@@ -89,6 +89,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.state = ServerState(self.config, app, loop,
                                  lifespan.state if lifespan.supported else None)
+        self.state.upgrade_handler = websocket_handler(self.config)
         self.stop_requested = asyncio.Event()
         self._install_signals(loop)
         await self._listen(loop)
@@ -203,6 +204,8 @@ class Worker:
             server.close()
         for acceptor in self.acceptors:
             acceptor.close()
+        for ws in list(state.websockets):
+            ws.shutdown()
         for conn in list(state.connections):
             conn.shutdown()
         deadline = time.monotonic() + self.config.graceful_timeout
@@ -218,6 +221,21 @@ class Worker:
             conn.transport.close()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
+
+
+def websocket_handler(cfg: Config) -> Any:
+    """The upgrade hook for --ws, or None (upgrade requests are then served as HTTP)."""
+    if cfg.ws == "none":
+        return None
+    try:
+        from octo.ws.protocol import upgrade
+    except ImportError:
+        if cfg.ws == "websockets":
+            raise SystemExit("octo: --ws websockets needs the websockets package "
+                             "(pip install 'octo[ws]')") from None
+        error_log.info("WebSockets disabled: install octo[ws] (the websockets package)")
+        return None
+    return upgrade
 
 
 def load_configured_app(cfg: Config) -> Any:

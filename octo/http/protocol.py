@@ -54,6 +54,7 @@ class ServerState:
         self.header_timeout = config.header_timeout
         self.scheme = "https" if config.is_ssl else "http"
         self.upgrade_handler: Any = None  # set by the WebSocket layer
+        self.websockets: set[Any] = set()  # upgraded connections (for shutdown)
         self.access_log = access_log.isEnabledFor(20)
         self.on_connections: Any = None  # called with the open-connection count on changes
         # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
@@ -474,12 +475,13 @@ class HttpProtocol(asyncio.Protocol):
     def _on_upgrade(self, data: bytes) -> None:
         handler = self.server.upgrade_handler
         cycle = self.to_start
-        if handler is None or cycle is None:
+        if handler is None or cycle is None or cycle.scope.get("octo.upgrade") != b"websocket":
             # No WebSocket layer: serve the request as plain HTTP, then close.
             if cycle is not None:
                 cycle.keep_alive = False
             return
         self.to_start = None
+        self.reading = None
         self._transition(Event.UPGRADE)
         handler(self, cycle.scope, data)
 
