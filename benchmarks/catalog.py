@@ -1,8 +1,7 @@
 """What the suite measures: scenarios and servers as plain table entries.
 
-Adding a scenario (a 10 KB body, POST echo, streaming, Django...) or a server (hypercorn...)
-is one more entry below, plus an app module in ``benchmarks/apps/`` where needed; run.py has
-no per-scenario or per-server code paths.
+Adding a scenario or a server is one more entry below, plus an app module in
+``benchmarks/apps/`` where needed; run.py has no per-scenario or per-server code paths.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ class Scenario:
     expect_status: int = 200
     expect_body: bytes = b""  # the pre-flight response body must contain this
     env: tuple[tuple[str, str], ...] = ()  # extra server environment (DJANGO_SETTINGS_MODULE...)
+    report_header: str = ""  # a response header whose value per server the report shows
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +49,9 @@ class Server:
         return [part.format_map(fields) for part in self.argv]
 
 
+KB = 1024
+POST_BODY = b"x" * (10 * KB)
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="hello",
@@ -57,11 +60,73 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect_body=b"Hello, world!",
     ),
     Scenario(
+        name="json",
+        description='raw ASGI app, json.dumps({"message": "Hello, world!"}) per request',
+        app="plain:json_app",
+        expect_body=b'{"message": "Hello, world!"}',
+    ),
+    Scenario(
+        name="body_10k",
+        description="raw ASGI app, fixed 10 KB body (content-length)",
+        app="plain:body_10k",
+        expect_body=b"x" * (10 * KB),
+    ),
+    Scenario(
+        name="body_100k",
+        description="raw ASGI app, fixed 100 KB body (content-length)",
+        app="plain:body_100k",
+        expect_body=b"x" * (100 * KB),
+    ),
+    Scenario(
+        name="post_echo",
+        description="raw ASGI app, 10 KB POST body read to its end and echoed back",
+        app="plain:echo",
+        method="POST",
+        body=POST_BODY,
+        expect_body=POST_BODY,
+    ),
+    Scenario(
+        name="file_100k",
+        description="raw ASGI app, a 100 KB file sent with http.response.pathsend where the "
+                    "server advertises it in scope['extensions'], else read and sent as a body",
+        app="plain:file_100k",
+        report_header="x-sent-with",
+    ),
+    Scenario(
+        name="stream",
+        description="raw ASGI app, 10 chunks of 1 KB with more_body (chunked encoding)",
+        app="plain:stream",
+        expect_body=b"x" * (10 * KB),
+    ),
+    Scenario(
+        name="sleep_10ms",
+        description="raw ASGI app, await asyncio.sleep(0.01) then hello, 256 connections",
+        app="plain:sleep_10ms",
+        connections=256,
+        expect_body=b"Hello, world!",
+    ),
+    Scenario(
         name="starlette_json",
         description='Starlette route returning JSONResponse({"message": "Hello, world!"})',
         app="starlette_json:app",
         path="/json",
         expect_body=b'{"message":"Hello, world!"}',
+    ),
+    Scenario(
+        name="django",
+        description="Django 5 async view returning JsonResponse, settings in code, no database, "
+                    "CommonMiddleware only",
+        app="django_bench.asgi:application",
+        path="/json",
+        expect_body=b'{"message": "Hello, world!"}',
+    ),
+    Scenario(
+        name="hello_close",
+        description="hello with keep-alive off: every request on a new connection "
+                    "(Connection: close)",
+        app="hello:app",
+        headers=(("Connection", "close"),),
+        expect_body=b"Hello, world!",
     ),
 )
 
@@ -87,12 +152,22 @@ SERVERS: tuple[Server, ...] = (
         note="supervisor process + 1 worker; uvloop and HTTP/1-only like the others",
     ),
     Server(
+        name="hypercorn",
+        argv=("{bin}/hypercorn", "--bind", "{host}:{port}", "--workers", "1",
+              "--worker-class", "uvloop", "--log-level", "warning", "{app}"),
+        note="master process + 1 worker, uvloop worker class, no access log (its default)",
+    ),
+    Server(
         name="raw-ceiling",
         argv=("{python}", "{apps}/raw_ceiling.py", "--host", "{host}", "--port", "{port}"),
         only=frozenset({"hello"}),
         note="uvloop + httptools asyncio.Protocol, fixed response, no ASGI: the stack's ceiling",
     ),
 )
+
+# --quick: a short smoke run for CI, these scenarios and servers unless named otherwise.
+QUICK_SCENARIOS = "hello,json,post_echo"
+QUICK_SERVERS = "octo,uvicorn"
 
 
 class _Named(Protocol):

@@ -13,7 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-PACKAGES = ("octo", "uvicorn", "granian", "starlette", "httptools", "uvloop")
+PACKAGES = ("octo", "uvicorn", "granian", "hypercorn", "starlette", "django", "httptools",
+            "uvloop")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,6 +116,16 @@ def git_revision(repo: Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}{'+dirty' if dirty else ''}" if commit else "unknown"
+
+
+def resolve_revision(repo: Path, rev: str) -> str:
+    """The short commit *rev* names in *repo*, or *rev* itself if git cannot tell."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", f"{rev}^{{commit}}"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return rev
+    return out or rev
 
 
 def python_version() -> str:

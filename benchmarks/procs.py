@@ -15,8 +15,9 @@ from pathlib import Path
 import psutil
 
 READY_TIMEOUT = 20.0  # seconds a server gets to accept connections
-SETTLE = 0.5  # seconds between "accepts connections" and the idle RSS sample
+SETTLE = 0.5  # seconds between the pre-flight response and the idle RSS sample
 STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
+PROBE_TIMEOUT = 10.0  # seconds the pre-flight request may take (a worker may still import)
 
 
 class ServerError(RuntimeError):
@@ -110,8 +111,10 @@ class Probe:
     contains: bytes
 
 
-def check_response(server: Running, probe: Probe) -> None:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+def check_response(server: Running, probe: Probe) -> dict[str, str]:
+    """Send the probe; raise ServerError unless the answer is as expected, else return its
+    headers (lower-case names)."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=PROBE_TIMEOUT)
     what = f"pre-flight {probe.method} {probe.path}"
     try:
         conn.request(probe.method, probe.path, body=probe.body or None,
@@ -125,42 +128,74 @@ def check_response(server: Running, probe: Probe) -> None:
     if response.status != probe.status or probe.contains not in data:
         raise ServerError(f"{what}: status {response.status}, body {data[:200]!r} "
                           f"(wanted {probe.status} containing {probe.contains!r})")
+    return {name.lower(): value for name, value in response.getheaders()}
 
 
-def tree_rss(pid: int) -> int:
-    """Resident set size in bytes of *pid* and all its descendants."""
-    root = psutil.Process(pid)
-    total = 0
-    for proc in [root, *root.children(recursive=True)]:
+def tree(pid: int) -> list[psutil.Process]:
+    """*pid* and its live descendants (empty when *pid* is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def serving_pid(server: Running, timeout: float = 2.0) -> int | None:
+    """The process in the server's tree that accepts and serves connections: the worker of a
+    pre-forked server, else the server itself. Found by opening one idle connection (no
+    request) and looking for the process holding its far end; None if none did in time."""
+    try:
+        sock = socket.create_connection((server.host, server.port), timeout=timeout)
+    except OSError:
+        return None
+    with sock:
+        client_port = int(sock.getsockname()[1])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = _holder(server, client_port)
+            if pid is not None:
+                return pid
+            time.sleep(0.02)
+    return None
+
+
+def _holder(server: Running, client_port: int) -> int | None:
+    for proc in tree(server.proc.pid):
+        with contextlib.suppress(psutil.Error):
+            for conn in proc.net_connections(kind="tcp"):
+                if (conn.laddr and conn.laddr.port == server.port and conn.raddr
+                        and conn.raddr.port == client_port):
+                    return int(proc.pid)
+    return None
+
+
+def rss_by_pid(pid: int) -> dict[int, int]:
+    """Resident set size in bytes of *pid* and each of its descendants."""
+    sizes = {}
+    for proc in tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
-    return total
+            sizes[int(proc.pid)] = int(proc.memory_info().rss)
+    return sizes
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by *pid* and its live descendants."""
     total = 0.0
-    with contextlib.suppress(psutil.NoSuchProcess):
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = proc.cpu_times()
-                total += times.user + times.system
+    for proc in tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
     return total
 
 
 def stop_tree(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server (it stops its own workers); SIGKILL what is left of its process tree
     after STOP_TIMEOUT."""
-    try:
-        root = psutil.Process(proc.pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
+    processes = tree(proc.pid)
     with contextlib.suppress(psutil.NoSuchProcess):
-        if tree:
-            tree[0].terminate()
-    _, alive = psutil.wait_procs(tree, timeout=STOP_TIMEOUT)
+        if processes:
+            processes[0].terminate()
+    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT)
     for leftover in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             leftover.kill()

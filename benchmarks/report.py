@@ -23,7 +23,11 @@ class RunRecord:
     requests: int | None = None
     errors: int = 0
     error_detail: str = ""
-    idle_rss_mb: float | None = None
+    generator: str = ""  # the load generator that measured this run
+    load_cpu_pct: float | None = None  # the load generator's own CPU, % of one core
+    rss_worker_mb: float | None = None  # idle RSS of the process that serves connections
+    rss_tree_mb: float | None = None  # idle RSS of the server's whole process tree
+    header_value: str = ""  # the scenario's report_header in the pre-flight response
     server_cpu_pct: float | None = None  # server tree CPU during the measured run, % of a core
     other_cpu_pct: float | None = None  # CPU used by processes outside the suite, % of a core
     failure: str = ""  # why the run produced no number (crash, bad response, load error)
@@ -60,7 +64,30 @@ class Summary:
     ratio_max: float | None
     p50_ms: float | None
     p99_ms: float | None
-    idle_rss_mb: float | None
+    rss_worker_mb: float | None
+    rss_tree_mb: float | None
+    generators: str  # the load generator(s) of its successful runs
+    header_values: str  # distinct values of the scenario's report_header
+
+
+@dataclasses.dataclass(slots=True)
+class CalibrationRecord:
+    """octo bench against wrk on one server process (octo, hello), one after the other."""
+
+    round: int
+    wrk: RunRecord
+    octo_bench: RunRecord
+
+    @property
+    def ratio(self) -> float | None:
+        """octo bench req/s / wrk req/s, None unless both runs succeeded."""
+        if self.wrk.ok and self.octo_bench.ok and self.wrk.rps:
+            return (self.octo_bench.rps or 0.0) / self.wrk.rps
+        return None
+
+
+HONESTY_TOLERANCE = 0.15  # octo bench should measure within this fraction of wrk
+CALIBRATION = "bench-vs-wrk"  # the scenario name of the runs comparing octo bench with wrk
 
 
 @dataclasses.dataclass(slots=True)
@@ -70,6 +97,7 @@ class Meta:
     finished: str = ""
     command: str = ""
     git: str = ""
+    octo_rev: str = ""  # the commit octo was installed from (--octo-rev), '' : the work tree
     measured_source: str = ""  # digest of the octo/*.py installed in benchmarks/.venv
     tree_source_end: str = ""  # digest of the work tree's octo/*.py when the suite ended
     cpu_model: str = ""
@@ -93,6 +121,12 @@ class Meta:
     steal_percent: float | None = None
     servers: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> command line
     scenarios: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> description
+    report_headers: dict[str, str] = dataclasses.field(default_factory=dict)  # scenario -> name
+    quick: bool = False
+    chart: str = ""  # file name of the chart beside the report, '' if none was drawn
+    chart_note: str = ""  # why there is no chart
+    calibration_note: str = ""  # why octo bench was not compared with wrk, '' if it was
+    calibration_command: str = ""  # the octo bench command of that comparison
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -137,7 +171,10 @@ def _summary(records: Sequence[RunRecord], runs: Sequence[RunRecord], baseline: 
         ratio_max=max(ratios, default=None),
         p50_ms=_median([r.p50_ms for r in ok if r.p50_ms is not None]),
         p99_ms=_median([r.p99_ms for r in ok if r.p99_ms is not None]),
-        idle_rss_mb=_median([r.idle_rss_mb for r in runs if r.idle_rss_mb is not None]),
+        rss_worker_mb=_median([r.rss_worker_mb for r in runs if r.rss_worker_mb is not None]),
+        rss_tree_mb=_median([r.rss_tree_mb for r in runs if r.rss_tree_mb is not None]),
+        generators=", ".join(sorted({r.generator for r in ok if r.generator})),
+        header_values=", ".join(sorted({r.header_value for r in runs if r.header_value})),
     )
 
 
@@ -152,29 +189,39 @@ def _span(low: float | None, high: float | None, fmt: str) -> str:
 
 
 def summary_headers(baseline: str) -> tuple[str, ...]:
-    return ("server", "req/s (median)", "min–max", f"vs {baseline}", "ratio min–max",
-            "p50", "p99", "idle RSS MB", "runs ok")
+    return ("server", "load", "req/s (median)", "min–max", f"vs {baseline}", "ratio min–max",
+            "p50", "p99", "worker RSS MB", "tree RSS MB", "runs ok")
 
 
-RAW_HEADERS = ("round", "scenario", "server", "req/s", "p50", "p99", "idle RSS MB", "errors",
-               "server CPU %", "other CPU %")
+RAW_HEADERS = ("round", "scenario", "server", "load", "req/s", "p50", "p99", "errors",
+               "worker RSS MB", "tree RSS MB", "server CPU %", "load CPU %", "other CPU %")
 
 
 def summary_rows(summaries: Sequence[Summary], scenario: str) -> list[list[str]]:
-    return [[s.server, _num(s.rps_median, ",.0f"), _span(s.rps_min, s.rps_max, ",.0f"),
+    return [[s.server, s.generators or "–", _num(s.rps_median, ",.0f"),
+             _span(s.rps_min, s.rps_max, ",.0f"),
              _num(s.ratio_median, ".2f", "x"), _span(s.ratio_min, s.ratio_max, ".2f"),
              _num(s.p50_ms, ".2f", " ms"), _num(s.p99_ms, ".2f", " ms"),
-             _num(s.idle_rss_mb, ".1f"), f"{s.runs_ok}/{s.runs}"]
+             _num(s.rss_worker_mb, ".1f"), _num(s.rss_tree_mb, ".1f"), f"{s.runs_ok}/{s.runs}"]
             for s in summaries if s.scenario == scenario]
 
 
 def raw_rows(records: Sequence[RunRecord]) -> list[list[str]]:
-    return [[str(r.round), r.scenario, r.server,
+    return [[str(r.round), r.scenario, r.server, r.generator or "–",
              _num(r.rps, ",.0f") if r.ok else "FAILED",
-             _num(r.p50_ms, ".2f", " ms"), _num(r.p99_ms, ".2f", " ms"),
-             _num(r.idle_rss_mb, ".1f"), str(r.errors), _num(r.server_cpu_pct, ".0f"),
+             _num(r.p50_ms, ".2f", " ms"), _num(r.p99_ms, ".2f", " ms"), str(r.errors),
+             _num(r.rss_worker_mb, ".1f"), _num(r.rss_tree_mb, ".1f"),
+             _num(r.server_cpu_pct, ".0f"), _num(r.load_cpu_pct, ".0f"),
              _num(r.other_cpu_pct, ".0f")]
             for r in records]
+
+
+def header_line(meta: Meta, summaries: Sequence[Summary], scenario: str) -> str:
+    """Which value each server sent in the scenario's report header ('' if it has none)."""
+    name = meta.report_headers.get(scenario, "")
+    values = [f"{s.server}: {s.header_values or 'not sent'}"
+              for s in summaries if s.scenario == scenario]
+    return f"`{name}` in the pre-flight response: {'; '.join(values)}" if name else ""
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1,
@@ -201,7 +248,9 @@ def console(meta: Meta, summaries: Sequence[Summary]) -> str:
         rows = summary_rows(summaries, scenario)
         if rows:
             headers = summary_headers(meta.baseline)
-            parts.append(f"{scenario}: {description}\n{text_table(headers, rows)}")
+            note = header_line(meta, summaries, scenario)
+            parts.append(f"{scenario}: {description}\n{text_table(headers, rows)}"
+                         + (f"\n{note}" if note else ""))
     return "\n\n".join(parts)
 
 
@@ -209,12 +258,13 @@ def problems(meta: Meta, records: Sequence[RunRecord]) -> list[str]:
     """The octo source changing mid-suite, then one entry per run that failed, saw errors,
     or made its server print anything."""
     out = []
-    if meta.tree_source_end != meta.measured_source:
+    if meta.tree_source_end and meta.tree_source_end != meta.measured_source:
         out.append(f"octo in the work tree changed during the suite (digest "
                    f"{meta.tree_source_end} at the end); every run measured the copy installed "
                    f"at the start ({meta.measured_source})")
     for r in records:
-        where = f"round {r.round}, {r.scenario}, {r.server}"
+        where = f"round {r.round}, {r.scenario}, {r.server}" + (
+            f" ({r.generator})" if r.scenario == CALIBRATION else "")
         if r.failure:
             out.append(f"{where}: FAILED: {r.failure}")
         if r.errors:
@@ -230,15 +280,38 @@ def problems(meta: Meta, records: Sequence[RunRecord]) -> list[str]:
     return out
 
 
-def markdown(meta: Meta, summaries: Sequence[Summary], records: Sequence[RunRecord]) -> str:
+def markdown(meta: Meta, summaries: Sequence[Summary], records: Sequence[RunRecord],
+             calibration: Sequence[CalibrationRecord] = ()) -> str:
+    lines = [f"# octo benchmarks, {meta.date}{' (quick)' if meta.quick else ''}", "",
+             *_preamble(meta), *_method(meta)]
+    if meta.chart:
+        lines += ["", f"![req/s relative to {meta.baseline}]({meta.chart})"]
+    elif meta.chart_note:
+        lines += ["", f"No chart: {meta.chart_note}."]
+    for scenario, description in meta.scenarios.items():
+        rows = summary_rows(summaries, scenario)
+        if rows:
+            note = header_line(meta, summaries, scenario)
+            lines += ["", f"## {scenario}", "", description, "",
+                      markdown_table(summary_headers(meta.baseline), rows, text_columns=2),
+                      *(["", note] if note else [])]
+    lines += ["", *calibration_section(meta, calibration)]
+    raw = markdown_table(RAW_HEADERS, raw_rows(records), text_columns=4)
+    lines += ["", "## Raw numbers per round", "", raw]
+    found = problems(meta, [*records, *calibration_runs(calibration)])
+    lines += ["", "## Problems", ""]
+    lines += [_bullet(p) for p in found] if found else ["None: no failed run, no errors, "
+                                                       "no server output."]
+    return "\n".join(lines) + "\n"
+
+
+def _preamble(meta: Meta) -> list[str]:
     versions = ", ".join(f"{name} {version}" for name, version in meta.versions.items())
     steal = _num(meta.steal_percent, ".1f", " %")
-    lines = [
-        f"# octo benchmarks, {meta.date}",
-        "",
-        f"Command: `{meta.command}`, {meta.started} to {meta.finished}. octo: a copy of the "
-        f"work tree at {meta.git} installed in benchmarks/.venv when the suite started "
-        f"(digest of its .py files: {meta.measured_source}).",
+    return [
+        f"Command: `{meta.command}`, {meta.started} to {meta.finished}. octo: {_octo(meta)} "
+        f"installed in benchmarks/.venv when the suite started (digest of its .py files: "
+        f"{meta.measured_source}).",
         "",
         "## Machine",
         "",
@@ -247,22 +320,40 @@ def markdown(meta: Meta, summaries: Sequence[Summary], records: Sequence[RunReco
         f"- Kernel: {meta.kernel}; Python: {meta.python}",
         f"- Load average (1/5/15 min) before: {meta.load_before}; after: {meta.load_after}; "
         f"CPU steal during the suite: {steal}",
-        f"- Versions: {versions}; {meta.generator_version}",
+        f"- Versions: {versions}; load generator: {meta.generator_version}",
+    ]
+
+
+def _octo(meta: Meta) -> str:
+    if meta.octo_rev:
+        return f"commit {meta.octo_rev} as committed (git archive; the work tree was at {meta.git})"
+    return f"a copy of the work tree at {meta.git}"
+
+
+def _method(meta: Meta) -> list[str]:
+    return [
         "",
         "## Method",
         "",
-        f"- Load: `{meta.load_command}` (port varies: a free one per run)",
+        f"- Load ({meta.generator}): `{meta.load_command}` (port varies: a free one per run; "
+        "scenarios change the connection count, method, body and headers)",
         f"- {meta.rounds} round(s) of {meta.duration} s per server and scenario, each after a "
         f"{meta.warmup} s warm-up run on the same server process; a fresh server process per "
         "run, stopped (whole process tree) afterwards.",
         "- Servers alternate round by round (the order rotates by one each round).",
         f"- Ratio: server req/s / {meta.baseline} req/s within the same round and scenario; "
         "the table gives the median of those per-round ratios and their range. p50/p99 and "
-        "idle RSS are medians across rounds; idle RSS is the summed RSS of the server's "
-        "process tree after startup, before any request.",
+        "RSS are medians across rounds.",
+        "- Memory, sampled idle (0.5 s after the one pre-flight request, before the warm-up): "
+        "\"worker RSS\" is the process that accepts and serves the connections (found by the "
+        "socket it holds), \"tree RSS\" the server's whole process tree (master, workers, "
+        "helpers). octo, granian and hypercorn run a master and one worker, uvicorn a single "
+        "process: compare workers with workers.",
+        "- \"load CPU %\": the load generator's own CPU use in % of one core (it is pinned to "
+        "one core; near 100 % means it, not the server, may be the bottleneck).",
         "- Noise: \"other CPU %\" is the CPU time that processes outside the suite used during "
-        "a measured run (machine-wide busy time minus the server tree, wrk and this harness), "
-        f"in % of one core. Before each run the harness waits (at most "
+        "a measured run (machine-wide busy time minus the server tree, the load generator and "
+        f"this harness), in % of one core. Before each run the harness waits (at most "
         f"{meta.quiet_timeout:.0f} s) until other processes use under {NOISY_OTHER_CPU:.0f} % "
         f"of a core; a run above that is repeated up to {meta.noisy_retries} time(s) and the "
         "quietest attempt kept (listed under Problems).",
@@ -271,18 +362,56 @@ def markdown(meta: Meta, summaries: Sequence[Summary], records: Sequence[RunReco
         "",
         *(f"- {name}: `{command}`" for name, command in meta.servers.items()),
     ]
-    for scenario, description in meta.scenarios.items():
-        rows = summary_rows(summaries, scenario)
-        if rows:
-            lines += ["", f"## {scenario}", "", description, "",
-                      markdown_table(summary_headers(meta.baseline), rows)]
-    raw = markdown_table(RAW_HEADERS, raw_rows(records), text_columns=3)
-    lines += ["", "## Raw numbers per round", "", raw]
-    found = problems(meta, records)
-    lines += ["", "## Problems", ""]
-    lines += [_bullet(p) for p in found] if found else ["None: no failed run, no errors, "
-                                                       "no server output."]
-    return "\n".join(lines) + "\n"
+
+
+def calibration_runs(calibration: Sequence[CalibrationRecord]) -> list[RunRecord]:
+    return [run for c in calibration for run in (c.wrk, c.octo_bench)]
+
+
+CALIBRATION_HEADERS = ("round", "wrk req/s", "octo bench req/s", "octo bench / wrk",
+                       "wrk p99", "octo bench p99", "wrk CPU %", "octo bench CPU %",
+                       "other CPU %")
+
+
+def calibration_rows(calibration: Sequence[CalibrationRecord]) -> list[list[str]]:
+    def rps(r: RunRecord) -> str:
+        return _num(r.rps, ",.0f") if r.ok else "FAILED"
+
+    return [[str(c.round), rps(c.wrk), rps(c.octo_bench), _num(c.ratio, ".2f"),
+             _num(c.wrk.p99_ms, ".2f", " ms"), _num(c.octo_bench.p99_ms, ".2f", " ms"),
+             _num(c.wrk.load_cpu_pct, ".0f"), _num(c.octo_bench.load_cpu_pct, ".0f"),
+             _num(max(c.wrk.other_cpu_pct or 0.0, c.octo_bench.other_cpu_pct or 0.0), ".0f")]
+            for c in calibration]
+
+
+def calibration_verdict(calibration: Sequence[CalibrationRecord]) -> str:
+    ratios = [c.ratio for c in calibration if c.ratio is not None]
+    if not ratios:
+        return "No round produced both numbers."
+    median = statistics.median(ratios)
+    cpu = _median([c.octo_bench.load_cpu_pct for c in calibration
+                   if c.octo_bench.load_cpu_pct is not None])
+    within = abs(median - 1.0) <= HONESTY_TOLERANCE
+    return (f"octo bench measured {median:.2f}x wrk's req/s (median of {len(ratios)} round(s), "
+            f"range {min(ratios):.2f}–{max(ratios):.2f}), using {_num(cpu, '.0f')} % of its "
+            f"core: {'within' if within else 'OUTSIDE'} the {HONESTY_TOLERANCE:.0%} target.")
+
+
+def calibration_section(meta: Meta, calibration: Sequence[CalibrationRecord]) -> list[str]:
+    lines = ["## octo bench vs wrk", ""]
+    if not calibration:
+        return [*lines, f"Not measured: {meta.calibration_note or 'not asked for'}."]
+    lines += [
+        "octo's own load generator checked against wrk: per round, one fresh octo server "
+        "(1 worker, hello scenario, 64 connections) is warmed up, then loaded by wrk and by "
+        "`octo bench` one after the other (the order alternates by round), both pinned to the "
+        f"same core for {meta.duration} s. octo bench command: `{meta.calibration_command}`.",
+        "",
+        markdown_table(CALIBRATION_HEADERS, calibration_rows(calibration)),
+        "",
+        calibration_verdict(calibration),
+    ]
+    return lines
 
 
 def _bullet(text: str) -> str:
@@ -294,7 +423,10 @@ def _indent(text: str) -> str:
     return "\n".join(f"  {line}" for line in text.splitlines())
 
 
-def to_json(meta: Meta, summaries: Sequence[Summary], records: Sequence[RunRecord]) -> str:
+def to_json(meta: Meta, summaries: Sequence[Summary], records: Sequence[RunRecord],
+            calibration: Sequence[CalibrationRecord] = ()) -> str:
     return json.dumps({"meta": dataclasses.asdict(meta),
                        "summary": [dataclasses.asdict(s) for s in summaries],
-                       "runs": [dataclasses.asdict(r) for r in records]}, indent=2)
+                       "runs": [dataclasses.asdict(r) for r in records],
+                       "octo_bench_vs_wrk": [{**dataclasses.asdict(c), "ratio": c.ratio}
+                                             for c in calibration]}, indent=2)

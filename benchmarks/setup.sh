@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Prepare the benchmark environment:
-#   benchmarks/.venv  competitor servers (uvicorn+httptools+uvloop, granian, starlette) and a
+#   benchmarks/.venv  competitor servers (uvicorn+httptools+uvloop, granian, hypercorn), the
+#                     apps' frameworks (starlette, django), matplotlib for the chart, and a
 #                     copy of octo taken from the work tree now (not an editable install, so
 #                     edits made while a suite runs do not change what it measures);
 #   wrk               the load generator, from Debian's packages when missing.
 # The venv's dependencies are reinstalled only when requirements.txt or pyproject.toml changed;
 # octo itself is reinstalled from the work tree on every call (a few seconds).
-# Usage: benchmarks/setup.sh [--no-wrk]
-# Exit status: 0 ready, 1 venv failed, 2 bad usage, 3 wrk missing and could not be installed.
+# Usage: benchmarks/setup.sh [--no-wrk | --wrk-optional] [--octo-rev=REV]
+#   --no-wrk        do not look for wrk (octo bench will load the servers)
+#   --wrk-optional  try to install wrk, but carry on without it (the suite then uses octo bench)
+#   --octo-rev=REV  install octo as committed at REV (git archive), not the work tree
+# Exit status: 0 ready, 1 venv failed, 2 bad usage (or no such --octo-rev), 3 wrk missing
+# and could not be installed.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -17,10 +22,13 @@ PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.installed"
 LOG="$VENV/setup.log"
 
-want_wrk=1
+want_wrk=1  # 0: skip, 1: required, 2: optional
+octo_rev=""  # empty: the work tree as it is now
 for arg in "$@"; do
     case "$arg" in
         --no-wrk) want_wrk=0 ;;
+        --wrk-optional) want_wrk=2 ;;
+        --octo-rev=*) octo_rev="${arg#--octo-rev=}" ;;
         *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -29,10 +37,16 @@ inputs_hash() {
     cat "$HERE/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1
 }
 
-# A copy of what building octo needs, so the build writes nothing into the work tree.
+# A copy of what building octo needs, so the build writes nothing into the work tree: from
+# the work tree, or with --octo-rev from that commit (uncommitted edits left out).
 snapshot_octo() {
     local dir="$1"
-    cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/octo" "$dir/"
+    if [[ -n "$octo_rev" ]]; then
+        git -C "$ROOT" archive "$octo_rev" pyproject.toml README.md octo \
+            | tar -x -C "$dir" || return 1
+    else
+        cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/octo" "$dir/" || return 1
+    fi
     find "$dir" -name __pycache__ -prune -exec rm -rf {} +
 }
 
@@ -48,10 +62,13 @@ install_all() {
         return
     fi
     echo "setup.sh: building $VENV" >&2
-    "$PYTHON" -m venv "$VENV"
-    pip_quietly install --upgrade pip
-    pip_quietly install -r "$HERE/requirements.txt"
-    pip_quietly install --no-build-isolation --force-reinstall "$src"
+    # Each step checked by hand: called as 'install_all || ...', this function runs without
+    # set -e, and a failed step must not leave a stamp saying the venv is complete.
+    rm -f "$STAMP"
+    "$PYTHON" -m venv "$VENV" || return 1
+    pip_quietly install --upgrade pip || return 1
+    pip_quietly install -r "$HERE/requirements.txt" || return 1
+    pip_quietly install --no-build-isolation --force-reinstall "$src" || return 1
     echo "$want" > "$STAMP"
 }
 
@@ -78,10 +95,18 @@ mkdir -p "$VENV"
 : > "$LOG"
 src="$(mktemp -d)"
 trap 'rm -rf "$src"' EXIT
-snapshot_octo "$src"
+if ! snapshot_octo "$src"; then
+    echo "setup.sh: could not copy octo ${octo_rev:+at $octo_rev }from $ROOT" >&2
+    exit 2
+fi
 install_all "$src" || { echo "setup.sh: could not prepare $VENV (log: $LOG)" >&2; exit 1; }
 if (( want_wrk )) && ! ensure_wrk; then
-    echo "setup.sh: ERROR: wrk is not installed and 'apt-get install -y wrk' failed;" \
-         "install wrk by hand or choose another load generator" >&2
-    exit 3
+    if (( want_wrk == 2 )); then
+        echo "setup.sh: wrk is not installed and 'apt-get install -y wrk' failed;" \
+             "octo bench will generate the load" >&2
+    else
+        echo "setup.sh: ERROR: wrk is not installed and 'apt-get install -y wrk' failed;" \
+             "install wrk by hand or choose another load generator" >&2
+        exit 3
+    fi
 fi
