@@ -44,3 +44,42 @@ def test_warm_up_happens_before_the_first_request_and_leaks_are_named() -> None:
             httpx.get(srv.url + "/leak", timeout=5)
         log = srv.wait_for_log("possible state leak")
     assert "global apps.runtime_app.VISITS grew" in log
+
+
+def test_same_module_runs_under_uvicorn_with_container_and_sandbox() -> None:
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    uvicorn = Path(sys.executable).parent / "uvicorn"
+    if not uvicorn.exists() and shutil.which("uvicorn") is None:
+        pytest.skip("uvicorn not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "apps.runtime_app:asgi",
+                             "--app-dir", str(ROOT / "tests"), "--port", str(port),
+                             "--log-level", "warning"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                events = httpx.get(base + "/events", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.05)
+        assert events[:2] == ["WorkerStarting", "warm Settings"]  # booted at lifespan startup
+        reply = httpx.get(base + "/whoami", headers={"X-User": "carol"}, timeout=5).json()
+        assert reply["user"] == "carol" and reply["same"] is True
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert "Traceback" not in err

@@ -71,3 +71,56 @@ def test_stampede_of_1000_requests_across_workers_regenerates_once() -> None:
         assert all(r.status_code == 200 for r in replies)
         assert len({r.text for r in replies}) == 1  # everyone got the one value
         assert httpx.get(srv.url + "/regenerations", timeout=5).text == "1"
+
+
+SCHEMA_APP = '''
+import octo
+rt = octo.Octo()
+t = rt.table("data", rows=32, columns={columns})
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/incr":
+        t.incr("k", "n")
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": str(t.get("k", "n") or 0).encode()}})
+
+asgi = rt.wrap(app)
+'''
+
+
+def test_reload_keeps_rows_with_same_schema_and_starts_fresh_on_change(tmp_path) -> None:
+    import signal
+
+    from octo.master.control import request
+
+    def write(columns: str) -> None:
+        (tmp_path / "schema_app.py").write_text(SCHEMA_APP.format(columns=columns))
+        for cached in (tmp_path / "__pycache__").glob("schema_app*.pyc"):
+            cached.unlink()
+
+    def reload_and_wait(srv, ctl) -> None:
+        before = {w["pid"] for w in request(str(ctl), {"cmd": "status"})["workers"]}
+        os.kill(srv.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while True:
+            workers = request(str(ctl), {"cmd": "status"})["workers"]
+            pids = {w["pid"] for w in workers if w["state"] == "ready"}
+            if pids and not pids & before and len(workers) == 1:
+                return
+            assert time.monotonic() < deadline, "reload did not finish"
+            time.sleep(0.05)
+
+    write('{"n": octo.Int}')
+    ctl = tmp_path / "ctl"
+    with run_server("schema_app:asgi", "--app-dir", str(tmp_path), "--control", str(ctl)) as srv:
+        for _ in range(3):
+            httpx.get(srv.url + "/incr", timeout=5)
+        reload_and_wait(srv, ctl)  # same schema: the rows survive the new worker
+        assert httpx.get(srv.url + "/", timeout=5).text == "3"
+        write('{"n": octo.Int, "label": octo.Str(16)}')
+        reload_and_wait(srv, ctl)  # changed schema: a fresh table, and a log line
+        assert httpx.get(srv.url + "/", timeout=5).text == "0"
+        assert "table 'data': schema changed, starting a fresh table" in srv.log()

@@ -362,3 +362,30 @@ def test_leak_detector_names_growing_global_and_changed_singleton_attribute(
     assert "global leaky_app.SEEN grew from 1 to 2 items" in caplog.text
     assert "singleton Reports attribute 'last_user' changed" in caplog.text
     assert caplog.text.count("leaky_app.SEEN") == 1  # warned once
+
+
+def test_gc_threshold_collects_once_rss_grew(run, monkeypatch) -> None:
+    import gc
+
+    import psutil
+
+    monkeypatch.setenv("OCTO_GC_THRESHOLD", "1")  # MB
+    rt = octo.Octo()
+    rss = iter([100 << 20, 100 << 20, (100 << 20) + (512 << 10), 102 << 20, 100 << 20])
+
+    class FakeProcess:
+        def memory_info(self) -> Any:
+            return type("M", (), {"rss": next(rss)})()
+
+    collected: list[int] = []
+    monkeypatch.setattr(psutil, "Process", FakeProcess)
+    monkeypatch.setattr(gc, "collect", lambda: collected.append(1) or 0)
+
+    async def main() -> None:
+        for _ in range(3):  # baseline, +0, +0.5 MB: no collection
+            await rt.finish(Operation("request"))
+        assert collected == []
+        await rt.finish(Operation("request"))  # +2 MB: collect (then re-measure)
+        assert collected == [1]
+
+    run(main())
