@@ -15,6 +15,7 @@ import httptools
 from octo.config import TrustedProxies
 from octo.http import validate
 from octo.http.cycle import ASGIApp, RequestCycle, Scope
+from octo.http.flow import WriteFlow
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.validate import RequestError
@@ -69,7 +70,7 @@ class HttpProtocol(asyncio.Protocol):
         "server", "loop", "parser", "transport", "state", "deadline", "client", "sockname",
         "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
         "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
-        "write_paused", "drain_waiter", "eof", "raw_head", "body_received", "in_message",
+        "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed",
     )
 
@@ -89,12 +90,12 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: deque[RequestCycle] = deque()  # pipelined requests, in order
         self.to_start: RequestCycle | None = None
         self.deferred_error: RequestError | None = None
-        self.read_paused = self.write_paused = self.eof = False
+        self.read_paused = self.eof = False
         # Where the parser is, independent of the connection state: a read can end in the
         # middle of the next pipelined request while the previous one is still answered.
         self.in_message = self.in_head = False
         self.completed = 0  # messages parsed so far
-        self.drain_waiter: asyncio.Future[None] | None = None
+        self.flow = WriteFlow(self.loop)
 
     # -- transport callbacks ---------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class HttpProtocol(asyncio.Protocol):
             if cycle is not None:
                 cycle.lose()
         self.queue.clear()
-        self._wake_drain()
+        self.flow.wake()
 
     def eof_received(self) -> bool | None:
         # A client may half-close after its request; keep the socket to write the answer.
@@ -139,24 +140,18 @@ class HttpProtocol(asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.flow.pause()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain()
+        self.flow.resume()
 
-    def _wake_drain(self) -> None:
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+    @property
+    def write_paused(self) -> bool:
+        return self.flow.paused
 
     async def drain(self) -> None:
-        if self.write_paused and self.state is not Conn.CLOSED:
-            if self.drain_waiter is None:
-                self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
+        if self.state is not Conn.CLOSED:
+            await self.flow.wait()
 
     def data_received(self, data: bytes) -> None:
         state = self.state

@@ -201,13 +201,18 @@ class Container:
     def _inspect(self, binding: Binding) -> list[tuple[str, Any]]:
         factory = binding.factory
         assert factory is not None
-        target = factory.__init__ if inspect.isclass(factory) else factory
+        return self.params_of(factory, f"cannot build {name_of(binding.key)}")
+
+    def params_of(self, fn: Callable[..., Any], what: str) -> list[tuple[str, Any]]:
+        """(parameter, bound type) pairs to inject into *fn*; a required parameter that is
+        not a bound type is a ContainerError starting with *what*."""
+        target = fn.__init__ if inspect.isclass(fn) else fn
         try:
             hints = typing.get_type_hints(target)
         except Exception:
             hints = {}
         params = []
-        for name, param in inspect.signature(factory).parameters.items():
+        for name, param in inspect.signature(fn).parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
             hint = hints.get(name, param.annotation)
@@ -215,7 +220,7 @@ class Container:
                 params.append((name, hint))
             elif param.default is inspect.Parameter.empty:
                 raise ContainerError(
-                    f"cannot build {name_of(binding.key)}: parameter {name!r} "
+                    f"{what}: parameter {name!r} "
                     f"({name_of(hint) if hint is not param.empty else 'no annotation'}) "
                     "is not bound in the container")
         return params

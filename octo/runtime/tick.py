@@ -19,7 +19,6 @@ import functools
 import inspect
 import os
 import time
-import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -167,17 +166,9 @@ def redis_url() -> str:
 
 
 def injected(fn: Callable[..., Any], runtime: Octo) -> list[tuple[str, Any]]:
+    from octo.runtime.container import ContainerError
+
     try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        hints = {}
-    params = []
-    for name, param in inspect.signature(fn).parameters.items():
-        hint = hints.get(name)
-        if hint is not None and runtime.container.has(hint):
-            params.append((name, hint))
-        elif param.default is inspect.Parameter.empty and param.kind not in (
-                param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TickError(f"tick function {fn.__qualname__}: parameter {name!r} is not a "
-                            "type bound in the container")
-    return params
+        return runtime.container.params_of(fn, f"tick function {fn.__qualname__}")
+    except ContainerError as exc:
+        raise TickError(str(exc)) from None

@@ -21,6 +21,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from octo.http.flow import WriteFlow
 from octo.http.response import error_body, simple_response
 from octo.logs import access_log, error_log, format_access
 
@@ -45,13 +46,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self.proto: ServerProtocol | None = None
         self.inbox: collections.deque[Message] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
+        self.flow = WriteFlow(self.loop)
         self.connect_sent = False
         self.accepted = False
         self.closed = False  # transport gone
         self.close_sent = False
         self.response_started = False
-        self.write_paused = False
         self.read_paused = False
         self.fragments: list[bytes] = []
         self.fragment_opcode: Opcode | None = None
@@ -97,19 +97,13 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.proto is not None and self.proto.close_rcvd is not None:
             code, reason = self.proto.close_rcvd.code, self.proto.close_rcvd.reason
         self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self._wake_drain()
+        self.flow.wake()
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.flow.pause()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain()
-
-    def _wake_drain(self) -> None:
-        waiter, self.drain_waiter = self.drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.flow.resume()
 
     # -- incoming frames --------------------------------------------------------------------
 
@@ -192,8 +186,8 @@ class WebSocketProtocol(asyncio.Protocol):
             raise ClientDisconnectedWS("websocket client went away")
         if kind == "websocket.send":
             self._send_data(message)
-            if self.write_paused:
-                await self._drain()
+            if self.flow.paused and not self.closed:
+                await self.flow.wait()
         elif kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":
@@ -204,11 +198,6 @@ class WebSocketProtocol(asyncio.Protocol):
             self._deny_body(message)
         else:
             raise RuntimeError(f"unexpected ASGI websocket message {kind!r}")
-
-    async def _drain(self) -> None:
-        if self.write_paused and not self.closed:
-            self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
 
     def _send_data(self, message: MutableMapping[str, Any]) -> None:
         if not self.accepted or self.proto is None:
