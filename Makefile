@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: serve test test-fast lint typecheck check bench bench-quick clean
+.PHONY: serve test test-fast lint typecheck check bench bench-quick autobahn clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+AUTOBAHN_PORT ?= 9001
+
+autobahn: $(STAMP)  ## Autobahn|Testsuite against octo (QUICK=1 skips 9.*, 12.*, 13.*)
+	@mkdir -p .autobahn
+	@$(BIN)/octo serve apps.ws_echo:app --app-dir tests --ws auto --no-access-log \
+	    --port $(AUTOBAHN_PORT) > .autobahn/octo.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT; \
+	bash scripts/autobahn.sh $(if $(QUICK),--quick) --agent octo $(AUTOBAHN_ARGS) \
+	    ws://127.0.0.1:$(AUTOBAHN_PORT)/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

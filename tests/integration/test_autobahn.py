@@ -1,0 +1,97 @@
+"""Autobahn|Testsuite conformance, quick mode, against ``octo serve`` (scripts/autobahn.sh).
+
+The fuzzing client runs every case but the 9.* (performance, messages up to 16 MiB) and
+12.*/13.* (permessage-deflate) ones against the echo app tests/apps/ws_echo.py, and no case
+may end FAILED, except those in KNOWN_FAILED: when one of them fails the test is an xfail
+naming it, so it stays visible. The test skips, saying why, when octo has no ``--ws`` option
+yet or when the harness cannot install the (Python 2.7 only) testsuite here:
+scripts/autobahn.sh exits 77. ``make autobahn`` runs the full suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from server import ROOT, run_server
+
+SCRIPT = ROOT / "scripts" / "autobahn.sh"
+SKIP_STATUS = 77
+INSTALL_TIMEOUT = 150.0  # a first install takes ~10-25 s (pip, wsaccel builds)
+RUN_TIMEOUT = 90.0  # the quick run takes ~10 s against uvicorn
+
+KNOWN_FAILED = {
+    "7.1.5": "a Close frame in the middle of a fragmented message is answered with 1002 "
+             "'incomplete fragmented message' by websockets' sans-I/O Protocol "
+             "(websockets/protocol.py; uvicorn --ws websockets-sansio fails it the same way)",
+}
+"""FAILED cases accepted for now, with why: delete an entry once octo passes that case."""
+
+
+def _run(command: Sequence[str], timeout: float,
+         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run *command* in its own process group; kill the whole group if it overstays."""
+    with subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"{' '.join(command)} did not finish within {timeout}s:\n{output}")
+    return subprocess.CompletedProcess(command, process.returncode, output)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _octo_has_ws() -> bool:
+    result = _run([sys.executable, "-m", "octo", "serve", "--help"], timeout=30)
+    assert result.returncode == 0, f"octo serve --help failed:\n{result.stdout}"
+    return re.search(r"--ws(?![-\w])", result.stdout) is not None
+
+
+def test_autobahn_quick_has_no_failed_case(tmp_path: Path) -> None:
+    if not _octo_has_ws():
+        pytest.skip("octo serve has no --ws option yet: no WebSocket support to test")
+    env = {"AUTOBAHN_PYTHON3": sys.executable,
+           "AUTOBAHN_PIP_TIMEOUT": str(int(INSTALL_TIMEOUT) - 30)}
+
+    install = _run(["bash", str(SCRIPT), "--install-only"], INSTALL_TIMEOUT, env)
+    if install.returncode == SKIP_STATUS:
+        pytest.skip(f"Autobahn testsuite unavailable: {_last_line(install.stdout)}")
+    assert install.returncode == 0, f"autobahn.sh --install-only failed:\n{install.stdout}"
+
+    report_dir = tmp_path / "reports"
+    with run_server("apps.ws_echo:app", "--app-dir", str(ROOT / "tests"), "--ws", "auto",
+                    "--no-access-log") as srv:
+        url = srv.url.replace("http://", "ws://") + "/"
+        result = _run(["bash", str(SCRIPT), "--quick", "--agent", "octo", "--outdir",
+                       str(report_dir), "--timeout", str(int(RUN_TIMEOUT) - 15),
+                       "--allow-failed", ",".join(KNOWN_FAILED), url], RUN_TIMEOUT, env)
+        server_log = srv.log()
+    if result.returncode == SKIP_STATUS:
+        pytest.skip(f"Autobahn testsuite unavailable: {_last_line(result.stdout)}")
+    print(result.stdout)
+    assert result.returncode == 0, (
+        f"Autobahn quick run against octo: status {result.returncode} (1: FAILED or missing "
+        f"cases, 3: the run broke); report in {report_dir}\n{result.stdout}\n"
+        f"----- octo log (tail) -----\n{server_log[-4000:]}")
+    allowed = re.search(r"^  allowed FAILED: (.+)$", result.stdout, re.MULTILINE)
+    if allowed:
+        cases = allowed.group(1).split()
+        pytest.xfail("known Autobahn failures: "
+                     + "; ".join(f"{case}: {KNOWN_FAILED.get(case, '?')}" for case in cases))
+    assert "FAILED 0" in result.stdout, result.stdout
