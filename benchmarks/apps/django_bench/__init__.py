@@ -1,0 +1,1 @@
+"""A minimal Django project for the benchmark: settings configured in code, no database."""
