@@ -103,8 +103,8 @@ def draw(summaries: Sequence[Summary], scenarios: Sequence[str], servers: Sequen
                    yerr=[[bar.value - bar.low], [bar.high - bar.value]], capsize=2,
                    error_kw={"elinewidth": 0.8, "ecolor": "#212529"})
             if limit is not None and bar.value > limit:
-                ax.text(x + dx, limit * 0.97, f"{bar.value:.2f}{'x' if relative else ''}\n"
-                        "(cut)", ha="center", va="top", fontsize=7, color="white")
+                ax.text(x + dx, limit * 0.97, f"{bar.value:.2f}{'x' if relative else ''} (cut)",
+                        ha="center", va="top", rotation=90, fontsize=7, color="white")
     if limit is not None:
         ax.set_ylim(0, limit)
     if relative:
