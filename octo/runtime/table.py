@@ -1,11 +1,13 @@
 """Shared-memory tables: fixed-size rows of typed columns, visible to every worker.
 
-Layout: a header, then ``rows`` slots of open addressing (linear probing) keyed by bytes.
-Each slot is ``state (1 byte) | key length (2) | key | columns``; Int is int64, Float is a
-double, Str(n) is a 2-byte length plus n bytes. Every operation holds the table's lock: an
-``fcntl`` byte-range lock on the backing file (the kernel drops it when the holder dies, so
-a worker SIGKILLed mid-operation blocks nobody) plus a thread lock (fcntl locks do not
-exclude threads of one process).
+Layout: a header (magic, capacity, rows used, lock word), then ``rows`` slots of open
+addressing (linear probing) keyed by bytes. Each slot is ``state (1 byte) | key length (2) |
+key``, padded to 8 bytes, then the Int (int64) and Float (double) columns, 8-byte aligned so
+they are read and written as machine words, then Str(n)/Bytes(n) columns (a 2-byte length
+plus n bytes). Every operation holds the table's lock (see ``octo.runtime.shmlock``): an
+owner word taken by compare-and-swap that a waiter takes over when its holder has died, or
+an ``fcntl`` byte-range lock where libatomic is missing. Either way a worker SIGKILLed
+mid-operation blocks nobody.
 
 Under ``octo serve`` the backing file lives in /dev/shm, named for the server, the table and
 its schema: workers share it, a reload with the same schema keeps the data, a changed schema
@@ -17,23 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import mmap
 import os
 import struct
-import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from octo.logs import error_log
+from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available
 
 SHM_DIR = "/dev/shm"
 PREFIX = "octo-"
-_HEADER = struct.Struct("<8sQQ")  # magic, capacity, used
-MAGIC = b"octotbl1"
+_HEADER = struct.Struct("<8sQQQ")  # magic, capacity, used, lock word
+HEADER_SIZE = _HEADER.size
+LOCK_OFFSET = 24
+MAGIC = b"octotbl2"
 EMPTY, USED, DELETED = 0, 1, 2
+_STATE_USED = bytes([USED])
 
 
 class TableError(Exception):
@@ -50,12 +54,16 @@ class ValueTooLarge(TableError, ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Column:
-    kind: str  # "int", "float", "str"
+    kind: str  # "int", "float", "str", "bytes"
     size: int = 0
 
     @property
     def width(self) -> int:
-        return 8 if self.kind in ("int", "float") else 2 + self.size
+        return 8 if self.numeric else 2 + self.size
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("int", "float")
 
 
 Int = Column("int")
@@ -74,6 +82,10 @@ def Bytes(size: int) -> Column:  # noqa: N802
     return Column("bytes", size)
 
 
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
 class Table:
     """``get/set/incr/decr/delete/exists/len/iter/clear`` on shared rows."""
 
@@ -85,63 +97,67 @@ class Table:
         self.capacity = rows
         self.key_size = key_size
         self.columns = dict(columns)
-        self.offsets: dict[str, int] = {}
-        offset = 3 + key_size
+        self._layout()
+        self.shared = server_id is not None
+        # key -> (row offset, end of its tag, tag): where this process last found the key.
+        # Checked under the lock against the slot's state+length+key, so a stale hint (row
+        # deleted or moved by another worker) only costs a normal lookup.
+        self._hints: dict[str | bytes, tuple[int, int, bytes]] = {}
+        self._open(server_id)
+        self.ints = memoryview(self.mem).cast("q")
+        self.floats = memoryview(self.mem).cast("d")
+
+    def _layout(self) -> None:
+        """Column offsets: numeric columns first so each lands on an 8-byte boundary."""
         for col, kind in self.columns.items():
             if not isinstance(kind, Column):
-                raise TypeError(f"table {name!r}: column {col!r} must be octo.Int, octo.Float "
-                                f"or octo.Str(n), not {kind!r}")
+                raise TypeError(f"table {self.name!r}: column {col!r} must be octo.Int, "
+                                f"octo.Float or octo.Str(n), not {kind!r}")
+        ordered = sorted(self.columns.items(), key=lambda item: not item[1].numeric)
+        self.offsets: dict[str, int] = {}
+        offset = _align8(3 + self.key_size)
+        for col, kind in ordered:
             self.offsets[col] = offset
             offset += kind.width
-        self.slot_size = offset
-        self.thread_lock = threading.Lock()
-        self.shared = server_id is not None
-        self._open(server_id)
+        self.slot_size = _align8(offset)
+        # column -> (word offset in its slot, is Int) for the incr fast path
+        self._words = {col: (self.offsets[col] // 8, kind.kind == "int")
+                       for col, kind in self.columns.items() if kind.numeric}
 
     # -- storage -------------------------------------------------------------------------
 
     def schema_hash(self) -> str:
-        spec = repr((self.capacity, self.key_size, sorted(
+        spec = repr((MAGIC, atomic_available(), self.capacity, self.key_size, sorted(
             (c, k.kind, k.size) for c, k in self.columns.items())))
         return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
     def _open(self, server_id: str | None) -> None:
-        size = _HEADER.size + self.capacity * self.slot_size
+        size = HEADER_SIZE + self.capacity * self.slot_size
         if server_id is None:
             self.fd = -1
             self.path = None
             self.mem = mmap.mmap(-1, size)
-            _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0)
+            _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
+            self.lock: LocalLock | FileLock | AtomicLock = LocalLock()
             return
         self.path = os.path.join(SHM_DIR, f"{PREFIX}{server_id}-{self.name}-"
                                           f"{self.schema_hash()}.tbl")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.fd = fd
-        with self._file_lock():
+        with FileLock(fd):  # creation and first-time formatting: once, across workers
             fresh = os.fstat(fd).st_size < size
             if fresh:
                 os.ftruncate(fd, size)
             self.mem = mmap.mmap(fd, size)
             if fresh or self.mem[:8] != MAGIC:
-                _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0)
+                _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
                 _log_schema(server_id, self.name, self.path)
+        self.lock = (AtomicLock(self.mem, LOCK_OFFSET, self.name) if atomic_available()
+                     else FileLock(fd))
 
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, 0)
-        try:
-            yield
-        finally:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, 0)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.thread_lock:
-            if self.fd < 0:
-                yield
-            else:
-                with self._file_lock():
-                    yield
+    def locked(self) -> LocalLock | FileLock | AtomicLock:
+        """``with table.locked():`` around several ``*_unlocked`` calls made atomic."""
+        return self.lock
 
     # -- slots ---------------------------------------------------------------------------
 
@@ -153,28 +169,55 @@ class Table:
         return raw
 
     def _base(self, slot: int) -> int:
-        return _HEADER.size + slot * self.slot_size
+        return HEADER_SIZE + slot * self.slot_size
 
     def _find(self, raw: bytes) -> tuple[int, int]:
         """(slot of the key or -1, first free slot on its probe path or -1)."""
         mem = self.mem
         capacity = self.capacity
-        start = zlib.crc32(raw) % capacity
+        size = self.slot_size
+        tagged = _STATE_USED + len(raw).to_bytes(2, "little") + raw  # state, length, key
+        end = len(tagged)
+        slot = zlib.crc32(raw) % capacity
         free = -1
-        for i in range(capacity):
-            slot = (start + i) % capacity
-            base = self._base(slot)
+        for _ in range(capacity):
+            base = HEADER_SIZE + slot * size
+            if mem[base:base + end] == tagged:
+                return slot, free
             state = mem[base]
             if state == EMPTY:
                 return -1, slot if free < 0 else free
-            if state == DELETED:
-                if free < 0:
-                    free = slot
-                continue
-            length = mem[base + 1] | (mem[base + 2] << 8)
-            if length == len(raw) and mem[base + 3:base + 3 + length] == raw:
-                return slot, free
+            if state == DELETED and free < 0:
+                free = slot
+            slot = slot + 1 if slot + 1 < capacity else 0
         return -1, free
+
+    def _locate(self, key: str | bytes, claim: bool) -> int:
+        """Row offset of *key* (claimed when new and *claim*, else -1); lock held."""
+        try:
+            hint = self._hints.get(key)
+        except TypeError:  # bytearray, memoryview: fine as keys, not as dict keys
+            hint = None
+        if hint is not None and self.mem[hint[0]:hint[1]] == hint[2]:
+            return hint[0]
+        raw = self._key(key)
+        slot, free = self._find(raw)
+        if slot < 0:
+            if not claim:
+                return -1
+            slot = self._claim(raw, free)
+        base = HEADER_SIZE + slot * self.slot_size
+        if len(self._hints) >= 2 * self.capacity:
+            self._hints.clear()  # bounded: keys come and go
+        with contextlib.suppress(TypeError):
+            self._hints[key] = (base, base + 3 + len(raw),
+                                _STATE_USED + len(raw).to_bytes(2, "little") + raw)
+        return base
+
+    def _slot(self, raw: bytes) -> int:
+        """The key's slot, claimed (zeroed) when the key is new."""
+        slot, free = self._find(raw)
+        return slot if slot >= 0 else self._claim(raw, free)
 
     def _claim(self, raw: bytes, free: int) -> int:
         if free < 0:
@@ -182,16 +225,11 @@ class Table:
         base = self._base(free)
         mem = self.mem
         mem[base:base + self.slot_size] = bytes(self.slot_size)
-        mem[base + 1] = len(raw) & 0xFF
-        mem[base + 2] = len(raw) >> 8
+        mem[base + 1:base + 3] = len(raw).to_bytes(2, "little")
         mem[base + 3:base + 3 + len(raw)] = raw
         mem[base] = USED
-        self._add_used(1)
+        self.ints[2] += 1  # rows used
         return free
-
-    def _add_used(self, delta: int) -> None:
-        magic, capacity, used = _HEADER.unpack_from(self.mem, 0)
-        _HEADER.pack_into(self.mem, 0, magic, capacity, used + delta)
 
     def _column(self, column: str) -> tuple[Column, int]:
         try:
@@ -200,40 +238,41 @@ class Table:
             raise KeyError(f"table {self.name!r} has no column {column!r}") from None
 
     def _read(self, base: int, kind: Column, offset: int) -> Any:
-        mem = self.mem
         at = base + offset
         if kind.kind == "int":
-            return struct.unpack_from("<q", mem, at)[0]
+            return self.ints[at >> 3]
         if kind.kind == "float":
-            return struct.unpack_from("<d", mem, at)[0]
+            return self.floats[at >> 3]
+        mem = self.mem
         length = mem[at] | (mem[at + 1] << 8)
-        data = bytes(mem[at + 2:at + 2 + length])
+        data = mem[at + 2:at + 2 + length]
         return data if kind.kind == "bytes" else data.decode()
 
+    def _check(self, column: str, value: Any) -> Any:
+        """*value* as stored in *column*, or TypeError/ValueTooLarge naming both."""
+        kind, _ = self._column(column)
+        wanted: Any = {"int": int, "float": (int, float), "str": str, "bytes": bytes}[kind.kind]
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise TypeError(f"table {self.name!r}: column {column!r} is "
+                            f"{kind.kind.capitalize()}, got {type(value).__name__}")
+        if kind.numeric:
+            return float(value) if kind.kind == "float" else value
+        data = value.encode() if isinstance(value, str) else value
+        if len(data) > kind.size:
+            raise ValueTooLarge(f"table {self.name!r}: column {column!r} holds "
+                                f"{kind.size} bytes, value has {len(data)}")
+        return data
+
     def _write(self, base: int, column: str, value: Any) -> None:
-        kind, offset = self._column(column)
+        kind, offset = self.columns[column], self.offsets[column]
         at = base + offset
         if kind.kind == "int":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"table {self.name!r}: column {column!r} is Int, got "
-                                f"{type(value).__name__}")
-            struct.pack_into("<q", self.mem, at, value)
+            self.ints[at >> 3] = value
         elif kind.kind == "float":
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise TypeError(f"table {self.name!r}: column {column!r} is Float, got "
-                                f"{type(value).__name__}")
-            struct.pack_into("<d", self.mem, at, float(value))
+            self.floats[at >> 3] = value
         else:
-            wanted = bytes if kind.kind == "bytes" else str
-            if not isinstance(value, wanted):
-                raise TypeError(f"table {self.name!r}: column {column!r} is "
-                                f"{kind.kind.capitalize()}, got {type(value).__name__}")
-            data = value.encode() if isinstance(value, str) else value
-            if len(data) > kind.size:
-                raise ValueTooLarge(f"table {self.name!r}: column {column!r} holds "
-                                    f"{kind.size} bytes, value has {len(data)}")
-            struct.pack_into("<H", self.mem, at, len(data))
-            self.mem[at + 2:at + 2 + len(data)] = data
+            self.mem[at:at + 2] = len(value).to_bytes(2, "little")
+            self.mem[at + 2:at + 2 + len(value)] = value
 
     def _row(self, base: int) -> dict[str, Any]:
         return {col: self._read(base, kind, self.offsets[col])
@@ -246,12 +285,9 @@ class Table:
         return None if slot < 0 else self._row(self._base(slot))
 
     def set_unlocked(self, key: str | bytes, values: Mapping[str, Any]) -> None:
-        raw = self._key(key)
-        slot, free = self._find(raw)
-        if slot < 0:
-            slot = self._claim(raw, free)
-        base = self._base(slot)
-        for column, value in values.items():
+        checked = {column: self._check(column, value) for column, value in values.items()}
+        base = self._base(self._slot(self._key(key)))
+        for column, value in checked.items():
             self._write(base, column, value)
 
     def delete_unlocked(self, key: str | bytes) -> bool:
@@ -259,7 +295,7 @@ class Table:
         if slot < 0:
             return False
         self.mem[self._base(slot)] = DELETED
-        self._add_used(-1)
+        self.ints[2] -= 1
         return True
 
     def rows_unlocked(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -268,79 +304,92 @@ class Table:
             base = self._base(slot)
             if mem[base] == USED:
                 length = mem[base + 1] | (mem[base + 2] << 8)
-                yield bytes(mem[base + 3:base + 3 + length]), self._row(base)
+                yield mem[base + 3:base + 3 + length], self._row(base)
 
     # -- public API ----------------------------------------------------------------------
 
     def get(self, key: str | bytes, column: str | None = None) -> Any:
-        raw = self._key(key)
         if column is not None:
             kind, offset = self._column(column)
-        with self.locked():
-            slot, _ = self._find(raw)
-            if slot < 0:
+        lock = self.lock
+        lock.acquire()
+        try:
+            base = self._locate(key, claim=False)
+            if base < 0:
                 return None
-            base = self._base(slot)
             return self._read(base, kind, offset) if column is not None else self._row(base)
+        finally:
+            lock.release()
 
     def set(self, key: str | bytes, values: Mapping[str, Any]) -> None:
         self._key(key)
-        for column in values:
-            self._column(column)
-        with self.locked():
-            self.set_unlocked(key, values)
+        checked = {column: self._check(column, value) for column, value in values.items()}
+        lock = self.lock
+        lock.acquire()
+        try:
+            base = self._locate(key, claim=True)
+            for column, value in checked.items():
+                self._write(base, column, value)
+        finally:
+            lock.release()
 
     def incr(self, key: str | bytes, column: str, by: int | float = 1) -> int | float:
-        kind, offset = self._column(column)
-        if kind.kind in ("str", "bytes"):
-            raise TypeError(f"table {self.name!r}: column {column!r} is Str; incr needs Int "
-                            "or Float")
-        if kind.kind == "int" and not isinstance(by, int):
+        """Add *by* to a numeric column atomically; a missing row starts at 0."""
+        try:
+            word, is_int = self._words[column]
+        except KeyError:
+            raise self._not_numeric(column) from None
+        if is_int and not isinstance(by, int):
             raise TypeError(f"table {self.name!r}: column {column!r} is Int; incr by an int")
-        raw = self._key(key)
-        fmt = "<q" if kind.kind == "int" else "<d"
-        with self.locked():
-            slot, free = self._find(raw)
-            if slot < 0:
-                slot = self._claim(raw, free)
-            at = self._base(slot) + offset
-            value = struct.unpack_from(fmt, self.mem, at)[0] + by
-            struct.pack_into(fmt, self.mem, at, value)
-            return value  # type: ignore[no-any-return]
+        lock = self.lock
+        lock.acquire()
+        try:
+            at = (self._locate(key, claim=True) >> 3) + word
+            words: memoryview[Any] = self.ints if is_int else self.floats
+            value: int | float = words[at] + by
+            words[at] = value
+            return value
+        finally:
+            lock.release()
+
+    def _not_numeric(self, column: str) -> Exception:
+        kind, _ = self._column(column)  # KeyError for an unknown column
+        return TypeError(f"table {self.name!r}: column {column!r} is "
+                         f"{kind.kind.capitalize()}; incr needs Int or Float")
 
     def decr(self, key: str | bytes, column: str, by: int | float = 1) -> int | float:
         return self.incr(key, column, -by)
 
     def delete(self, key: str | bytes) -> bool:
         self._key(key)
-        with self.locked():
+        with self.lock:
             return self.delete_unlocked(key)
 
     def exists(self, key: str | bytes) -> bool:
         raw = self._key(key)
-        with self.locked():
+        with self.lock:
             return self._find(raw)[0] >= 0
 
     def __len__(self) -> int:
-        with self.locked():
-            return int(_HEADER.unpack_from(self.mem, 0)[2])
+        with self.lock:
+            return int(self.ints[2])
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(key, row) pairs; each row is read under the lock, so it is never torn."""
         for slot in range(self.capacity):
-            with self.locked():
+            with self.lock:
                 base = self._base(slot)
                 if self.mem[base] != USED:
                     continue
                 length = self.mem[base + 1] | (self.mem[base + 2] << 8)
-                key = bytes(self.mem[base + 3:base + 3 + length]).decode("utf-8", "replace")
+                key = self.mem[base + 3:base + 3 + length].decode("utf-8", "replace")
                 row = self._row(base)
             yield key, row
 
     def clear(self) -> None:
-        with self.locked():
-            self.mem[_HEADER.size:] = bytes(len(self.mem) - _HEADER.size)
-            _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0)
+        with self.lock:
+            self.mem[HEADER_SIZE:] = bytes(len(self.mem) - HEADER_SIZE)
+            self.ints[2] = 0
 
 
 def _log_schema(server_id: str, name: str, path: str) -> None:

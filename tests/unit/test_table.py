@@ -6,6 +6,7 @@ import threading
 import pytest
 
 import octo
+from octo.runtime import shmlock
 from octo.runtime import table as table_mod
 from octo.runtime.table import Float, Int, Str, Table, TableFull, ValueTooLarge
 
@@ -107,7 +108,24 @@ def test_octo_table_outside_serve_warns_and_is_local(monkeypatch, caplog) -> Non
     assert t.path is None and "lives in this process only" in caplog.text
 
 
-def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch) -> None:
+@pytest.fixture(params=["atomic", "fcntl"])
+def lock_kind(request, monkeypatch) -> str:
+    """Both locking schemes: CAS owner word (libatomic) and the fcntl fallback."""
+    if request.param == "atomic" and not shmlock.atomic_available():
+        pytest.skip("libatomic is not loadable here: only the fcntl lock is used")
+    if request.param == "fcntl":
+        monkeypatch.setattr(table_mod, "atomic_available", lambda: False)
+    return str(request.param)
+
+
+def test_tables_use_the_lock_kind(tmp_path, monkeypatch, lock_kind) -> None:
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    t = make(server_id="5")
+    expected = shmlock.AtomicLock if lock_kind == "atomic" else shmlock.FileLock
+    assert isinstance(t.lock, expected)
+
+
+def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch, lock_kind) -> None:
     import signal
     import time
 
@@ -132,3 +150,92 @@ def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch) -> None:
     blocked.join(5)
     assert not blocked.is_alive() and t.get("k", "count") == 1
     assert time.monotonic() - start < 2.0
+
+
+def test_killed_but_unreaped_holder_counts_as_dead(tmp_path, monkeypatch) -> None:
+    """A SIGKILLed worker stays a zombie until the master reaps it; it holds nothing."""
+    import signal
+    import time
+
+    if not shmlock.atomic_available():
+        pytest.skip("libatomic is not loadable here")
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    t = make(server_id="78")
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with make(server_id="78").locked():
+            os.write(ready_w, b"x")
+            time.sleep(60)
+        os._exit(0)
+    os.read(ready_r, 1)
+    assert t.lock.holder() == pid  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    try:
+        time.sleep(0.1)  # dead, not reaped
+        assert t.incr("k", "count") == 1
+        assert t.lock.holder() == 0  # type: ignore[union-attr]
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_owner_token_tells_a_reused_pid_from_its_holder() -> None:
+    me = shmlock.owner_token(os.getpid())
+    assert shmlock.holder_alive(me)
+    assert not shmlock.holder_alive(me ^ (1 << 40))  # same pid, another start time
+    assert not shmlock.holder_alive(4_000_000)  # above pid_max: never alive
+
+
+def test_processes_and_threads_incr_exactly(tmp_path, monkeypatch, lock_kind) -> None:
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    make(server_id="79")
+
+    def work() -> None:
+        t = make(server_id="79")
+        threads = [threading.Thread(target=lambda: [t.incr(f"k{i % 3}", "count")
+                                                    for i in range(3000)]) for _ in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+
+    pids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                work()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    t = make(server_id="79")
+    assert [t.get(f"k{i}", "count") for i in range(3)] == [6000, 6000, 6000]
+
+
+def test_stale_row_hints_after_another_worker_moves_rows(tmp_path, monkeypatch) -> None:
+    """A worker's remembered row offset must not survive a delete and reuse elsewhere."""
+    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    a = make(rows=4, server_id="80")
+    b = make(rows=4, server_id="80")  # "another worker": its own hints
+    a.incr("x", "count", 5)
+    assert b.get("x", "count") == 5
+    a.delete("x")
+    for key in ("p", "q", "r", "s"):  # refill: x's old slot now holds another key
+        a.set(key, {"count": 1})
+    assert b.get("x", "count") is None and b.get("x") is None
+    with pytest.raises(TableFull):
+        b.incr("x", "count")
+    a.delete("q")
+    assert b.incr("x", "count") == 1 and a.get("x", "count") == 1
+    assert sorted(k for k, _ in a) == ["p", "r", "s", "x"]
+
+
+def test_numeric_columns_are_word_aligned_whatever_the_declaration_order() -> None:
+    t = Table("t", 3, {"s": Str(3), "f": Float, "i": Int}, key_size=5)
+    assert t.slot_size % 8 == 0
+    assert all(t.offsets[c] % 8 == 0 for c in ("f", "i"))
+    t.set("k", {"s": "abc", "f": 2.5, "i": -7})
+    assert t.get("k") == {"s": "abc", "f": 2.5, "i": -7}
+    assert t.incr("k", "f", 1) == 3.5 and t.incr("k", "i", 10) == 3
