@@ -26,6 +26,47 @@ _CHUNK_END = b"0\r\n\r\n"
 SENDFILE_MIN = 64 * 1024
 
 
+EncodedHeaders = tuple[bytes, "int | None", bool]  # header lines, Content-Length, close
+_ENCODED: dict[tuple[Any, ...], EncodedHeaders] = {}
+_ENCODED_MAX = 256
+
+
+def _encoded_headers(headers: Any) -> EncodedHeaders:
+    """The app's headers checked and joined, cached: most apps send the same few sets."""
+    try:
+        key = tuple(headers)
+        cached = _ENCODED.get(key)
+    except TypeError:  # [name, value] lists: fine for ASGI, not hashable
+        return _encode_headers(headers)
+    if cached is None:
+        cached = _encode_headers(headers)
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        if b"set-cookie" not in cached[0].lower():  # keep no session tokens around
+            _ENCODED[key] = cached
+    return cached
+
+
+def _encode_headers(headers: Any) -> EncodedHeaders:
+    parts: list[bytes] = []
+    length: int | None = None
+    close = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname.translate(None, TOKEN_CHARS) or not name or (
+                b"\r" in value or b"\n" in value or b"\0" in value):
+            raise ProtocolMisuse(f"response header {name[:60]!r} contains characters that "
+                                 "would split the response")
+        if lname == b"content-length":
+            length = int(value)
+        elif lname == b"connection" and value.lower() == b"close":
+            close = True
+        elif lname == b"transfer-encoding":
+            continue  # framing is the server's job
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts), length, close
+
+
 class ClientDisconnected(OSError):
     """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
 
@@ -186,25 +227,15 @@ class RequestCycle:
     def _build_head(self, final_length: int | None) -> bytes:
         """The status line and headers; *final_length* is the body size when it is all known."""
         conn = self.conn
-        parts = [DateHeader.prefix(self.status, conn.server.server_header)]
-        has_length = False
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname.translate(None, TOKEN_CHARS) or not name or (
-                    b"\r" in value or b"\n" in value or b"\0" in value):
-                raise ProtocolMisuse(f"response header {name[:60]!r} contains characters that "
-                                     "would split the response")
-            if lname == b"content-length":
-                has_length = True
-                self.remaining = int(value)
-            elif lname == b"connection" and value.lower() == b"close":
-                self.keep_alive = False
-            elif lname == b"transfer-encoding":
-                continue  # framing is the server's job
-            parts += (name, b": ", value, b"\r\n")
+        encoded, length, close = _encoded_headers(self.headers)
+        if length is not None:
+            self.remaining = length
+        if close:
+            self.keep_alive = False
+        parts = [DateHeader.prefix(self.status, conn.server.server_header), encoded]
         if self.status in _NO_BODY_STATUS or self.status < 200:
             pass
-        elif not has_length:
+        elif length is None:
             if final_length is not None:
                 parts += (b"content-length: ", b"%d" % final_length, b"\r\n")
             elif self.scope["http_version"] == "1.1":

@@ -27,6 +27,7 @@ _VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
+TASK_NAME = "octo-request"
 
 
 class ServerState:
@@ -348,14 +349,17 @@ class HttpProtocol(asyncio.Protocol):
             app = _service_unavailable
         server.in_flight += 1
         cycle.started_at = server.now
+        # A fixed name: the default one is formatted per task ("Task-123"). No done
+        # callback either (one more loop round per request): the cycle's ``run`` drops the
+        # task from ``server.tasks`` itself, see ``app_done``.
         if EAGER:
-            task = asyncio.Task(cycle.run(app), loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg]
+                                eager_start=True)
         else:
-            task = self.loop.create_task(cycle.run(app))
+            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME)
         if not task.done():
             cycle.task = task
             server.tasks.add(task)
-            task.add_done_callback(server.tasks.discard)
 
     def want_body(self) -> None:
         self._resume_reading()
@@ -365,7 +369,10 @@ class HttpProtocol(asyncio.Protocol):
             self._resume_reading()
 
     def app_done(self, cycle: RequestCycle) -> None:
-        self.server.in_flight -= 1
+        server = self.server
+        server.in_flight -= 1
+        if cycle.task is not None:
+            server.tasks.discard(cycle.task)
         if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
             self.transport.close()
 

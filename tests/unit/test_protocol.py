@@ -274,6 +274,36 @@ def test_response_splitting_refused(run, caplog, name: bytes, value: bytes) -> N
     assert "split the response" in caplog.text
 
 
+def test_response_headers_cache_gives_identical_heads_and_never_caches_bad_ones(
+        run, caplog) -> None:
+    from octo.http import cycle as cycle_mod
+
+    cycle_mod._ENCODED.clear()
+    headers = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"2"),
+               (b"Transfer-Encoding", b"gzip")]
+    sets = [headers, headers, [[b"x-list", b"form"]], [(b"Set-Cookie", b"s=secret")],
+            [(b"x-bad", b"a\r\nx: y")], [(b"x-bad", b"a\r\nx: y")]]
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": sets[len(seen)]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    for _ in sets:
+        out, _ = run(exchange(app, [GET]))
+        seen.append(out)
+    first, second, listed, cookie, bad1, bad2 = [parse_responses(o)[0] for o in seen]
+    assert first.status == second.status == 200 and seen[0] == seen[1]
+    assert b"transfer-encoding" not in seen[0].lower()  # framing stays the server's
+    assert listed.status == 200 and b"x-list: form" in seen[2]
+    assert cookie.status == 200 and b"s=secret" in seen[3]
+    assert bad1.status == bad2.status == 500  # refused both times: errors are not cached
+    assert tuple(headers) in cycle_mod._ENCODED
+    cached_names = {name.lower() for key in cycle_mod._ENCODED for name, _ in key}
+    assert not cached_names & {b"set-cookie", b"x-bad", b"x-list"}
+
+
 def test_scope_contents(run) -> None:
     scopes: list[dict[str, Any]] = []
 
