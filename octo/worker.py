@@ -209,7 +209,10 @@ class Worker:
         for conn in list(state.connections):
             conn.shutdown()
         deadline = time.monotonic() + self.config.graceful_timeout
-        while (state.connections or state.tasks) and not self.force:
+        # A task cancelled before its first step never runs the cycle's cleanup, so it
+        # may stay in the set done: wait only for the pending ones.
+        while (state.connections or any(not t.done() for t in state.tasks)) \
+                and not self.force:
             if time.monotonic() > deadline:
                 error_log.warning("graceful timeout: %d connections still open, closing them",
                                   len(state.connections))
