@@ -100,8 +100,10 @@ class Worker:
         self.phase = SlotState.STOPPING
         self._beat(loop)
         await self._drain()
-        clock.cancel()
+        # Keep beating through the app's shutdown: a retiring worker whose shutdown awaits
+        # longer than --timeout is not blocked, and the master still checks it.
         await lifespan.shutdown()
+        clock.cancel()
         return EXIT_OK
 
     def load(self) -> ASGIApp:

@@ -56,6 +56,8 @@ class WorkerInfo:
     replaces: int | None = None
     memory_strikes: int = 0
     kill_at: float | None = None
+    last_beat: float = 0.0  # the heartbeat value the master last read from the slot...
+    beat_seen_at: float | None = None  # ...and when (master's clock) it last saw it change
     process: psutil.Process | None = None
 
 
@@ -377,14 +379,29 @@ class Arbiter:
                 continue
             if not info.ready:
                 continue
-            slot = self.slots.read(info.index)
-            silent = now - slot.heartbeat
-            if slot.pid == info.pid and silent > timeout:
+            silent = self._silence(info, now)
+            if silent > timeout:
                 error_log.error("worker %d: event loop blocked for %.1f s (--timeout %s s, a "
                                 "liveness limit, not a request timeout); dumping its stack and "
                                 "killing it", info.pid, silent, timeout)
                 self._signal(info.pid, STACK_DUMP_SIGNAL)
                 info.kill_at = now + DUMP_GRACE  # then it is reaped and replaced like a crash
+
+    def _silence(self, info: WorkerInfo, now: float) -> float:
+        """Seconds since the master last saw *info*'s heartbeat change, on its own clock.
+
+        Only progress counts, never the value: a heartbeat read as 0, stale, torn or from
+        another clock can then at worst delay a kill by one check, not cause one. (Reading
+        ``now - heartbeat`` once killed a busy, healthy worker for "6520 s" of silence: the
+        machine's uptime, from a heartbeat read as 0 mid-write.)
+        """
+        slot = self.slots.read(info.index)
+        if slot.pid != info.pid:
+            return 0.0  # the slot is not (or no longer) this worker's
+        if info.beat_seen_at is None or slot.heartbeat != info.last_beat:
+            info.last_beat = slot.heartbeat
+            info.beat_seen_at = now
+        return now - info.beat_seen_at
 
     def _check_recycling(self, now: float) -> None:
         cfg = self.config

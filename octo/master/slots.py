@@ -2,8 +2,11 @@
 
 The master maps the area before forking, so every worker inherits it. Each worker writes only
 its own slot, from its event loop (a blocked loop stops beating, which is the point); the
-master only reads. Fields are 8-byte aligned, so single-field reads never tear on 64-bit
-platforms; a reader may see a mix of two updates across fields, which is fine for stats.
+master only reads. Every field is one aligned 8-byte word stored on its own: a reader may see
+a mix of two updates across fields, which is fine for stats, but never a field that is
+neither its old nor its new value. (``struct.pack_into`` cannot be used for the writes: it
+zeroes the whole record before packing the fields, so a concurrent reader could see this
+worker's pid next to a heartbeat of 0.)
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ import struct
 from dataclasses import dataclass
 
 # pid, state, started, heartbeat, requests, in_flight, loop lag, open connections,
-# ticks skipped (by this worker while it led the tick schedule)
-_FORMAT = "<qqddQqdqq"
+# ticks skipped (by this worker while it led the tick schedule); native order, as the
+# word-by-word writes through memoryview casts are native.
+_FORMAT = "=qqddqqdqq"
 SLOT_SIZE = 128
+WORD = 8
 _STRUCT = struct.Struct(_FORMAT)
 assert _STRUCT.size <= SLOT_SIZE
+# Word offsets within a slot.
+_PID, _STATE, _STARTED, _HEARTBEAT, _REQUESTS, _IN_FLIGHT, _LAG, _CONNECTIONS, _SKIPPED = \
+    range(9)
 
 
 class SlotState(enum.IntEnum):
@@ -55,6 +63,9 @@ class Slots:
         self.counts_offset = count * SLOT_SIZE
         size = self.counts_offset + (count + 1) * 8
         self.area = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        # Two typed views of the slot records, for single-word stores of ints and floats.
+        self.ints = memoryview(self.area)[:self.counts_offset].cast("q")
+        self.floats = memoryview(self.area)[:self.counts_offset].cast("d")
         words = memoryview(self.area)[self.counts_offset:].cast("q")
         self.counts = words[:count]
         self.high = words[count:]  # high[0]: highest slot index in use + 1
@@ -64,8 +75,18 @@ class Slots:
     def write(self, index: int, pid: int, state: SlotState, started: float, heartbeat: float,
               requests: int, in_flight: int, loop_lag: float, connections: int,
               ticks_skipped: int = 0) -> None:
-        _STRUCT.pack_into(self.area, index * SLOT_SIZE, pid, int(state), started, heartbeat,
-                          requests, in_flight, loop_lag, connections, ticks_skipped)
+        base = index * (SLOT_SIZE // WORD)
+        ints, floats = self.ints, self.floats
+        floats[base + _STARTED] = started
+        floats[base + _HEARTBEAT] = heartbeat
+        ints[base + _REQUESTS] = requests
+        ints[base + _IN_FLIGHT] = in_flight
+        floats[base + _LAG] = loop_lag
+        ints[base + _CONNECTIONS] = connections
+        ints[base + _SKIPPED] = ticks_skipped
+        ints[base + _STATE] = int(state)
+        # Last: on a worker's first write, a reader that sees its pid sees its heartbeat too.
+        ints[base + _PID] = pid
 
     def read(self, index: int) -> SlotView:
         pid, state, started, beat, requests, in_flight, lag, conns, skipped = \
@@ -81,6 +102,8 @@ class Slots:
         self.high[0] = max(used, default=-1) + 1
 
     def release(self) -> None:
+        self.ints.release()
+        self.floats.release()
         self.counts.release()
         self.high.release()
         self.area.close()

@@ -333,3 +333,40 @@ def test_reuse_port_gives_each_worker_its_own_socket(appdir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+SLOW_SHUTDOWN_APP = '''
+import asyncio, pathlib
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await asyncio.sleep(2.5)  # e.g. closing a pool: awaiting, not blocking
+                pathlib.Path("shutdown-done").touch()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+def test_slow_lifespan_shutdown_is_not_taken_for_a_blocked_loop(tmp_path: Path) -> None:
+    """A worker retired by a reload keeps beating while its app shuts down, so a shutdown
+    that awaits longer than --timeout is not killed as a hang."""
+    (tmp_path / "slowstop.py").write_text(SLOW_SHUTDOWN_APP)
+    ctl = tmp_path / "octo.ctl"
+    with run_server("slowstop:app", "--app-dir", str(tmp_path), "--control", str(ctl),
+                    "--timeout", "1", "--no-access-log", cwd=tmp_path) as srv:
+        wait_for(lambda: len(ready_pids(ctl)) == 1, 10, "a ready worker")
+        [old] = ready_pids(ctl)
+        control_request(str(ctl), {"cmd": "reload"})
+        srv.wait_for_log(f"worker {old} exited", timeout=15)
+        log = srv.log()
+    assert "event loop blocked" not in log, log
+    assert f"worker {old} exited (exit 0)" in log
+    assert (tmp_path / "shutdown-done").exists()

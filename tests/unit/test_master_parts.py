@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from octo.cli import format_status
+from octo.config import Config
+from octo.master.arbiter import Arbiter, WorkerInfo
 from octo.master.control import ControlServer, NotRunning, default_path, request
 from octo.master.reload import PollingWatcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
@@ -44,6 +47,87 @@ def test_fair_to_accept_prefers_the_least_loaded_worker() -> None:
     assert writers[1].fair_to_accept(slack=1)
     writers[0].set_connections(3)
     assert writers[0].fair_to_accept(slack=1)
+
+
+def test_a_reader_never_sees_a_writers_pid_without_its_heartbeat() -> None:
+    """A worker beating while the master reads: every record the master sees that carries
+    the worker's pid carries a real heartbeat. (Packing the whole record at once zeroes it
+    first, so readers used to see heartbeat 0 and the master took that for hours of
+    silence.)"""
+    slots = Slots(2)
+    pid = os.fork()
+    if pid == 0:
+        writer = SlotWriter(slots, 1, 4242, 1.0)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            writer.beat(SlotState.READY, time.monotonic(), 1, 0, 0.0, 0)
+        os._exit(0)
+    torn = seen = 0
+    try:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            view = slots.read(1)
+            if view.pid == 4242:
+                seen += 1
+                torn += view.heartbeat == 0.0 or view.started != 1.0 or \
+                    view.state is not SlotState.READY
+    finally:
+        os.waitpid(pid, 0)
+    assert seen > 1000, "the writer never got going"
+    assert torn == 0, f"{torn} of {seen} reads showed a half-written record"
+
+
+def arbiter_with_worker(timeout: float = 5.0) -> tuple[Arbiter, WorkerInfo, list[int]]:
+    """An arbiter (never run) supervising one ready fake worker in slot 0; the signals it
+    would send that worker are collected instead."""
+    arbiter = Arbiter(Config(app="x:app", timeout=timeout), [], None)
+    info = WorkerInfo(pid=4242, index=0, generation=0, spawned=0.0, ready=True)
+    arbiter.workers[info.pid] = info
+    sent: list[int] = []
+    arbiter._signal = lambda pid, sig: sent.append(sig)  # type: ignore[method-assign]
+    return arbiter, info, sent
+
+
+def beat(arbiter: Arbiter, heartbeat: float, pid: int = 4242) -> None:
+    arbiter.slots.write(0, pid, SlotState.READY, 1.0, heartbeat, 0, 0, 0.0, 0)
+
+
+def test_liveness_judges_progress_not_the_heartbeat_value() -> None:
+    arbiter, _, sent = arbiter_with_worker(timeout=5.0)
+    beat(arbiter, 0.0)  # read as 0 (or stale, or another clock): no silence yet
+    arbiter._check_liveness(now=10_000.0)
+    beat(arbiter, 3.0)  # far "behind" the master's clock, but moving: alive
+    arbiter._check_liveness(now=10_004.0)
+    beat(arbiter, 3.5)
+    arbiter._check_liveness(now=10_008.0)
+    assert sent == []
+    arbiter._check_liveness(now=10_012.9)  # 4.9 s without a new beat: still within --timeout
+    assert sent == []
+    arbiter.slots.release()
+
+
+def test_liveness_still_kills_a_worker_that_stops_beating() -> None:
+    arbiter, info, sent = arbiter_with_worker(timeout=5.0)
+    beat(arbiter, 100.0)
+    arbiter._check_liveness(now=100.0)
+    arbiter._check_liveness(now=105.2)
+    assert sent == [signal.SIGUSR2] and info.kill_at is not None  # stack dump, then...
+    arbiter._check_liveness(now=info.kill_at)
+    assert sent == [signal.SIGUSR2, signal.SIGKILL]
+    arbiter.slots.release()
+
+
+def test_liveness_ignores_a_slot_that_is_not_the_workers() -> None:
+    """A slot cleared for, or already written by, another worker says nothing about this
+    one."""
+    arbiter, _, sent = arbiter_with_worker(timeout=5.0)
+    beat(arbiter, 100.0, pid=999)
+    arbiter._check_liveness(now=100.0)
+    arbiter._check_liveness(now=200.0)
+    arbiter.slots.clear(0)
+    arbiter._check_liveness(now=300.0)
+    assert sent == []
+    arbiter.slots.release()
 
 
 class FakeMaster:
