@@ -48,6 +48,10 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await _respond(send, 200, shown.encode())
     elif path == "/crash":
         raise RuntimeError("deliberate crash for the test")
+    elif path == "/gc-frozen":
+        import gc
+
+        await _respond(send, 200, str(gc.get_freeze_count()).encode())
     else:
         await _respond(send, 200, b"hello", [(b"content-type", b"text/plain")])
 

@@ -305,3 +305,9 @@ def test_no_access_log() -> None:
         httpx.get(server.url + "/quiet", timeout=5)
         httpx.get(server.url + "/", timeout=5)
         assert "/quiet" not in server.log()
+
+
+def test_worker_freezes_its_boot_objects_out_of_the_collector() -> None:
+    with run_server(APP, *APP_DIR, "--no-access-log") as srv:
+        frozen = int(httpx.get(srv.url + "/gc-frozen", timeout=5).text)
+    assert frozen > 1000  # modules, the app, lifespan state: all moved to the permanent set
