@@ -14,7 +14,7 @@ import httptools
 
 from octo.config import TrustedProxies
 from octo.http import validate
-from octo.http.cycle import ASGIApp, RequestCycle, Scope
+from octo.http.cycle import ASGIApp, ClientDisconnected, RequestCycle, Scope
 from octo.http.flow import WriteFlow
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
@@ -555,14 +555,16 @@ class HttpProtocol(asyncio.Protocol):
         try:
             while offset < size:
                 if self.state is Conn.CLOSED:
-                    raise ConnectionResetError("client disconnected during sendfile")
+                    raise ClientDisconnected("client disconnected during sendfile")
                 try:
                     offset += os.sendfile(out, fd, offset, size - offset)
                 except BlockingIOError:
                     await self._writable(out)
                 except OSError as exc:
                     if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                        raise ConnectionResetError("client disconnected during sendfile") from exc
+                        # The client's choice, not the app's error: ``send`` raises the
+                        # ASGI disconnect (an OSError), logged at debug level.
+                        raise ClientDisconnected("client disconnected during sendfile") from exc
                     raise
         finally:
             os.close(out)

@@ -175,6 +175,21 @@ def test_pathsend_large_file_zero_copy(tmp_path: Path) -> None:
                 assert response.headers["content-length"] == str(len(data))
 
 
+def test_client_leaving_during_pathsend_is_not_an_app_error(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(32 * 1024 * 1024))  # far more than the socket buffers hold
+    with run_server(APP, *APP_DIR, env={"OCTO_TEST_FILE": str(path)}) as server:
+        sock = connect(server.url)
+        sock.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # reset mid-file
+        time.sleep(0.5)
+        assert httpx.get(server.url + "/", timeout=5).text == "hello"
+        log = server.log()
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log
+
+
 def test_sigterm_lets_slow_requests_finish_then_exits_zero() -> None:
     with run_server(APP, *APP_DIR, expect_clean_exit=False) as server:
         results: list[httpx.Response] = []
