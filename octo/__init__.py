@@ -1,36 +1,78 @@
 """octo: a persistent-process ASGI application server."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from octo._version import __version__
-from octo.config import Config, ConfigError
-from octo.http.cycle import ClientDisconnected
-from octo.runtime.app import Octo, resolve
-from octo.runtime.cache import Cache, Lock, LockTimeout
-from octo.runtime.concurrent import TaskTimeout, concurrently
-from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
-from octo.runtime.events import (
-    Event,
-    OperationTerminated,
-    RequestHandled,
-    RequestReceived,
-    RequestTerminated,
-    TaskReceived,
-    TickReceived,
-    WorkerErrorOccurred,
-    WorkerStarting,
-    WorkerStopping,
-)
-from octo.runtime.sandbox import Operation, current_operation
-from octo.runtime.table import (
-    Bytes,
-    Float,
-    Int,
-    Str,
-    Table,
-    TableError,
-    TableFull,
-    ValueTooLarge,
-)
-from octo.runtime.tasks import TaskFailed, TaskWorkerLost
+
+if TYPE_CHECKING:
+    from octo.config import Config, ConfigError
+    from octo.http.cycle import ClientDisconnected
+    from octo.runtime.app import Octo, resolve
+    from octo.runtime.cache import Cache, Lock, LockTimeout
+    from octo.runtime.concurrent import TaskTimeout, concurrently
+    from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
+    from octo.runtime.events import (
+        Event,
+        OperationTerminated,
+        RequestHandled,
+        RequestReceived,
+        RequestTerminated,
+        TaskReceived,
+        TickReceived,
+        WorkerErrorOccurred,
+        WorkerStarting,
+        WorkerStopping,
+    )
+    from octo.runtime.sandbox import Operation, current_operation
+    from octo.runtime.table import (
+        Bytes,
+        Float,
+        Int,
+        Str,
+        Table,
+        TableError,
+        TableFull,
+        ValueTooLarge,
+    )
+    from octo.runtime.tasks import TaskFailed, TaskWorkerLost
+
+# The public names and the modules defining them. They are imported on first use, not with
+# the package: every octo process imports ``octo``, and a worker serving a plain ASGI app
+# has no use for the runtime (tables, tasks, cache...), which cost it several MB of RSS.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["Config", "ConfigError"], "octo.config"),
+    "ClientDisconnected": "octo.http.cycle",
+    **dict.fromkeys(["Octo", "resolve"], "octo.runtime.app"),
+    **dict.fromkeys(["Cache", "Lock", "LockTimeout"], "octo.runtime.cache"),
+    **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
+    **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
+                    "octo.runtime.container"),
+    **dict.fromkeys(["Event", "OperationTerminated", "RequestHandled", "RequestReceived",
+                     "RequestTerminated", "TaskReceived", "TickReceived",
+                     "WorkerErrorOccurred", "WorkerStarting", "WorkerStopping"],
+                    "octo.runtime.events"),
+    **dict.fromkeys(["Operation", "current_operation"], "octo.runtime.sandbox"),
+    **dict.fromkeys(["Bytes", "Float", "Int", "Str", "Table", "TableError", "TableFull",
+                     "ValueTooLarge"], "octo.runtime.table"),
+    **dict.fromkeys(["TaskFailed", "TaskWorkerLost"], "octo.runtime.tasks"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'octo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "Bytes",

@@ -20,9 +20,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from octo.config import Config
 from octo.logs import error_log
@@ -30,6 +28,9 @@ from octo.master.control import ControlServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
 from octo.runtime.table import remove_stale_tables, remove_tables
+
+if TYPE_CHECKING:
+    import psutil
 
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
            signal.SIGTTOU, signal.SIGCHLD)
@@ -243,8 +244,6 @@ class Arbiter:
             self._become_worker(index, retire, role)
         info = WorkerInfo(pid, index, self.generation, time.monotonic(), role=role,
                           replaces=replaces)
-        with contextlib.suppress(psutil.Error):
-            info.process = psutil.Process(pid)
         self.workers[pid] = info
         if replaces is not None and replaces in self.workers:
             self.workers[replaces].replaced_by = pid
@@ -423,12 +422,10 @@ class Arbiter:
                 self.spawn(replaces=info.pid)
 
     def _over_memory(self, info: WorkerInfo) -> bool:
-        if info.process is None:
+        rss = process_stats(info)[0]
+        if rss is None:
             return False
-        try:
-            rss_mb = info.process.memory_info().rss / (1024 * 1024)
-        except psutil.Error:
-            return False
+        rss_mb = rss / (1024 * 1024)
         info.memory_strikes = info.memory_strikes + 1 if rss_mb > self.config.max_memory else 0
         return info.memory_strikes >= MEMORY_STRIKES
 
@@ -475,11 +472,7 @@ class Arbiter:
         rows = []
         for info in sorted(self.workers.values(), key=lambda w: w.spawned):
             slot = self.slots.read(info.index)
-            rss = cpu = None
-            if info.process is not None:
-                with contextlib.suppress(psutil.Error):
-                    rss = info.process.memory_info().rss
-                    cpu = info.process.cpu_percent(interval=None)
+            rss, cpu = process_stats(info)
             state = slot.state.name.lower() if slot.pid == info.pid else "booting"
             if info.stopping:
                 state = "stopping"
@@ -511,6 +504,22 @@ class Arbiter:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.slots.release()
+
+
+def process_stats(info: WorkerInfo) -> tuple[int | None, float | None]:
+    """RSS and CPU % of a worker, (None, None) if it is gone.
+
+    psutil is imported here, on first use (--max-memory, status), not with the master: every
+    worker is forked from the master and would carry it (~3 MB of RSS) for nothing.
+    """
+    import psutil
+
+    try:
+        if info.process is None:
+            info.process = psutil.Process(info.pid)
+        return info.process.memory_info().rss, info.process.cpu_percent(interval=None)
+    except psutil.Error:
+        return None, None
 
 
 def describe_exit(code: int) -> str:
