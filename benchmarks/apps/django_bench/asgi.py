@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from bench_lifespan import lifespan
 from django.conf import settings
 
 if not settings.configured:
@@ -40,10 +41,4 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "lifespan":
         await django_app(scope, receive, send)
         return
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await lifespan(receive, send)
