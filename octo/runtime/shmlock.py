@@ -53,12 +53,12 @@ def owner_token(pid: int) -> int:
 def holder_alive(token: int) -> bool:
     pid = token & 0xFFFFFFFF
     if not _HAVE_PROC:
-        return _pid_exists(pid)
+        return pid_exists(pid)
     start = _start_time(pid)
     return start is not None and (start & 0x7FFFFFFF) == token >> 32
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

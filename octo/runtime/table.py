@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from octo.logs import error_log
-from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available
+from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available, pid_exists
 
 SHM_DIR = "/dev/shm"
 PREFIX = "octo-"
@@ -424,18 +424,8 @@ def remove_stale_tables() -> int:
     removed = 0
     for name in _list():
         pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_exists(int(pid_text)):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(SHM_DIR, name))
                 removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
