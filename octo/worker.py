@@ -62,6 +62,7 @@ class Worker:
         self.stop_requested: asyncio.Event | None = None
         self.force = False
         self.started_at = time.time()
+        self.pulse: asyncio.TimerHandle | None = None
 
     def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
         """Blocking entry point; returns the process exit code."""
@@ -97,7 +98,7 @@ class Worker:
         await self._listen(loop)
         _freeze_boot_objects()
         self.phase = SlotState.READY
-        self._beat(loop)
+        self._pulse(loop)
         clock = loop.create_task(self._clock())
         await self.stop_requested.wait()
         self.phase = SlotState.STOPPING
@@ -107,6 +108,8 @@ class Worker:
         # longer than --timeout is not blocked, and the master still checks it.
         await lifespan.shutdown()
         clock.cancel()
+        if self.pulse is not None:
+            self.pulse.cancel()
         return EXIT_OK
 
     def load(self) -> ASGIApp:
@@ -176,6 +179,14 @@ class Worker:
             expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)
             self.lags.append(max(0.0, loop.time() - expected))
+
+    def _pulse(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Beat now and every CLOCK_INTERVAL from a timer callback. A timer runs in the loop
+        iteration in which it falls due; a task it wakes (the clock) runs only after every
+        callback already queued, so on a saturated loop clock beats came two iterations
+        apart and a busy worker could pass for a blocked one."""
+        self._beat(loop)
+        self.pulse = loop.call_later(CLOCK_INTERVAL, self._pulse, loop)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         """Write the heartbeat from the event loop: a blocked loop stops beating."""

@@ -370,3 +370,41 @@ def test_slow_lifespan_shutdown_is_not_taken_for_a_blocked_loop(tmp_path: Path) 
     assert "event loop blocked" not in log, log
     assert f"worker {old} exited (exit 0)" in log
     assert (tmp_path / "shutdown-done").exists()
+
+
+BUSY_APP = '''
+import asyncio, os, time
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def chew():
+    for _ in range(5):
+        spin(0.02)  # short bursts: the loop is saturated, never blocked for long
+        await asyncio.sleep(0)
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/busy":
+        await asyncio.gather(*[chew() for _ in range(40)])  # 0.8 s per loop pass, for 4 s
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+'''
+
+
+def test_saturated_but_running_loop_is_not_taken_for_a_blocked_one(tmp_path: Path) -> None:
+    """Every pass over the ready queue takes 0.8 s, under --timeout 1.2: the heartbeat must
+    come once a pass (it came every second pass when the clock task wrote it)."""
+    (tmp_path / "busy.py").write_text(BUSY_APP)
+    with run_server("busy:app", "--app-dir", str(tmp_path), "--workers", "1",
+                    "--timeout", "1.2", "--no-access-log") as srv:
+        pid = httpx.get(srv.url + "/", timeout=5).text
+        assert httpx.get(srv.url + "/busy", timeout=20).text == pid
+        log = srv.log()
+    assert "event loop blocked" not in log, log
