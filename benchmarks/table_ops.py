@@ -150,9 +150,9 @@ def main() -> None:
     args = parser.parse_args()
     ops = args.ops
     with tempfile.TemporaryDirectory() as tmp:
-        import octo.runtime.table as table_mod
+        import octo.runtime.shmfiles as shmfiles
 
-        table_mod.SHM_DIR = tmp
+        shmfiles.SHM_DIR = tmp
         bare = bare_loop(os.path.join(tmp, "bare"))
         tops = table_ops("bench")
         rows = [("bare mmap+fcntl incr", best_rate(bare, ops), in_processes(bare, ops, 2))]

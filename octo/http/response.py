@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import http
-from email.utils import formatdate
+import time
 
 STATUS_LINES: dict[int, bytes] = {
     int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n".encode("latin-1") for s in http.HTTPStatus
@@ -17,6 +17,21 @@ def status_line(status: int) -> bytes:
     return line
 
 
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct",
+           b"Nov", b"Dec")
+
+
+def http_date(now: float) -> bytes:
+    """IMF-fixdate (RFC 9110 5.6.7), e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``. Written out
+    here because ``email.utils.formatdate`` would bring the email package (~2 MB) into
+    every worker."""
+    t = time.gmtime(now)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min,
+        t.tm_sec)
+
+
 class DateHeader:
     """``date: ...\r\n``, refreshed once a second by the worker's clock tick.
 
@@ -28,7 +43,7 @@ class DateHeader:
 
     @classmethod
     def refresh(cls, now: float) -> None:
-        cls.value = b"date: " + formatdate(now, usegmt=True).encode("latin-1") + b"\r\n"
+        cls.value = b"date: " + http_date(now) + b"\r\n"
         cls.prefixes = {}
 
     @classmethod

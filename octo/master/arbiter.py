@@ -27,7 +27,7 @@ from octo.logs import error_log
 from octo.master.control import ControlServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
-from octo.runtime.table import remove_stale_tables, remove_tables
+from octo.runtime.shmfiles import remove_stale_tables, remove_tables
 
 if TYPE_CHECKING:
     import psutil

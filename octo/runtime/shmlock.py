@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from octo.logs import error_log
+from octo.runtime.shmfiles import pid_exists
 
 CHECK_EVERY = 0.05  # seconds a waiter spins before asking whether the holder is alive
 SPINS = 200  # CAS attempts before yielding the CPU
@@ -56,16 +57,6 @@ def holder_alive(token: int) -> bool:
         return pid_exists(pid)
     start = _start_time(pid)
     return start is not None and (start & 0x7FFFFFFF) == token >> 32
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _HAVE_PROC = os.path.exists("/proc/self/stat")

@@ -28,10 +28,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from octo.logs import error_log
-from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available, pid_exists
+from octo.runtime import shmfiles
+from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available
 
-SHM_DIR = "/dev/shm"
-PREFIX = "octo-"
 _HEADER = struct.Struct("<8sQQQ")  # magic, capacity, used, lock word
 HEADER_SIZE = _HEADER.size
 LOCK_OFFSET = 24
@@ -140,8 +139,7 @@ class Table:
             _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
             self.lock: LocalLock | FileLock | AtomicLock = LocalLock()
             return
-        self.path = os.path.join(SHM_DIR, f"{PREFIX}{server_id}-{self.name}-"
-                                          f"{self.schema_hash()}.tbl")
+        self.path = shmfiles.table_path(server_id, self.name, self.schema_hash())
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.fd = fd
         with FileLock(fd):  # creation and first-time formatting: once, across workers
@@ -393,39 +391,9 @@ class Table:
 
 
 def _log_schema(server_id: str, name: str, path: str) -> None:
-    others = [f for f in _list(server_id) if f.startswith(f"{PREFIX}{server_id}-{name}-")
-              and os.path.join(SHM_DIR, f) != path]
+    others = [f for f in shmfiles.list_tables(server_id)
+              if f.startswith(f"{shmfiles.PREFIX}{server_id}-{name}-")
+              and os.path.join(shmfiles.SHM_DIR, f) != path]
     if others:
         error_log.warning("table %r: schema changed, starting a fresh table (%s)", name,
                           os.path.basename(path))
-
-
-def _list(server_id: str | None = None) -> list[str]:
-    try:
-        names = os.listdir(SHM_DIR)
-    except OSError:
-        return []
-    prefix = PREFIX if server_id is None else f"{PREFIX}{server_id}-"
-    return [n for n in names if n.startswith(prefix) and n.endswith(".tbl")]
-
-
-def remove_tables(server_id: str) -> int:
-    """The master, at stop: remove this server's table files."""
-    removed = 0
-    for name in _list(server_id):
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(SHM_DIR, name))
-            removed += 1
-    return removed
-
-
-def remove_stale_tables() -> int:
-    """At start: remove table files of servers whose master process is gone (kill -9)."""
-    removed = 0
-    for name in _list():
-        pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if pid_text.isdigit() and not pid_exists(int(pid_text)):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(SHM_DIR, name))
-                removed += 1
-    return removed

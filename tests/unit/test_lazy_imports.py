@@ -23,7 +23,8 @@ UNUSED_BY_A_PLAIN_APP = (
     "django", "asgiref", "websockets", "psutil", "anyio",
     "octo.ws.protocol", "octo.runtime.integrations.django", "octo.runtime.app",
     "octo.runtime.cache", "octo.runtime.tasks", "octo.runtime.concurrent",
-    "octo.runtime.container",
+    "octo.runtime.container", "octo.runtime.table", "octo.runtime.shmlock", "ctypes",
+    "email.utils",
 )
 
 PLAIN_APP = '''

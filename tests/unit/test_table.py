@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import octo
-from octo.runtime import shmlock
+from octo.runtime import shmfiles, shmlock
 from octo.runtime import table as table_mod
 from octo.runtime.table import Float, Int, Str, Table, TableFull, ValueTooLarge
 
@@ -80,7 +80,7 @@ def test_threads_incr_exactly() -> None:
 
 def test_shared_file_survives_reopen_and_schema_change_is_fresh(tmp_path, monkeypatch,
                                                                  caplog) -> None:
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     a = make(server_id="123")
     a.incr("x", "count", 7)
     again = make(server_id="123")  # a reloaded worker, same schema: same data
@@ -88,16 +88,16 @@ def test_shared_file_survives_reopen_and_schema_change_is_fresh(tmp_path, monkey
     changed = Table("hits", 16, {"count": Int}, server_id="123")
     assert changed.get("x") is None
     assert "schema changed" in caplog.text
-    assert table_mod.remove_tables("123") == 2
+    assert shmfiles.remove_tables("123") == 2
     assert os.listdir(tmp_path) == []
 
 
 def test_stale_files_of_dead_masters_are_removed(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     dead = 4_000_000  # above pid_max on Linux: never alive
     (tmp_path / f"octo-{dead}-hits-abc.tbl").write_bytes(b"x")
     (tmp_path / f"octo-{os.getpid()}-hits-abc.tbl").write_bytes(b"x")
-    assert table_mod.remove_stale_tables() == 1
+    assert shmfiles.remove_stale_tables() == 1
     assert os.listdir(tmp_path) == [f"octo-{os.getpid()}-hits-abc.tbl"]
 
 
@@ -119,7 +119,7 @@ def lock_kind(request, monkeypatch) -> str:
 
 
 def test_tables_use_the_lock_kind(tmp_path, monkeypatch, lock_kind) -> None:
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     t = make(server_id="5")
     expected = shmlock.AtomicLock if lock_kind == "atomic" else shmlock.FileLock
     assert isinstance(t.lock, expected)
@@ -129,7 +129,7 @@ def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch, lock_kind) -
     import signal
     import time
 
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     t = make(server_id="77")
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -159,7 +159,7 @@ def test_killed_but_unreaped_holder_counts_as_dead(tmp_path, monkeypatch) -> Non
 
     if not shmlock.atomic_available():
         pytest.skip("libatomic is not loadable here")
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     t = make(server_id="78")
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -187,7 +187,7 @@ def test_owner_token_tells_a_reused_pid_from_its_holder() -> None:
 
 
 def test_processes_and_threads_incr_exactly(tmp_path, monkeypatch, lock_kind) -> None:
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     make(server_id="79")
 
     def work() -> None:
@@ -216,7 +216,7 @@ def test_processes_and_threads_incr_exactly(tmp_path, monkeypatch, lock_kind) ->
 
 def test_stale_row_hints_after_another_worker_moves_rows(tmp_path, monkeypatch) -> None:
     """A worker's remembered row offset must not survive a delete and reuse elsewhere."""
-    monkeypatch.setattr(table_mod, "SHM_DIR", str(tmp_path))
+    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     a = make(rows=4, server_id="80")
     b = make(rows=4, server_id="80")  # "another worker": its own hints
     a.incr("x", "count", 5)
