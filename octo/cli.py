@@ -58,8 +58,9 @@ def cli() -> None:
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
 @click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
-@click.option("--ws", type=click.Choice(["auto", "none", "websockets"]),
-              help="WebSocket support (websockets' sans-I/O protocol). [auto]")
+@click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
+              help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
+                   "none: upgrades are served as plain HTTP. [auto]")
 @click.option("--ws-max-size", type=int, help="Largest WebSocket message in bytes. [16 MiB]")
 @click.option("--ws-ping-interval", type=float, help="Seconds between keepalive pings. [20]")
 @click.option("--ws-ping-timeout", type=float, help="Seconds to wait for a pong. [20]")

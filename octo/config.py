@@ -54,7 +54,7 @@ class Config:
     max_memory: float = 0.0
     max_lifetime: float = 0.0
     # WebSockets.
-    ws: str = "auto"  # auto | none | websockets
+    ws: str = "auto"  # auto | none | wsproto | websockets
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
@@ -88,9 +88,8 @@ class Config:
         for name in ("limit_request_line", "limit_request_fields", "limit_request_head"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        if self.ws not in ("auto", "none", "websockets"):
-            raise ConfigError(f"--ws {self.ws!r}: choose auto, none or websockets (the wsproto "
-                              "backend is not implemented)")
+        if self.ws not in ("auto", "none", "wsproto", "websockets"):
+            raise ConfigError(f"--ws {self.ws!r}: choose auto, none, wsproto or websockets")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.reuse_port and (self.fd is not None or self.uds is not None):

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import gc
-import importlib.util
 import os
 import signal
 import socket
@@ -256,26 +255,20 @@ def _freeze_boot_objects() -> None:
 
 
 def websocket_handler(cfg: Config) -> Any:
-    """The upgrade hook for --ws, or None (upgrade requests are then served as HTTP)."""
-    if cfg.ws == "none":
+    """The upgrade hook for --ws, or None (upgrade requests are then served as HTTP). The
+    hook imports the WebSocket layer on the first upgrade only (its library costs a worker
+    megabytes of RSS)."""
+    from octo.ws import BackendMissing, resolve, upgrade_hook
+
+    try:
+        backend = resolve(cfg.ws)
+    except BackendMissing as exc:
+        raise SystemExit(f"octo: {exc}") from None
+    if backend is None:
+        if cfg.ws == "auto":
+            error_log.info("WebSockets disabled: install octo[ws] (wsproto or websockets)")
         return None
-    if importlib.util.find_spec("websockets") is None:
-        if cfg.ws == "websockets":
-            raise SystemExit("octo: --ws websockets needs the websockets package "
-                             "(pip install 'octo[ws]')")
-        error_log.info("WebSockets disabled: install octo[ws] (the websockets package)")
-        return None
-    return upgrade_on_first_use
-
-
-def upgrade_on_first_use(http: HttpProtocol, scope: dict[str, Any], rest: bytes) -> None:
-    """The upgrade hook until the first upgrade: only then import the WebSocket layer (the
-    websockets package costs a worker ~2 MB of RSS), and hand every later one straight to
-    it."""
-    from octo.ws.protocol import upgrade
-
-    http.server.upgrade_handler = upgrade
-    upgrade(http, scope, rest)
+    return upgrade_hook(backend)
 
 
 def load_configured_app(cfg: Config) -> Any:

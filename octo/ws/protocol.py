@@ -1,60 +1,62 @@
-"""ASGI WebSockets on the sans-I/O ``websockets`` protocol (framing, masking, deflate and the
-closing handshake are the library's; the ASGI state machine and I/O are ours).
+"""ASGI WebSockets over a sans-I/O framing engine (engine.py: wsproto or websockets).
 
 The HTTP layer parses the upgrade request and hands the transport over; the app then sees
 ``websocket.connect`` and either accepts, closes (403) or sends its own denial response
-(``websocket.http.response``). Backpressure both ways: the app's sends wait while the
-transport's buffer is full, and reading pauses while received messages pile up unread.
+(``websocket.http.response``). Everything here is the same for both engines: the ASGI state
+machine, message assembly and ``--ws-max-size`` (1009), backpressure both ways (the app's
+sends wait while the transport's buffer is full; reading pauses while received messages pile
+up unread), keepalive pings, the close timeout and 1001 on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import InvalidState
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-
 from octo.http.flow import WriteFlow
-from octo.http.response import error_body, simple_response
+from octo.http.response import error_body, simple_response, status_line
 from octo.logs import access_log, error_log, format_access
+from octo.ws.engine import Engine, Sink, truncate_reason
 
 if TYPE_CHECKING:
     from octo.http.protocol import HttpProtocol, ServerState
 
 Message = dict[str, Any]
+EngineFactory = Callable[[Sink, bool, int], Engine]
 MAX_QUEUED = 32  # unread messages before reading pauses
 HIGH_WATER = 64 * 1024
 CLOSE_TIMEOUT = 5.0
+PING_PAYLOAD = b"octo"
 
 
 class WebSocketProtocol(asyncio.Protocol):
     """One upgraded connection, from the upgrade request to the closed socket."""
 
-    def __init__(self, http: HttpProtocol, scope: dict[str, Any], rest: bytes) -> None:
+    def __init__(self, http: HttpProtocol, scope: dict[str, Any], rest: bytes,
+                 make_engine: EngineFactory) -> None:
         self.server: ServerState = http.server
         self.loop = http.loop
         self.transport: asyncio.Transport = http.transport
         self.scope = _websocket_scope(scope)
+        self.make_engine = make_engine
+        self.max_size: int = self.server.config.ws_max_size
         self.pending = bytearray(rest)  # bytes sent before the 101 (should be none)
-        self.proto: ServerProtocol | None = None
+        self.engine: Engine | None = None
         self.inbox: collections.deque[Message] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
         self.flow = WriteFlow(self.loop)
         self.connect_sent = False
         self.accepted = False
+        self.refused = False  # the handshake was invalid: the engine answered it
         self.closed = False  # transport gone
+        self.eof_sent = False  # the engine ended the stream: write nothing more
         self.close_sent = False
         self.response_started = False
         self.read_paused = False
-        self.fragments: list[bytes] = []
-        self.fragment_opcode: Opcode | None = None
+        self.parts: list[Any] = []  # pieces of the message being received
+        self.size = 0  # its size so far, in bytes
         self.ping_task: asyncio.Task[None] | None = None
         self.pong_waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -73,17 +75,18 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- transport callbacks --------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.proto is None:
+        engine = self.engine
+        if engine is None:
             self.pending += data
             if len(self.pending) > HIGH_WATER:
-                self.transport.pause_reading()
-                self.read_paused = True
+                self._pause_reading()
             return
-        self._feed(data)
+        engine.receive_data(data)
+        self._flush()
 
     def eof_received(self) -> bool | None:
-        if self.proto is not None:
-            self.proto.receive_eof()
+        if self.engine is not None:
+            self.engine.receive_eof()
             self._flush()
         return None
 
@@ -92,10 +95,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.server.websockets.discard(self)
         if self.ping_task is not None:
             self.ping_task.cancel()
-        code = 1006
-        reason = ""
-        if self.proto is not None and self.proto.close_rcvd is not None:
-            code, reason = self.proto.close_rcvd.code, self.proto.close_rcvd.reason
+        rcvd = self.engine.close_received if self.engine is not None else None
+        code, reason = rcvd if rcvd is not None else (1006, "")
         self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.flow.wake()
 
@@ -105,48 +106,36 @@ class WebSocketProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.flow.resume()
 
-    # -- incoming frames --------------------------------------------------------------------
+    # -- the engine's Sink: incoming messages ---------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        proto = self.proto
-        assert proto is not None
-        proto.receive_data(data)
-        for event in proto.events_received():
-            if isinstance(event, Frame):
-                self._frame(event)
-        self._flush()
-
-    def _frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.PONG:
-            if self.pong_waiter is not None and not self.pong_waiter.done():
-                self.pong_waiter.set_result(None)
+    def on_data(self, payload: str | bytes, fin: bool) -> None:
+        """Assemble a message from the engine's pieces; enforce --ws-max-size."""
+        size = self.size + _utf8_size(payload)
+        if size > self.max_size:
+            assert self.engine is not None
+            error_log.info("websocket message over --ws-max-size (%d bytes): closing 1009",
+                           self.max_size)
+            self.engine.fail(1009, f"message over {self.max_size} bytes")
+            self.parts, self.size = [], 0
             return
-        if opcode in (Opcode.TEXT, Opcode.BINARY):
-            self.fragment_opcode = opcode
-            self.fragments = [bytes(frame.data)]
-        elif opcode is Opcode.CONT:
-            self.fragments.append(bytes(frame.data))
+        if not fin:
+            self.parts.append(payload)
+            self.size = size
+            return
+        if self.parts:
+            self.parts.append(payload)
+            payload = payload[:0].join(self.parts)  # "" or b"": the message's own type
+            self.parts, self.size = [], 0
+        if isinstance(payload, str):
+            self._deliver({"type": "websocket.receive", "text": payload})
         else:
-            return  # PING is answered by the protocol; CLOSE ends in connection_lost
-        if frame.fin:
-            self._message(b"".join(self.fragments))
-            self.fragments = []
+            self._deliver({"type": "websocket.receive", "bytes": payload})
+        if len(self.inbox) >= MAX_QUEUED:
+            self._pause_reading()  # the app is not reading: stop reading too
 
-    def _message(self, data: bytes) -> None:
-        if self.fragment_opcode is Opcode.TEXT:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                assert self.proto is not None
-                self.proto.fail(1007, "invalid UTF-8 in a text message")
-                return
-            self._deliver({"type": "websocket.receive", "text": text})
-        else:
-            self._deliver({"type": "websocket.receive", "bytes": data})
-        if len(self.inbox) >= MAX_QUEUED and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()  # the app is not reading: stop reading too
+    def on_pong(self) -> None:
+        if self.pong_waiter is not None and not self.pong_waiter.done():
+            self.pong_waiter.set_result(None)
 
     def _deliver(self, message: Message) -> None:
         self.inbox.append(message)
@@ -155,15 +144,26 @@ class WebSocketProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def _flush(self) -> None:
-        proto = self.proto
-        if proto is None or self.closed:
+        engine = self.engine
+        if engine is None or self.closed or self.eof_sent:
             return
-        for data in proto.data_to_send():
+        for data in engine.data_to_send():
             if data:
                 self.transport.write(data)
             else:
-                self.transport.close()  # the protocol says: end of stream
+                self.eof_sent = True
+                self.transport.close()  # the engine says: end of stream
                 return
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     # -- ASGI -----------------------------------------------------------------------------
 
@@ -175,14 +175,13 @@ class WebSocketProtocol(asyncio.Protocol):
             self.waiter = self.loop.create_future()
             await self.waiter
         message = self.inbox.popleft()
-        if self.read_paused and len(self.inbox) < MAX_QUEUED // 2 and not self.closed:
-            self.read_paused = False
-            self.transport.resume_reading()
+        if self.read_paused and len(self.inbox) < MAX_QUEUED // 2 and self.engine is not None:
+            self._resume_reading()
         return message
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
-        if self.closed and kind != "websocket.close":
+        if (self.closed or self.refused) and kind != "websocket.close":
             raise ClientDisconnectedWS("websocket client went away")
         if kind == "websocket.send":
             self._send_data(message)
@@ -200,75 +199,61 @@ class WebSocketProtocol(asyncio.Protocol):
             raise RuntimeError(f"unexpected ASGI websocket message {kind!r}")
 
     def _send_data(self, message: MutableMapping[str, Any]) -> None:
-        if not self.accepted or self.proto is None:
+        engine = self.engine
+        if not self.accepted or engine is None:
             raise RuntimeError("websocket.send before websocket.accept")
         if self.close_sent:
             raise RuntimeError("websocket.send after websocket.close")
+        if not engine.is_open:
+            raise ClientDisconnectedWS("websocket is closing")
         text, data = message.get("text"), message.get("bytes")
-        try:
-            if text is not None:
-                self.proto.send_text(text.encode("utf-8"))
-            elif data is not None:
-                self.proto.send_binary(data)
-            else:
-                raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-        except InvalidState:
-            raise ClientDisconnectedWS("websocket is closing") from None
+        if text is not None:
+            engine.send_message(text)
+        elif data is not None:
+            engine.send_message(bytes(data))
+        else:
+            raise RuntimeError("websocket.send needs 'text' or 'bytes'")
         self._flush()
 
     def _accept(self, message: MutableMapping[str, Any]) -> None:
         if self.accepted or self.response_started:
             raise RuntimeError("websocket.accept sent twice or after a denial response")
-        cfg = self.server.config
         subprotocol = message.get("subprotocol")
-        extensions = [ServerPerMessageDeflateFactory()] if cfg.ws_per_message_deflate else []
-        proto = ServerProtocol(extensions=extensions,
-                               subprotocols=[subprotocol] if subprotocol else None,
-                               max_size=cfg.ws_max_size)
-        # The protocol's parser starts by reading the upgrade request: give it the request we
-        # already parsed (re-serialized), so it moves on to frames.
-        proto.receive_data(_raw_request(self.scope))
-        requests = [e for e in proto.events_received() if isinstance(e, Request)]
-        if not requests:
-            raise RuntimeError("the upgrade request could not be re-read")
-        response = proto.accept(requests[0])
-        if response.status_code != 101:
-            error_log.info("websocket handshake refused: %s",
-                           response.body.decode(errors="replace"))
-            proto.send_response(response)
-            self.proto = proto
-            self._flush()
-            self.transport.close()
-            return
-        for name, value in message.get("headers", ()):
-            response.headers[name.decode("latin-1")] = value.decode("latin-1")
-        proto.send_response(response)
-        self.proto = proto
-        self.accepted = True
+        if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
+            raise RuntimeError(f"websocket.accept with subprotocol {subprotocol!r}, which "
+                               f"the client did not offer ({self.scope['subprotocols']})")
+        cfg = self.server.config
+        engine = self.make_engine(self, cfg.ws_per_message_deflate, cfg.ws_max_size)
+        status = engine.accept(_raw_request(self.scope), subprotocol,
+                               list(message.get("headers", ())))
+        self.engine = engine
         self._flush()
-        self._log(101)
+        self._log(status)
+        if status != 101:
+            error_log.info("websocket handshake refused (%d): invalid upgrade request", status)
+            self.refused = True
+            return
+        self.accepted = True
+        self._resume_reading()  # paused if the client sent much before the 101
         if self.pending:
             data, self.pending = bytes(self.pending), bytearray()
-            self._feed(data)
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
+            self.data_received(data)
         if cfg.ws_ping_interval:
             self.ping_task = self.loop.create_task(self._keepalive())
 
     def _close(self, code: int, reason: str) -> None:
         if not self.accepted:
-            if not self.response_started and not self.closed:
+            if not self.response_started and not self.closed and not self.refused:
                 self.transport.write(simple_response(403, error_body(403)))
                 self._log(403)
                 self.transport.close()
             self.response_started = True
             return
-        if self.close_sent or self.closed or self.proto is None:
+        if self.close_sent or self.closed or self.engine is None:
             return
         self.close_sent = True
-        if self.proto.state is State.OPEN:
-            self.proto.send_close(code, reason)
+        if self.engine.is_open:
+            self.engine.close(code, truncate_reason(reason))
             self._flush()
         self.loop.call_later(CLOSE_TIMEOUT, self._abort_if_open)
 
@@ -280,8 +265,6 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.accepted or self.response_started:
             raise RuntimeError("websocket.http.response.start after accept or twice")
         self.response_started = True
-        from octo.http.response import status_line
-
         status = message["status"]
         head = [status_line(status)]
         head += [name + b": " + value + b"\r\n" for name, value in message.get("headers", ())]
@@ -301,19 +284,21 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def _keepalive(self) -> None:
         cfg = self.server.config
-        while not self.closed and self.proto is not None:
+        engine = self.engine
+        assert engine is not None
+        while not self.closed:
             await asyncio.sleep(cfg.ws_ping_interval)
-            if self.closed or self.proto.state is not State.OPEN:
+            if self.closed or not engine.is_open:
                 return
             self.pong_waiter = self.loop.create_future()
-            self.proto.send_ping(b"octo")
+            engine.send_ping(PING_PAYLOAD)
             self._flush()
             try:
                 await asyncio.wait_for(asyncio.shield(self.pong_waiter), cfg.ws_ping_timeout)
             except TimeoutError:
                 error_log.info("websocket ping not answered in %ss: closing",
                                cfg.ws_ping_timeout)
-                self.proto.fail(1011, "keepalive ping timeout")
+                engine.fail(1011, "keepalive ping timeout")
                 self._flush()
                 return
 
@@ -331,7 +316,8 @@ class WebSocketProtocol(asyncio.Protocol):
             pass
         except Exception:
             error_log.exception("Exception in ASGI websocket application")
-            if not self.accepted and not self.response_started and not self.closed:
+            if not self.accepted and not self.response_started and not self.closed \
+                    and not self.refused:
                 self.transport.write(simple_response(500, error_body(500)))
                 self.transport.close()
             elif self.accepted:
@@ -380,9 +366,36 @@ def _raw_request(scope: dict[str, Any]) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def upgrade(http: HttpProtocol, scope: dict[str, Any], rest: bytes) -> None:
-    """The HTTP layer's upgrade hook: hand a websocket upgrade over to a new protocol."""
-    WebSocketProtocol(http, scope, rest).start(http)
+def _utf8_size(payload: str | bytes) -> int:
+    """Bytes on the wire of a message piece (str.isascii() is O(1): the common case is
+    free; other text is encoded to be counted exactly)."""
+    if isinstance(payload, bytes) or payload.isascii():
+        return len(payload)
+    return len(payload.encode("utf-8", "surrogatepass"))
 
 
-__all__ = ["upgrade", "WebSocketProtocol"]
+def engine_factory(backend: str) -> EngineFactory:
+    """The Engine class of *backend* ("wsproto" or "websockets"), imported on demand."""
+    if backend == "wsproto":
+        from octo.ws.wsproto_engine import WsprotoEngine
+
+        return WsprotoEngine
+    if backend == "websockets":
+        from octo.ws.websockets_engine import WebsocketsEngine
+
+        return WebsocketsEngine
+    raise ValueError(f"unknown WebSocket backend {backend!r}")
+
+
+def upgrader(backend: str) -> Callable[[HttpProtocol, dict[str, Any], bytes], None]:
+    """The HTTP layer's upgrade hook for *backend*: hand each websocket upgrade over to a
+    new WebSocketProtocol on that engine."""
+    make_engine = engine_factory(backend)
+
+    def upgrade(http: HttpProtocol, scope: dict[str, Any], rest: bytes) -> None:
+        WebSocketProtocol(http, scope, rest, make_engine).start(http)
+
+    return upgrade
+
+
+__all__ = ["ClientDisconnectedWS", "WebSocketProtocol", "engine_factory", "upgrader"]

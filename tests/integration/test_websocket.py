@@ -1,8 +1,10 @@
-"""WebSockets over real sockets with the ``websockets`` client library."""
+"""WebSockets over real sockets with the ``websockets`` client library, against octo on each
+framing engine (``--ws wsproto`` and ``--ws websockets``)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import signal
 
 import httpx
@@ -17,9 +19,19 @@ APP = "apps.ws_apps:app"
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
 
 
+BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(
+    importlib.util.find_spec(name) is None, reason=f"{name} not installed"))
+    for name in ("wsproto", "websockets")]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def srv():
-    with run_server(APP, *APP_DIR, "--ws-max-size", "100000") as server:
+def srv(backend: str):
+    with run_server(APP, *APP_DIR, "--ws", backend, "--ws-max-size", "100000") as server:
         yield server
 
 
@@ -88,8 +100,8 @@ def test_message_over_max_size_closes_1009(srv) -> None:
     asyncio.run(main())
 
 
-def test_server_shutdown_closes_1001() -> None:
-    with run_server(APP, *APP_DIR) as server:
+def test_server_shutdown_closes_1001(backend: str) -> None:
+    with run_server(APP, *APP_DIR, "--ws", backend) as server:
         async def main() -> int:
             async with connect(ws_url(server, "/echo")) as ws:
                 await ws.send("ping")
@@ -102,9 +114,9 @@ def test_server_shutdown_closes_1001() -> None:
         assert server.process.wait(15) == 0
 
 
-def test_slow_reader_pauses_the_sender() -> None:
+def test_slow_reader_pauses_the_sender(backend: str) -> None:
     """The client stops reading: the server's send() must block, not buffer without end."""
-    with run_server(APP, *APP_DIR, "--ws-max-size", "2000000") as server:
+    with run_server(APP, *APP_DIR, "--ws", backend, "--ws-max-size", "2000000") as server:
         async def main() -> None:
             async with connect(ws_url(server, "/echo"), max_queue=1,
                                write_limit=2**24) as ws:

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from server import run_server
 
+from octo.ws import resolve
+
 websockets_client = pytest.importorskip("websockets.sync.client")
 
 APP = '''
@@ -29,8 +31,9 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 '''
 
-NOT_FOR_A_PLAIN_APP = {"django", "websockets", "psutil", "anyio", "octo.ws.protocol",
-                       "octo.runtime.app", "octo.runtime.cache", "octo.runtime.tasks"}
+NOT_FOR_A_PLAIN_APP = {"django", "websockets", "wsproto", "h11", "psutil", "anyio",
+                       "octo.ws.protocol", "octo.runtime.app", "octo.runtime.cache",
+                       "octo.runtime.tasks"}
 
 
 def test_plain_worker_imports_websockets_only_on_first_upgrade(tmp_path: Path) -> None:
@@ -44,4 +47,6 @@ def test_plain_worker_imports_websockets_only_on_first_upgrade(tmp_path: Path) -
             assert ws.recv(timeout=5) == "echo"
         after = set(httpx.get(srv.url + "/", timeout=5).json())
     assert not before & NOT_FOR_A_PLAIN_APP, sorted(before & NOT_FOR_A_PLAIN_APP)
-    assert {"websockets", "octo.ws.protocol"} <= after
+    backend = resolve("auto")  # the engine --ws auto serves with; only it is loaded
+    assert {backend, "octo.ws.protocol", f"octo.ws.{backend}_engine"} <= after
+    assert not after & ({"websockets", "wsproto"} - {backend})

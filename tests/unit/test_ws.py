@@ -1,0 +1,415 @@
+"""In-memory WebSocket tests: octo's WebSocket layer on each framing engine, driven through
+HttpProtocol and a fake transport by websockets' sans-I/O client (no sockets).
+
+Every test runs on both backends (``wsproto`` and ``websockets``) and both event loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from typing import Any
+
+import pytest
+from harness import FakeTransport
+
+from octo.config import Config
+from octo.http.protocol import HttpProtocol, ServerState
+from octo.http.response import DateHeader
+from octo.ws import engine as ws_engine
+from octo.ws.protocol import MAX_QUEUED, WebSocketProtocol, upgrader
+
+pytest.importorskip("wsproto")
+pytest.importorskip("websockets")
+from websockets.client import ClientProtocol  # noqa: E402
+from websockets.extensions.permessage_deflate import (  # noqa: E402
+    ClientPerMessageDeflateFactory,
+)
+from websockets.frames import Close, Frame, Opcode  # noqa: E402
+from websockets.http11 import Response  # noqa: E402
+from websockets.typing import Subprotocol  # noqa: E402
+from websockets.uri import parse_uri  # noqa: E402
+
+
+@pytest.fixture(params=["wsproto", "websockets"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class WsTransport(FakeTransport):
+    """FakeTransport that can be handed to another protocol, as an upgrade does."""
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def abort(self) -> None:
+        self.close()
+
+
+class Peer:
+    """A client (websockets' ClientProtocol) talking to one octo connection in memory."""
+
+    live: list[Peer] = []
+
+    def __init__(self, app: Any, backend: str, *, deflate: bool = False,
+                 subprotocols: list[str] | None = None, **config: Any) -> None:
+        loop = asyncio.get_running_loop()
+        DateHeader.refresh(0)
+        cfg = Config(app="x:y", ws=backend, ws_per_message_deflate=deflate, **config)
+        self.state = ServerState(cfg, app, loop)
+        self.state.upgrade_handler = upgrader(backend)
+        http = HttpProtocol(self.state)
+        self.transport = WsTransport(http, loop)
+        http.connection_made(self.transport)  # type: ignore[arg-type]
+        self.client = ClientProtocol(
+            parse_uri("ws://a/ws"),
+            extensions=[ClientPerMessageDeflateFactory()] if deflate else None,
+            subprotocols=[Subprotocol(p) for p in subprotocols or []] or None,
+            max_size=None)
+        self.request = self.client.connect()
+        Peer.live.append(self)
+
+    @classmethod
+    async def cleanup(cls) -> None:
+        """Close every connection and end its app, so no task outlives the test's loop."""
+        peers, cls.live = cls.live, []
+        for peer in peers:
+            peer.transport.close()
+        await asyncio.sleep(0)
+        tasks = [task for peer in peers for task in peer.state.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def open(self) -> None:
+        self.client.send_request(self.request)
+        self.pump()
+
+    def pump(self) -> None:
+        """Client output to the server."""
+        for data in self.client.data_to_send():
+            if data and not self.transport.closed:
+                self.transport.protocol.data_received(data)
+
+    def raw(self, frame: Frame) -> None:
+        """Send *frame* as it is, bypassing the client's own checks."""
+        self.transport.protocol.data_received(frame.serialize(mask=True))
+
+    async def events(self) -> list[Any]:
+        """Let the server run, then what the client read from it."""
+        for _ in range(30):
+            await asyncio.sleep(0)
+        out = bytes(self.transport.buffer)
+        self.transport.buffer.clear()
+        if out:
+            self.client.receive_data(out)
+        return self.client.events_received()
+
+    @property
+    def ws(self) -> WebSocketProtocol:
+        assert isinstance(self.transport.protocol, WebSocketProtocol)
+        return self.transport.protocol
+
+
+def go(run: Any, main: Any) -> None:
+    """run(main()) on the test's loop, then clean up its connections."""
+
+    async def wrapped() -> None:
+        try:
+            await main()
+        finally:
+            await Peer.cleanup()
+
+    run(wrapped())
+
+
+def closes(events: list[Any]) -> list[tuple[int, str]]:
+    return [(c.code, c.reason) for c in (Close.parse(e.data) for e in events
+                                         if isinstance(e, Frame) and e.opcode is Opcode.CLOSE)]
+
+
+def messages(events: list[Any]) -> list[Any]:
+    return [e.data for e in events if isinstance(e, Frame) and e.opcode in (
+        Opcode.TEXT, Opcode.BINARY)]
+
+
+def echo_app(log: list[Any]) -> Any:
+    """Accepts (with the first offered subprotocol), echoes, logs the disconnect."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        offered = scope["subprotocols"]
+        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None,
+                    "headers": [(b"x-hello", b"world")]})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                log.append(message)
+                return
+            log.append(message)
+            await send({"type": "websocket.send", **{k: v for k, v in message.items()
+                                                     if k in ("text", "bytes")}})
+
+    return app
+
+
+async def accepted(peer: Peer) -> Response:
+    peer.open()
+    [response, *rest] = await peer.events()
+    assert isinstance(response, Response) and response.status_code == 101, response
+    assert rest == []
+    return response
+
+
+def test_echo_text_binary_fragmented_and_subprotocol(run, backend: str) -> None:
+    log: list[Any] = []
+
+    async def main() -> None:
+        peer = Peer(echo_app(log), backend, subprotocols=["chat", "other"])
+        response = await accepted(peer)
+        assert response.headers["sec-websocket-protocol"] == "chat"
+        assert response.headers["x-hello"] == "world"
+        peer.client.send_text("héllo".encode())
+        peer.client.send_binary(b"\x00\xff")
+        peer.client.send_text(b"frag", fin=False)
+        peer.client.send_continuation("mé".encode()[:2], fin=False)  # UTF-8 split in two
+        peer.client.send_continuation("mé".encode()[2:], fin=True)
+        peer.pump()
+        assert messages(await peer.events()) == ["héllo".encode(), b"\x00\xff",
+                                                 "fragmé".encode()]
+        assert [m.get("text", m.get("bytes")) for m in log] == ["héllo", b"\x00\xff", "fragmé"]
+        peer.client.send_close(4321, "done")
+        peer.pump()
+        assert closes(await peer.events()) == [(4321, "done")]
+        assert peer.transport.closed
+        await peer.events()
+        assert log[-1] == {"type": "websocket.disconnect", "code": 4321, "reason": "done"}
+
+    go(run, main)
+
+
+def test_permessage_deflate_negotiated_and_used(run, backend: str) -> None:
+    log: list[Any] = []
+
+    async def main() -> None:
+        peer = Peer(echo_app(log), backend, deflate=True)
+        response = await accepted(peer)
+        assert response.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+        for _ in range(3):  # context takeover: later messages reuse the window
+            peer.client.send_text(b"compressible " * 1000)
+        peer.pump()
+        assert messages(await peer.events()) == [b"compressible " * 1000] * 3
+
+    go(run, main)
+
+
+def test_message_over_max_size_fails_1009(run, backend: str) -> None:
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend, ws_max_size=1000)
+        await accepted(peer)
+        peer.client.send_binary(b"x" * 600, fin=False)
+        peer.client.send_continuation(b"x" * 600, fin=True)  # 1200 in all
+        peer.pump()
+        events = await peer.events()
+        assert messages(events) == [] and closes(events)[0][0] == 1009
+        assert peer.transport.closed
+
+    go(run, main)
+
+
+def test_deflate_bomb_fails_1009_without_inflating_it_all(run, backend: str) -> None:
+    """64 MB of zeros compress to ~64 KB: the limit must stop inflation as it goes, not
+    inflate the whole message and then find it too big."""
+
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend, deflate=True, ws_max_size=100_000)
+        await accepted(peer)
+        peer.client.send_binary(b"\x00" * 64_000_000)
+        bomb = b"".join(peer.client.data_to_send())
+        assert len(bomb) < 100_000
+        tracemalloc.start()
+        try:
+            peer.transport.protocol.data_received(bomb)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 16_000_000, f"{peak:,} bytes allocated while inflating"
+        events = await peer.events()
+        assert closes(events)[0][0] == 1009 and peer.transport.closed
+        assert peer.ws.parts == []
+
+    go(run, main)
+
+
+def test_invalid_utf8_fails_1007_before_the_message_ends(run, backend: str) -> None:
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend)
+        await accepted(peer)
+        peer.raw(Frame(Opcode.TEXT, b"ok \xff\xfe", fin=False))  # no final frame yet
+        events = await peer.events()
+        assert closes(events)[0][0] == 1007 and peer.transport.closed
+
+    go(run, main)
+
+
+def test_close_between_fragments_is_echoed_normally(run, backend: str) -> None:
+    """RFC 6455 5.4: control frames may come between fragments; a Close ends the
+    connection cleanly (Autobahn|Testsuite 7.1.5)."""
+    log: list[Any] = []
+
+    async def main() -> None:
+        peer = Peer(echo_app(log), backend)
+        await accepted(peer)
+        peer.raw(Frame(Opcode.TEXT, b"fragment 1", fin=False))
+        peer.raw(Frame(Opcode.CLOSE, Close(1000, "").serialize()))
+        peer.raw(Frame(Opcode.CONT, b"fragment 2", fin=True))
+        events = await peer.events()
+        assert messages(events) == [] and closes(events) == [(1000, "")]
+        assert peer.transport.closed
+        await peer.events()
+        assert log == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+    go(run, main)
+
+
+def test_protocol_error_fails_1002(run, backend: str) -> None:
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend)
+        await accepted(peer)
+        peer.raw(Frame(Opcode.CONT, b"no message to continue"))
+        events = await peer.events()
+        assert closes(events)[0][0] == 1002 and peer.transport.closed
+
+    go(run, main)
+
+
+def test_ping_is_answered_and_keepalive_fails_1011_without_pong(run, backend: str) -> None:
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend, ws_ping_interval=0.05, ws_ping_timeout=0.2)
+        await accepted(peer)
+        peer.client.send_ping(b"are you there")
+        peer.pump()
+        pongs = [e for e in await peer.events() if e.opcode is Opcode.PONG]
+        assert [p.data for p in pongs] == [b"are you there"]
+        events: list[Any] = []
+        for _ in range(100):  # the server's keepalive ping, within a second
+            events += await peer.events()
+            if any(e.opcode is Opcode.PING for e in events) or closes(events):
+                break
+            await asyncio.sleep(0.01)
+        assert [e.data for e in events if e.opcode is Opcode.PING] == [b"octo"]
+        peer.client.data_to_send()  # drop the client's automatic pong: never answered
+        for _ in range(100):
+            events += await peer.events()
+            if peer.transport.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert closes(events) == [(1011, "keepalive ping timeout")] and peer.transport.closed
+
+    go(run, main)
+
+
+def test_answered_pings_keep_the_connection(run, backend: str) -> None:
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend, ws_ping_interval=0.03, ws_ping_timeout=1.0)
+        await accepted(peer)
+        pings = 0
+        for _ in range(30):
+            await asyncio.sleep(0.01)
+            pings += sum(e.opcode is Opcode.PING for e in await peer.events())
+            peer.pump()  # the client's automatic pongs
+        assert pings >= 2
+        assert not peer.transport.closed and peer.ws.engine is not None
+        assert peer.ws.engine.is_open
+
+    go(run, main)
+
+
+def test_shutdown_closes_1001_and_app_close_reason_is_truncated(run, backend: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        await send({"type": "websocket.close", "code": 4000, "reason": "é" * 100})
+
+    async def main() -> None:
+        peer = Peer(echo_app([]), backend)
+        await accepted(peer)
+        peer.ws.shutdown()
+        assert closes(await peer.events()) == [(1001, "server shutting down")]
+        peer.pump()  # the client's answering Close ends the connection
+        await peer.events()
+        assert peer.transport.closed
+
+        peer = Peer(app, backend)
+        await accepted(peer)
+        peer.client.send_text(b"go")
+        peer.pump()
+        [(code, reason)] = closes(await peer.events())
+        assert code == 4000 and reason == "é" * 61  # 122 bytes: whole characters only
+
+    go(run, main)
+
+
+def test_invalid_handshake_is_refused_by_the_engine(run, backend: str) -> None:
+    log: list[Any] = []
+
+    async def main() -> None:
+        peer = Peer(echo_app(log), backend)
+        del peer.request.headers["Sec-WebSocket-Version"]
+        peer.request.headers["Sec-WebSocket-Version"] = "12"
+        peer.open()
+        [response] = await peer.events()
+        # RFC 6455 4.4 asks for 426 and the versions served; websockets answers 400.
+        assert response.status_code == (426 if backend == "wsproto" else 400)
+        assert peer.transport.closed
+        await peer.events()
+        # The app's accept found no connection to open: its next receive says so.
+        assert log == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+
+    go(run, main)
+
+
+def test_subprotocol_not_offered_is_an_app_error(run, backend: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": "not-offered"})
+
+    async def main() -> None:
+        peer = Peer(app, backend)
+        peer.open()
+        [response] = await peer.events()
+        assert response.status_code == 500
+
+    go(run, main)
+
+
+def test_unread_messages_pause_reading(run, backend: str) -> None:
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async def main() -> None:
+        peer = Peer(app, backend)
+        await accepted(peer)
+        for _ in range(MAX_QUEUED):
+            peer.client.send_text(b"unread")
+        peer.pump()
+        await peer.events()
+        assert peer.transport.reading is False
+        release.set()
+        await peer.events()
+        assert peer.transport.reading is True
+
+    go(run, main)
+
+
+def test_close_reason_fits_a_close_frame() -> None:
+    assert ws_engine.truncate_reason("short") == "short"
+    cut = ws_engine.truncate_reason("€" * 100)  # 3 bytes each
+    assert cut == "€" * 41 and len(cut.encode()) <= ws_engine.CLOSE_REASON_MAX
