@@ -39,13 +39,15 @@ bench-quick: $(STAMP)
 
 AUTOBAHN_PORT ?= 9001
 
-autobahn: $(STAMP)  ## Autobahn|Testsuite against octo (QUICK=1 skips 9.*, 12.*, 13.*)
+WS ?= auto
+
+autobahn: $(STAMP)  ## Autobahn|Testsuite against octo --ws $(WS) (QUICK=1 skips 9.*, 12.*, 13.*)
 	@mkdir -p .autobahn
-	@$(BIN)/octo serve apps.ws_echo:app --app-dir tests --ws auto --no-access-log \
-	    --port $(AUTOBAHN_PORT) > .autobahn/octo.log 2>&1 & pid=$$!; \
+	@$(BIN)/octo serve apps.ws_echo:app --app-dir tests --ws $(WS) --no-access-log \
+	    --port $(AUTOBAHN_PORT) > .autobahn/octo-$(WS).log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT; \
-	bash scripts/autobahn.sh $(if $(QUICK),--quick) --agent octo $(AUTOBAHN_ARGS) \
-	    ws://127.0.0.1:$(AUTOBAHN_PORT)/
+	bash scripts/autobahn.sh $(if $(QUICK),--quick) --agent octo-$(WS) \
+	    --outdir .autobahn/reports/octo-$(WS) $(AUTOBAHN_ARGS) ws://127.0.0.1:$(AUTOBAHN_PORT)/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
