@@ -46,6 +46,7 @@ class WebsocketsEngine:
         self.proto: ServerProtocol | None = None
         self.decoder: codecs.IncrementalDecoder | None = None  # text in progress
         self.text = False  # the message in progress is text
+        self.failed = False
 
     def accept(self, request: bytes, subprotocol: str | None, headers: Headers) -> int:
         extensions = [ServerPerMessageDeflateFactory()] if self.deflate else []
@@ -70,42 +71,39 @@ class WebsocketsEngine:
         assert proto is not None
         proto.receive_data(data)
         for event in proto.events_received():
-            if isinstance(event, Frame) and not self._frame(event):
-                return
+            if isinstance(event, Frame):
+                self._frame(event)
+                if self.failed:  # by us or the sink (size): the rest is not reported
+                    return
 
-    def _frame(self, frame: Frame) -> bool:
-        """Report one frame to the sink; False when it failed the connection."""
+    def _frame(self, frame: Frame) -> None:
+        """Report one frame to the sink."""
         opcode = frame.opcode
         if opcode is Opcode.TEXT:
             self.text = True
-            if frame.fin:  # the common case: a whole text message in one frame
-                return self._text(frame.data, None, fin=True)
-            self.decoder = codecs.getincrementaldecoder("utf-8")()
-            return self._text(frame.data, self.decoder, fin=False)
-        if opcode is Opcode.BINARY:
+            # A whole message in one frame, the common case, needs no incremental decoder.
+            self.decoder = None if frame.fin else codecs.getincrementaldecoder("utf-8")()
+            self._text(frame.data, frame.fin)
+        elif opcode is Opcode.BINARY:
             self.text = False
             self.sink.on_data(bytes(frame.data), frame.fin)
         elif opcode is Opcode.CONT:
             if self.text:
-                return self._text(frame.data, self.decoder, frame.fin)
-            self.sink.on_data(bytes(frame.data), frame.fin)
+                self._text(frame.data, frame.fin)
+            else:
+                self.sink.on_data(bytes(frame.data), frame.fin)
         elif opcode is Opcode.PONG:
             self.sink.on_pong()
         # PING is answered by the library; CLOSE ends the stream through data_to_send.
-        return True
 
-    def _text(self, data: Any, decoder: codecs.IncrementalDecoder | None,
-              fin: bool) -> bool:
+    def _text(self, data: Any, fin: bool) -> None:
+        decoder = self.decoder
         try:
-            text = decoder.decode(data, fin) if decoder is not None else \
-                bytes(data).decode("utf-8")
+            text = bytes(data).decode("utf-8") if decoder is None else decoder.decode(data, fin)
         except UnicodeDecodeError:
             self.fail(1007, "invalid UTF-8 in a text message")
-            return False
-        if fin:
-            self.decoder = None
+            return
         self.sink.on_data(text, fin)
-        return True
 
     def receive_eof(self) -> None:
         assert self.proto is not None
@@ -129,6 +127,7 @@ class WebsocketsEngine:
 
     def fail(self, code: int, reason: str) -> None:
         assert self.proto is not None
+        self.failed = True
         self.proto.fail(code, reason)
 
     def data_to_send(self) -> list[bytes]:

@@ -85,9 +85,10 @@ class Peer:
         self.client.send_request(self.request)
         self.pump()
 
-    def pump(self) -> None:
-        """Client output to the server."""
-        for data in self.client.data_to_send():
+    def pump(self, one_read: bool = False) -> None:
+        """Client output to the server (each frame a read of its own, or all in *one_read*)."""
+        chunks = [data for data in self.client.data_to_send() if data]
+        for data in [b"".join(chunks)] if one_read else chunks:
             if data and not self.transport.closed:
                 self.transport.protocol.data_received(data)
 
@@ -203,16 +204,24 @@ def test_permessage_deflate_negotiated_and_used(run, backend: str) -> None:
     go(run, main)
 
 
-def test_message_over_max_size_fails_1009(run, backend: str) -> None:
+@pytest.mark.parametrize("one_read", [False, True])
+def test_message_over_max_size_fails_1009(run, backend: str, one_read: bool) -> None:
+    """Also when the frames after the message come in the same read: a failed connection
+    delivers nothing more."""
+    log: list[Any] = []
+
     async def main() -> None:
-        peer = Peer(echo_app([]), backend, ws_max_size=1000)
+        peer = Peer(echo_app(log), backend, ws_max_size=1000)
         await accepted(peer)
         peer.client.send_binary(b"x" * 600, fin=False)
         peer.client.send_continuation(b"x" * 600, fin=True)  # 1200 in all
-        peer.pump()
+        peer.client.send_text(b"small")
+        peer.pump(one_read)
         events = await peer.events()
         assert messages(events) == [] and closes(events)[0][0] == 1009
         assert peer.transport.closed
+        await peer.events()
+        assert [m["type"] for m in log] == ["websocket.disconnect"]
 
     go(run, main)
 
