@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the Autobahn|Testsuite fuzzing client (wstest -m fuzzingclient) against a WebSocket
 # echo server that is already listening, then summarise the report with autobahn_report.py.
+# `make autobahn` starts octo on tests/apps/ws_echo.py first; `WS=wsproto make autobahn` (or
+# WS=websockets) picks its WebSocket engine, and the report goes to .autobahn/reports/octo-$WS.
 #
 # Usage: scripts/autobahn.sh [options] [URL]          URL default: ws://127.0.0.1:$PORT/ (8000)
 #   --quick            leave out the 9.* (performance, messages up to 16 MiB) and the

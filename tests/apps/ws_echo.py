@@ -5,7 +5,7 @@ came: text as text, bytes as bytes, until the client disconnects. Plain HTTP get
 200 answer (the integration helper probes ``GET /`` to see that the server is up), and the
 lifespan protocol is supported so that servers need not log that it is missing. Serve it with::
 
-    octo serve apps.ws_echo:app --app-dir tests
+    octo serve apps.ws_echo:app --app-dir tests --ws wsproto   # or --ws websockets
     uvicorn apps.ws_echo:app --app-dir tests --ws websockets
 """
 
