@@ -422,3 +422,22 @@ def test_close_reason_fits_a_close_frame() -> None:
     assert ws_engine.truncate_reason("short") == "short"
     cut = ws_engine.truncate_reason("€" * 100)  # 3 bytes each
     assert cut == "€" * 41 and len(cut.encode()) <= ws_engine.CLOSE_REASON_MAX
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import octo.ws as ws
+    from octo.config import ConfigError
+
+    present = {"wsproto", "websockets"}
+    monkeypatch.setattr(ws, "installed", lambda name: name in present)
+    assert ws.resolve("auto") == ws.AUTO_ORDER[0]
+    assert ws.resolve("wsproto") == "wsproto" and ws.resolve("websockets") == "websockets"
+    assert ws.resolve("none") is None
+    present = {ws.AUTO_ORDER[1]}
+    assert ws.resolve("auto") == ws.AUTO_ORDER[1]  # falls back to the one installed
+    with pytest.raises(ws.BackendMissing, match=rf"pip install 'octo\[{ws.AUTO_ORDER[0]}\]'"):
+        ws.resolve(ws.AUTO_ORDER[0])
+    present = set()
+    assert ws.resolve("auto") is None
+    with pytest.raises(ConfigError, match="auto, none, wsproto or websockets"):
+        Config(app="x:y", ws="h2")
