@@ -223,9 +223,11 @@ class WebSocketProtocol(asyncio.Protocol):
             raise RuntimeError(f"websocket.accept with subprotocol {subprotocol!r}, which "
                                f"the client did not offer ({self.scope['subprotocols']})")
         cfg = self.server.config
+        headers = list(message.get("headers", ()))
+        if self.server.server_header:  # as on every HTTP response (--server-header)
+            headers.insert(0, (b"server", b"octo"))
         engine = self.make_engine(self, cfg.ws_per_message_deflate, cfg.ws_max_size)
-        status = engine.accept(_raw_request(self.scope), subprotocol,
-                               list(message.get("headers", ())))
+        status = engine.accept(_raw_request(self.scope), subprotocol, headers)
         self.engine = engine
         self._flush()
         self._log(status)

@@ -170,6 +170,7 @@ def test_echo_text_binary_fragmented_and_subprotocol(run, backend: str) -> None:
         response = await accepted(peer)
         assert response.headers["sec-websocket-protocol"] == "chat"
         assert response.headers["x-hello"] == "world"
+        assert response.headers.get_all("server") == ["octo"]  # --server-header, as on HTTP
         peer.client.send_text("héllo".encode())
         peer.client.send_binary(b"\x00\xff")
         peer.client.send_text(b"frag", fin=False)
@@ -193,9 +194,10 @@ def test_permessage_deflate_negotiated_and_used(run, backend: str) -> None:
     log: list[Any] = []
 
     async def main() -> None:
-        peer = Peer(echo_app(log), backend, deflate=True)
+        peer = Peer(echo_app(log), backend, deflate=True, server_header=False)
         response = await accepted(peer)
         assert response.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+        assert "server" not in response.headers  # --no-server-header
         for _ in range(3):  # context takeover: later messages reuse the window
             peer.client.send_text(b"compressible " * 1000)
         peer.pump()
