@@ -229,7 +229,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     parser.add_argument("--servers", default=",".join(SERVERS),
-                        help="comma-separated, from: " + ", ".join(SERVERS))
+                        help="comma-separated SERVER/ENGINE pairs (ENGINE is the --ws value; "
+                             "uvicorn also has websockets-sansio); default: "
+                             + ", ".join(SERVERS))
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
