@@ -163,6 +163,14 @@ SERVERS: tuple[Server, ...] = (
         only=frozenset({"hello"}),
         note="uvloop + httptools asyncio.Protocol, fixed response, no ASGI: the stack's ceiling",
     ),
+    Server(
+        name="asgi-floor",
+        argv=("{python}", "{apps}/asgi_floor.py", "--host", "{host}", "--port", "{port}",
+              "--app", "{app}"),
+        only=frozenset({"hello", "json", "starlette_json"}),
+        note="uvloop + httptools with only what ASGI demands (scope, app call, one write; "
+             "no checks, no Task): the bound for any ASGI server on this stack",
+    ),
 )
 
 # --quick: a short smoke run for CI, these scenarios and servers unless named otherwise.
