@@ -310,7 +310,7 @@ def _preamble(meta: Meta) -> list[str]:
     steal = _num(meta.steal_percent, ".1f", " %")
     return [
         f"Command: `{meta.command}`, {meta.started} to {meta.finished}. octo: {_octo(meta)} "
-        f"installed in benchmarks/.venv when the suite started (digest of its .py files: "
+        f"installed in the benchmark venv when the suite started (digest of its .py files: "
         f"{meta.measured_source}).",
         "",
         "## Machine",

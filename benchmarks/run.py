@@ -32,7 +32,8 @@ from catalog import SCENARIOS, SERVERS
 from loadgen import AUTO, GENERATORS
 
 BENCH_DIR = Path(__file__).resolve().parent
-VENV_PYTHON = BENCH_DIR / ".venv" / "bin" / "python"
+# BENCH_VENV: a second venv, e.g. built by another Python (PYTHON=python3.12 for setup.sh).
+VENV_PYTHON = Path(os.environ.get("BENCH_VENV", BENCH_DIR / ".venv")) / "bin" / "python"
 SETUP_DONE_ENV = "OCTO_BENCH_SETUP_DONE"
 
 

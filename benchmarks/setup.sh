@@ -17,7 +17,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
-VENV="$HERE/.venv"
+VENV="${BENCH_VENV:-$HERE/.venv}"  # another Python: PYTHON=python3.12 BENCH_VENV=...
 PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.installed"
 LOG="$VENV/setup.log"

@@ -45,7 +45,7 @@ from loadgen import (
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 APPS = BENCH_DIR / "apps"
-VENV_BIN = BENCH_DIR / ".venv" / "bin"
+VENV_BIN = Path(os.environ.get("BENCH_VENV", BENCH_DIR / ".venv")).resolve() / "bin"
 RESULTS = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 MB = 1024 * 1024
@@ -128,6 +128,12 @@ def rotation(servers: Sequence[Server], round_index: int) -> list[Server]:
     """Round 0 keeps the table order; each later round starts one server further on."""
     shift = round_index % len(servers) if servers else 0
     return [*servers[shift:], *servers[:shift]]
+
+
+def _venv_prefix() -> str:
+    """``BENCH_VENV=... `` when the suite runs in a venv other than benchmarks/.venv."""
+    venv = os.environ.get("BENCH_VENV")
+    return f"BENCH_VENV={shlex.quote(display_path(Path(venv)))} " if venv else ""
 
 
 def template_fields(app: str, port: str) -> dict[str, str]:
@@ -385,7 +391,7 @@ def start_meta(plan: Plan, generator: LoadGenerator, argv: Sequence[str]) -> rep
     return report.Meta(
         date=now.date().isoformat(),
         started=now.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        command=shlex.join(["python", "benchmarks/run.py", *argv]),
+        command=_venv_prefix() + shlex.join(["python", "benchmarks/run.py", *argv]),
         git=environment.git_revision(REPO),
         octo_rev=environment.resolve_revision(REPO, plan.octo_rev) if plan.octo_rev else "",
         measured_source=measured_octo_digest(),
