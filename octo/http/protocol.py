@@ -266,6 +266,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.state is Conn.CLOSED:
             return  # the request line was rejected already
         scope = self._scope(method.decode("ascii"), version, url)
+        if facts.forwarded and self.trusted_peer:
+            _apply_proxy_headers(scope, self.headers, server.trusted)
         more_body = facts.chunked or bool(length)
         cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue, more_body,
                              method == b"HEAD")
@@ -332,8 +334,6 @@ class HttpProtocol(asyncio.Protocol):
         }
         if server.lifespan_state is not None:
             scope["state"] = server.lifespan_state.copy()
-        if self.trusted_peer:
-            _apply_proxy_headers(scope, self.headers, server.trusted)
         return scope
 
     # -- running requests -------------------------------------------------------------------

@@ -67,7 +67,8 @@ def check_target(method: bytes, url: bytes) -> None:
 class HeadFacts:
     """What the connection needs to know about one request head."""
 
-    __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked")
+    __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked",
+                 "forwarded")
 
     def __init__(self) -> None:
         self.keep_alive = True
@@ -75,6 +76,7 @@ class HeadFacts:
         self.upgrade: bytes | None = None
         self.content_length: int | None = None
         self.chunked = False
+        self.forwarded = False  # X-Forwarded-For/-Proto present (used only from trusted peers)
 
 
 def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFacts:
@@ -109,6 +111,8 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
             facts.expect_continue = http11
         elif name == b"upgrade":
             facts.upgrade = value.strip().lower()
+        elif name == b"x-forwarded-for" or name == b"x-forwarded-proto":
+            facts.forwarded = True
     if http11 and hosts != 1:
         raise RequestError(400, f"HTTP/1.1 request with {hosts} Host headers")
     if hosts > 1:

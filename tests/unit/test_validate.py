@@ -86,3 +86,14 @@ def test_access_log_escapes_control_characters() -> None:
     assert "\r" not in line and "\n" not in line
     assert "\\x0d\\x0a" in line and '\\"GET /admin\\"' in line
     assert escape("\x1b[31m") == "\\x1b[31m"
+
+
+@pytest.mark.parametrize(("extra", "forwarded"), [
+    ([], False),
+    ([(b"x-forwarded-for", b"1.2.3.4")], True),
+    ([(b"x-forwarded-proto", b"https")], True),
+    ([(b"x-forwarded-host", b"a")], False),  # not one the server applies
+])
+def test_forwarding_headers_are_noted(extra: list[tuple[bytes, bytes]],
+                                      forwarded: bool) -> None:
+    assert inspect_headers([(b"host", b"a"), *extra], True).forwarded is forwarded
