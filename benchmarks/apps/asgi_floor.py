@@ -14,10 +14,8 @@ Usage: python asgi_floor.py --port 8000 [--host 127.0.0.1] [--app hello:app]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
-import signal
 import sys
 import time
 from collections.abc import MutableMapping
@@ -26,6 +24,7 @@ from typing import Any, cast
 
 import httptools
 import uvloop
+from raw_ceiling import arg_parser, serve
 
 Message = MutableMapping[str, Any]
 ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -123,26 +122,14 @@ class FloorHttp(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(host: str, port: int, app: Any) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(lambda: FloorHttp(app), host, port, backlog=2048)
-    async with server:
-        await stop.wait()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = arg_parser(__doc__)
     parser.add_argument("--app", default="hello:app", help="module:attr in benchmarks/apps")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     module, _, attr = args.app.partition(":")
     app = getattr(importlib.import_module(module), attr)
-    uvloop.run(serve(args.host, args.port, app))
+    uvloop.run(serve(lambda: FloorHttp(app), args.host, args.port))
 
 
 if __name__ == "__main__":

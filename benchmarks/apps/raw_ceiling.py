@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -57,22 +58,27 @@ class RawHttp(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(factory: Callable[[], asyncio.Protocol], host: str, port: int) -> None:
+    """Serve connections with *factory*'s protocol until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(RawHttp, host, port, backlog=2048)
+    server = await loop.create_server(factory, host, port, backlog=2048)
     async with server:
         await stop.wait()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arg_parser(doc: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port))
+    return parser
+
+
+def main() -> None:
+    args = arg_parser(__doc__).parse_args()
+    uvloop.run(serve(RawHttp, args.host, args.port))
 
 
 if __name__ == "__main__":
