@@ -440,8 +440,9 @@ def report_path(plan: Plan, meta: report.Meta, override: Path | None) -> Path:
 
 
 def write(path: Path, text: str) -> None:
+    """Write a report; paths inside the checkout are given relative to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text.replace(f"{REPO}/", ""))
     print(f"wrote {display_path(path.resolve())}")
 
 
