@@ -30,4 +30,7 @@ def run(loop_kind: str) -> Iterator[object]:
         return loop.run_until_complete(coro)  # type: ignore[arg-type]
 
     yield runner
+    # No executor threads left behind: later tests fork, and forking a process with
+    # threads is unsafe (Python 3.12 warns about it).
+    loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
@@ -24,6 +25,24 @@ T5 = TypeVar("T5")
 
 THREADS = 32
 _pool: ThreadPoolExecutor | None = None
+
+
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but none of its threads: work handed to it
+    # would never run. The child starts its own pool on first use instead.
+    global _pool
+    _pool = None
+
+
+def shutdown_pool() -> None:
+    """Stop the thread pool of plain-function callables (it restarts on next use)."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 class TaskTimeout(TimeoutError):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 import time
 import traceback
@@ -9,9 +10,17 @@ import traceback
 import pytest
 
 import octo
+from octo.runtime.concurrent import shutdown_pool
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
 
 who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_pool_threads_after_this_module():
+    # Later tests fork; a process with idle pool threads should not.
+    yield
+    shutdown_pool()
 
 
 def test_results_in_argument_order_mixing_async_and_threads(run) -> None:
@@ -137,3 +146,18 @@ def test_context_and_sandbox_scope_propagate(run) -> None:
             leave(token)
 
     assert run(main()) == (("alice", "request"), ("alice", "request"))
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_gets_a_working_pool() -> None:
+    # The child inherits the pool object but not its threads; work must still run there.
+    assert asyncio.run(octo.concurrently(lambda: 1)) == (1,)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            result = asyncio.run(asyncio.wait_for(octo.concurrently(lambda: 2), 5))
+            os._exit(0 if result == (2,) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
