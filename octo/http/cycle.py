@@ -24,6 +24,10 @@ _NO_BODY_STATUS = frozenset((204, 304))
 _CHUNK_END = b"0\r\n\r\n"
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
 SENDFILE_MIN = 64 * 1024
+# Streamed body parts are held and written together once the app yields to the loop (one
+# send() syscall for many small parts); holding more than this writes at once, so the
+# transport's flow control still sees what the app produces.
+HOLD_MAX = 64 * 1024
 
 
 EncodedHeaders = tuple[bytes, "int | None", bool]  # header lines, Content-Length, close
@@ -88,6 +92,8 @@ class RequestCycle:
     remaining: int | None = None
     sent_bytes = 0
     task: asyncio.Task[None] | None = None  # only when the app suspended (not eager-complete)
+    held: list[bytes] | None = None  # response bytes not yet handed to the transport
+    held_size = 0
     started_at = 0.0
     timed_out = False
 
@@ -190,28 +196,54 @@ class RequestCycle:
         raise ClientDisconnected("client disconnected")
 
     def _write_body(self, body: bytes, more: bool) -> None:
-        transport = self.conn.transport
         if not self.head_sent:
             head = self._build_head(None if more else len(body))
             self.head_sent = True
             if self.head or self.status in _NO_BODY_STATUS or not body:
-                transport.write(head)
+                out = head
             elif self.chunked:
-                transport.write(b"%s%x\r\n%s\r\n" % (head, len(body), body))
+                out = b"%s%x\r\n%s\r\n" % (head, len(body), body)
             else:
-                transport.write(head + body)
+                out = head + body
         elif body and not self.head:
-            if self.chunked:
-                transport.write(b"%x\r\n%s\r\n" % (len(body), body))
-            else:
-                transport.write(body)
+            out = b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body
+        else:
+            out = b""
         if self.remaining is not None and not self.head:
             self.remaining -= len(body)
         self.sent_bytes += len(body)
+        if more:
+            self._hold(out)
+        elif self.held is None:
+            self.conn.transport.write(out)  # the common case: a whole response in one write
+        else:
+            self.held.append(out)  # _finish writes it with what is held
+
+    def _hold(self, out: bytes) -> None:
+        if self.held is None:
+            self.held = [out]
+            self.conn.loop.call_soon(self.flush)
+        else:
+            self.held.append(out)
+        self.held_size += len(out)
+        if self.held_size >= HOLD_MAX:
+            self.flush()
+
+    def flush(self, tail: bytes = b"") -> None:
+        """Hand what is held (and *tail*) to the transport in one write."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.held_size = 0
+            if tail:
+                held.append(tail)
+            if not self.disconnected:
+                self.conn.transport.write(b"".join(held))
+        elif tail:
+            self.conn.transport.write(tail)
 
     def _finish(self) -> None:
-        if self.chunked and not self.head:
-            self.conn.transport.write(_CHUNK_END)
+        self.flush(_CHUNK_END if self.chunked and not self.head else b"")
         self.complete = True
         remaining = self.remaining  # None: no Content-Length; 0: exactly met
         if remaining and not self.head:

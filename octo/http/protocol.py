@@ -469,6 +469,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle._finish()
 
     def abort(self, cycle: RequestCycle) -> None:
+        cycle.flush()  # what the app sent before it failed still goes out before the close
         cycle.lose()
         if self.state is not Conn.CLOSED:
             self.state = next_state(self.state, Event.REJECT)
