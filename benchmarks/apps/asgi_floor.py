@@ -24,12 +24,11 @@ from typing import Any, cast
 
 import httptools
 import uvloop
-from raw_ceiling import arg_parser, serve
+from raw_ceiling import BAD_REQUEST, arg_parser, serve
 
 Message = MutableMapping[str, Any]
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 REASONS = {200: b"OK", 404: b"Not Found", 500: b"Internal Server Error"}
-BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 SERVER_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n"
                 b"connection: close\r\n\r\n")
 

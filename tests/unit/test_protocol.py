@@ -98,16 +98,15 @@ def test_streaming_response_is_chunked(run) -> None:
     assert not closed
 
 
-def _count_writes(client: Client) -> list[bytes]:
-    writes: list[bytes] = []
+def _record_writes(client: Client, writes: list[bytes]) -> None:
+    """Append each transport write of *client* to *writes* (the buffer still gets it)."""
     write = client.transport.write
 
-    def counting(data: bytes) -> None:
+    def recording(data: bytes) -> None:
         writes.append(bytes(data))
         write(data)
 
-    client.transport.write = counting  # type: ignore[method-assign]
-    return writes
+    client.transport.write = recording  # type: ignore[method-assign]
 
 
 def test_streamed_parts_sent_without_a_pause_go_out_in_one_write(run) -> None:
@@ -119,7 +118,8 @@ def test_streamed_parts_sent_without_a_pause_go_out_in_one_write(run) -> None:
 
     async def main() -> None:
         client = Client(app)
-        writes = _count_writes(client)
+        writes: list[bytes] = []
+        _record_writes(client, writes)
         client.send(GET)
         await client.settle()
         assert len(writes) == 1
@@ -130,27 +130,23 @@ def test_streamed_parts_sent_without_a_pause_go_out_in_one_write(run) -> None:
 
 
 def test_a_held_part_goes_out_as_soon_as_the_app_waits(run) -> None:
+    writes: list[bytes] = []
     seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await asyncio.sleep(0.05)  # e.g. waiting for the next server-sent event
+        seen.append(b"".join(writes))
+        await send({"type": "http.response.body", "body": b"last"})
 
     async def main() -> None:
         client = Client(app)
-        writes = _count_writes(client)
-
-        async def app_body(send: Any) -> None:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"first", "more_body": True})
-            await asyncio.sleep(0.05)  # e.g. waiting for the next server-sent event
-            seen.append(b"".join(writes))
-            await send({"type": "http.response.body", "body": b"last"})
-
-        client.state.app = lambda scope, receive, send: app_body(send)
+        _record_writes(client, writes)
         client.send(GET)
         await client.settle()
         assert b"5\r\nfirst\r\n" in seen[0] and b"last" not in seen[0]
         assert parse_responses(client.take())[0].body == b"firstlast"
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("replaced")
 
     run(main())
 
@@ -159,27 +155,23 @@ def test_holding_is_bounded_so_flow_control_sees_the_bytes(run) -> None:
     from octo.http.cycle import HOLD_MAX
 
     part = b"y" * 4096
+    writes: list[bytes] = []
     written_before_last: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(3 * HOLD_MAX // len(part)):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        written_before_last.append(sum(map(len, writes)))
+        await send({"type": "http.response.body", "body": b""})
 
     async def main() -> None:
         client = Client(app)
-        writes = _count_writes(client)
-
-        async def app_body(send: Any) -> None:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            for _ in range(3 * HOLD_MAX // len(part)):
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-            written_before_last.append(sum(map(len, writes)))
-            await send({"type": "http.response.body", "body": b""})
-
-        client.state.app = lambda scope, receive, send: app_body(send)
+        _record_writes(client, writes)
         client.send(GET)
         await client.settle()
         assert written_before_last[0] >= 2 * HOLD_MAX  # no more than HOLD_MAX stayed held
         assert len(parse_responses(client.take())[0].body) == 3 * HOLD_MAX
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("replaced")
 
     run(main())
 
