@@ -39,6 +39,15 @@ def cli() -> None:
 @click.option("--header-timeout", type=float,
               help="Seconds a client has to send a whole request head (slowloris guard; the "
                    "timer does not restart per byte). [default: 10]")
+@click.option("--body-timeout", type=float,
+              help="Window in seconds over which a request body must arrive at "
+                   "--body-min-rate; a slower one gets 408 and a close. 0: off. [30]")
+@click.option("--body-min-rate", type=float,
+              help="Least request-body bytes per second, over each --body-timeout window "
+                   "(time the server is not reading does not count). [240]")
+@click.option("--send-timeout", type=float,
+              help="Abort a connection whose response makes no write progress for this "
+                   "many seconds (a client that stops reading). 0: off. [60]")
 @click.option("--graceful-timeout", type=float,
               help="Seconds to let in-flight requests finish on stop. [default: 30]")
 @click.option("--limit-concurrency", type=int,
@@ -47,6 +56,11 @@ def cli() -> None:
 @click.option("--limit-request-fields", type=int, help="Max header fields (431). [100]")
 @click.option("--limit-request-head", type=int, help="Max request line + headers bytes (431). "
                                                      "[65536]")
+@click.option("--limit-request-field-size", type=int,
+              help="Max bytes of one header or trailer line (431). [8190]")
+@click.option("--limit-chunk-extension", type=int,
+              help="Max bytes of one chunk-size line: size and chunk extensions (413). "
+                   "[16384]")
 @click.option("--limit-request-body", type=int, help="Max request body bytes (413). [64 MiB]")
 @click.option("--backlog", type=int, help="listen() backlog. [default: 2048]")
 @click.option("--lifespan", type=click.Choice(["auto", "on", "off"]), help="[default: auto]")

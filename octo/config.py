@@ -68,12 +68,19 @@ class Config:
     max_execution_time: float = 0.0  # per-request deadline; 0 = none
     timeout_keep_alive: float = 5.0
     header_timeout: float = 10.0
+    # A request body must arrive at --body-min-rate bytes/s, measured over each window of
+    # this many seconds; 0 = no limit (like the others below).
+    body_timeout: float = 30.0
+    body_min_rate: float = 240.0  # Kestrel's MinRequestBodyDataRate
+    send_timeout: float = 60.0  # no progress writing a response for this long: abort (nginx)
     graceful_timeout: float = 30.0
     # Limits, each with a log line when it fires.
     limit_concurrency: int | None = None
     limit_request_line: int = 8190
     limit_request_fields: int = 100
     limit_request_head: int = 65536
+    limit_request_field_size: int = 8190  # one header or trailer line (gunicorn's default)
+    limit_chunk_extension: int = 16384  # one chunk-size line: size and extensions (Node.js)
     limit_request_body: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -85,9 +92,13 @@ class Config:
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"unknown log level {self.log_level!r}")
-        for name in ("limit_request_line", "limit_request_fields", "limit_request_head"):
+        for name in ("limit_request_line", "limit_request_fields", "limit_request_head",
+                     "limit_request_field_size", "limit_chunk_extension"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        for name in ("body_timeout", "body_min_rate", "send_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative (0 turns it off)")
         if self.ws not in ("auto", "none", "wsproto", "websockets"):
             raise ConfigError(f"--ws {self.ws!r}: choose auto, none, wsproto or websockets")
         if self.workers < 1:

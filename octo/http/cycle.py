@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from octo.http.response import CONTINUE, DateHeader
 from octo.http.validate import TOKEN_CHARS
-from octo.logs import error_log
+from octo.logs import error_log, escape
 
 if TYPE_CHECKING:
     from octo.http.protocol import HttpProtocol
@@ -357,7 +357,8 @@ class RequestCycle:
         if task is not None and not self.complete and not self.timed_out and \
                 now - self.started_at > limit:
             error_log.warning("%s %s exceeded --max-execution-time %ss: cancelled, "
-                              "answering 504", self.scope["method"], self.scope["path"], limit)
+                              "answering 504", escape(self.scope["method"]),
+                              escape(self.scope["path"]), limit)
             self.timed_out = True
             task.cancel()
 

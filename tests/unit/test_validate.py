@@ -6,6 +6,7 @@ from octo.http.validate import (
     RequestError,
     check_request_line,
     check_target,
+    check_trailers,
     check_version,
     inspect_headers,
 )
@@ -97,3 +98,17 @@ def test_access_log_escapes_control_characters() -> None:
 def test_forwarding_headers_are_noted(extra: list[tuple[bytes, bytes]],
                                       forwarded: bool) -> None:
     assert inspect_headers([(b"host", b"a"), *extra], True).forwarded is forwarded
+
+
+@pytest.mark.parametrize("name", [b"host", b"content-length", b"transfer-encoding", b"cookie",
+                                  b"set-cookie", b"authorization", b"x-forwarded-for",
+                                  b"trailer", b"connection", b"content-type"])
+def test_forbidden_trailers(name: bytes) -> None:
+    with pytest.raises(RequestError) as info:
+        check_trailers([(b"x-checksum", b"1"), (name, b"v")])
+    assert info.value.status == 400 and name.decode() in info.value.reason
+
+
+def test_allowed_trailers_pass() -> None:
+    check_trailers([(b"x-checksum", b"abc"), (b"server-timing", b"db;dur=5"),
+                    (b"x-admin", b"1")])
