@@ -4,27 +4,32 @@ llhttp validates chunked framing strictly, but it lets a chunk-size line (size p
 extensions) and a trailer line run on without limit, and httptools reports no byte offsets.
 A :class:`ChunkMeter` follows one chunked body over the reads that carry it, *after* llhttp
 has accepted them, and checks each line against ``--limit-chunk-extension`` and
-``--limit-request-field-size``. It parses nothing llhttp did not accept first; to be sure it
-followed the same framing, it must count exactly the chunks and body bytes llhttp reported
-(through the protocol's ``on_chunk_header``/``on_chunk_complete``/``on_body``), or the request
-is refused: a meter that lost its place would otherwise stop bounding anything.
+``--limit-request-field-size``. It reads nothing llhttp did not accept first; to be sure it
+followed the same framing, it must count exactly the chunks, body bytes and end llhttp
+reported (the protocol's ``on_chunk_header``, ``on_body`` and ``on_message_complete``), or
+the request is refused: a meter that lost its place would otherwise stop bounding anything.
+It also holds the body's trailer fields, apart from the request's headers.
 """
 
 from __future__ import annotations
 
-from octo.http.validate import RequestError
+from octo.http.validate import RequestError, TrailerFields
 
-_LINE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+_LINE, _DATA, _TRAILER, _DONE = range(4)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SIZE_DIGITS = 16  # llhttp refuses a chunk size that does not fit 64 bits
 _UNLIMITED = 1 << 62
+# Chunk-size lines without extensions, parsed: senders repeat a few sizes, and int() of
+# bytes costs more than the rest of a chunk's bookkeeping.
+_SIZES: dict[bytes, int] = {}
+_SIZES_MAX = 256
 
 
 class ChunkMeter:
     """One chunked request body: what llhttp reported, and where the meter is in its bytes."""
 
-    __slots__ = ("limit_line", "limit_field", "head_index", "started", "reported_chunks",
-                 "reported_body", "chunk_body", "reported_done", "state", "line", "size",
+    __slots__ = ("limit_line", "limit_field", "head_index", "started", "trailers",
+                 "reported_chunks", "chunk_body", "reported_done", "state", "line", "size",
                  "remaining", "chunks", "body")
 
     def __init__(self, limit_line: int, limit_field: int, head_index: int) -> None:
@@ -32,10 +37,12 @@ class ChunkMeter:
         self.limit_field = limit_field
         self.head_index = head_index  # messages the connection had completed before this one
         self.started = False  # the meter has found where the body starts
-        # Reported by the parser callbacks, cumulative over the message.
+        self.trailers = TrailerFields()  # the parser's on_header fills it
+        # What llhttp reported, cumulative over the message: the protocol's on_chunk_header
+        # counts chunk-size lines and notes the body size at each (at the zero-size last
+        # chunk, the whole body's); reported_done is set once the message is complete.
         self.reported_chunks = 0
-        self.reported_body = 0  # body bytes as of the last chunk boundary
-        self.chunk_body = 0  # body bytes when the current chunk's size line ended
+        self.chunk_body = 0
         self.reported_done = False
         # The meter's own position.
         self.state = _LINE
@@ -44,20 +51,6 @@ class ChunkMeter:
         self.remaining = 0
         self.chunks = 0
         self.body = 0
-
-    # -- fed by the protocol's parser callbacks --------------------------------------------
-
-    def chunk_header(self, body_received: int) -> None:
-        self.reported_chunks += 1
-        self.chunk_body = body_received
-
-    def chunk_complete(self, body_received: int) -> bool:
-        """A chunk (or, for the zero-size last chunk, the trailer section) ended; True at
-        the end of the body."""
-        self.reported_body = body_received
-        if body_received == self.chunk_body:
-            self.reported_done = True
-        return self.reported_done
 
     # -- following the bytes ---------------------------------------------------------------
 
@@ -68,7 +61,10 @@ class ChunkMeter:
         RequestError for a line over its limit, or when the meter's count disagrees with
         llhttp's.
         """
-        end = self._walk(data, pos)
+        try:
+            end = self._walk(data, pos)
+        except ValueError:  # int() of a size line llhttp accepted: cannot happen
+            raise RequestError(400, "chunked framing could not be followed (size)") from None
         if not self._agrees(body_now):
             raise RequestError(400, "chunked framing could not be followed (chunks "
                                     f"{self.chunks}/{self.reported_chunks}, body bytes "
@@ -91,7 +87,7 @@ class ChunkMeter:
                 trial.reported_done = self.reported_done
                 try:
                     trial._walk(data, body_start)
-                except RequestError:
+                except (RequestError, ValueError):  # not a chunked body's start
                     pass
                 else:
                     if trial._agrees(body_now):
@@ -106,25 +102,62 @@ class ChunkMeter:
     def _walk(self, data: bytes, pos: int) -> int:
         length = len(data)
         while pos < length:
-            state = self.state
-            if state == _DATA:
-                take = min(self.remaining, length - pos)
-                pos += take
-                self.body += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.state, self.remaining = _DATA_END, 2
-            elif state == _DATA_END:
-                take = min(self.remaining, length - pos)
-                pos += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.state = _LINE
-            elif state == _DONE:
+            pos = self._chunks(data, pos)
+            if pos >= length:
+                break
+            if self.state == _DONE:
                 return pos
-            else:
-                pos = self._line(data, pos)
+            pos = self._line(data, pos)  # a line split over reads, or a trailer line
         return pos if self.state == _DONE else -1
+
+    def _chunks(self, data: bytes, pos: int) -> int:
+        """The usual case, kept in locals: chunk data and whole chunk-size lines. Stops at
+        anything else (a line begun in an earlier read, a partial one, the trailers)."""
+        if self.line:
+            return pos
+        length = len(data)
+        state, remaining, body, chunks = self.state, self.remaining, self.body, self.chunks
+        limit = self.limit_line
+        find = data.find
+        sizes = _SIZES
+        in_data, in_line = _DATA, _LINE
+        try:
+            while pos < length:
+                if state == in_data:  # chunk data, then its CRLF (*remaining* counts both)
+                    take = length - pos
+                    if remaining <= take:
+                        body += remaining - 2 if remaining > 2 else 0
+                        pos += remaining
+                        remaining = 0
+                        state = in_line
+                    else:
+                        left = remaining - 2
+                        body += take if take <= left else left
+                        pos = length
+                        remaining -= take
+                elif state == in_line:
+                    newline = find(b"\n", pos)
+                    if newline == -1:
+                        break
+                    if newline - 1 - pos > limit:  # without its CRLF
+                        raise _too_long(newline - 1 - pos)
+                    token = data[pos:newline - 1]
+                    size = sizes.get(token)
+                    if size is None:
+                        size = _parse_size(token)
+                    chunks += 1
+                    pos = newline + 1
+                    if size:
+                        state = in_data
+                        remaining = size + 2
+                    else:
+                        state = _TRAILER
+                        break
+                else:
+                    break
+        finally:
+            self.state, self.remaining, self.body, self.chunks = state, remaining, body, chunks
+        return pos
 
     def _line(self, data: bytes, pos: int) -> int:
         """Consume a chunk-size or trailer line (or as much of it as *data* holds)."""
@@ -137,8 +170,7 @@ class ChunkMeter:
         content = self.line - (2 if newline != -1 else 1)
         if self.state == _LINE:
             if content > self.limit_line:
-                raise RequestError(413, f"chunk-size line of {content}+ bytes exceeds "
-                                        "--limit-chunk-extension")
+                raise _too_long(content)
         elif content + 2 > self.limit_field:
             raise RequestError(431, f"trailer field of {content}+ bytes exceeds "
                                     "--limit-request-field-size")
@@ -157,7 +189,24 @@ class ChunkMeter:
             if not digits or size[digits:digits + 1] not in (b";", b"\r"):
                 raise RequestError(400, "chunked framing could not be followed (size line)")
             self.chunks += 1
-            self.remaining = int(size[:digits], 16)
-            self.state = _DATA if self.remaining else _TRAILER
+            size_value = int(size[:digits], 16)
+            self.remaining = size_value + 2 if size_value else 0
+            self.state = _DATA if size_value else _TRAILER
         self.line = 0
         self.size = b""
+
+
+def _too_long(content: int) -> RequestError:
+    return RequestError(413, f"chunk-size line of {content}+ bytes exceeds "
+                             "--limit-chunk-extension")
+
+
+def _parse_size(token: bytes) -> int:
+    """The size of a chunk-size line's content (hex digits, extensions after ";")."""
+    semicolon = token.find(b";")
+    if semicolon != -1:
+        return int(token[:semicolon], 16)
+    size = int(token, 16)
+    if len(_SIZES) < _SIZES_MAX and len(token) <= _SIZE_DIGITS:
+        _SIZES[token] = size
+    return size

@@ -343,7 +343,10 @@ class RequestCycle:
             if result is not None:
                 error_log.error("ASGI app returned a value instead of None: %r", result)
             if not self.started:
-                error_log.error("ASGI app returned without sending a response")
+                if self.disconnected:  # nobody to answer: the app did the right thing
+                    error_log.debug("ASGI app returned without a response after a disconnect")
+                else:
+                    error_log.error("ASGI app returned without sending a response")
                 self._fail(500, None)
             elif not self.complete:
                 error_log.error("ASGI app returned without completing the response")

@@ -65,6 +65,8 @@ class ServerState:
         self.limit_field = config.limit_request_field_size
         self.head_check = min(self.limit_head, self.limit_field)  # one test per request
         self.limit_chunk_line = config.limit_chunk_extension
+        # A read no longer than this cannot hold a chunk-size or trailer line over a limit.
+        self.short_read = min(self.limit_chunk_line + 2, self.limit_field)
         self.limit_body = config.limit_request_body
         self.body_timeout = config.body_timeout
         self.body_min_rate = config.body_min_rate
@@ -287,7 +289,7 @@ class HttpProtocol(asyncio.Protocol):
                 completed: int) -> None:
         """The parser stopped on an error: a chunked body that ended before it in this read
         is measured first (it is not served if it broke a limit)."""
-        if self.meters and self.meters[0][0].reported_done:
+        if self.meters and self.meters[0][1].more_body is False:
             try:
                 self._measure_chunks(data, head_before, completed)
             except _Refused as refused:
@@ -297,11 +299,18 @@ class HttpProtocol(asyncio.Protocol):
 
     def _measure_chunks(self, data: bytes, head_before: bool, completed: int) -> int:
         """Follow each chunked body this read carried; return where the last one that ended
-        here ended, if the message being parsed starts right there (else -1)."""
+        here ended if the message being parsed starts right there (-2: at an unknown CRLF
+        CRLF), else -1."""
         end = -1
         index = -1  # head_index of the body that ended at *end*
         for meter, cycle in list(self.meters):
-            body_now = meter.reported_body if meter.reported_done else self.body_received
+            done = meter.reported_done = cycle.more_body is False
+            if done and not meter.started and len(data) <= self.server.short_read:
+                # The whole body came in a read too short to hold a line over a limit.
+                self.meters.remove((meter, cycle))
+                end, index = -2, meter.head_index  # -2: it ended with CRLF CRLF, somewhere
+                continue
+            body_now = meter.chunk_body if done else self.body_received
             try:
                 if meter.started:
                     end = meter.follow(data, 0, body_now)
@@ -372,13 +381,13 @@ class HttpProtocol(asyncio.Protocol):
     def _head_start(self, data: bytes, head_before: bool, completed: int, after: int) -> int:
         """Where the head being parsed began in this read, or -1 when that is not known:
         llhttp gives no offsets, but a message ends where a chunked body ended (*after*),
-        or, when it had no body, at its head's CRLF CRLF, the last one in the read (a head
+        or, when it had no body or a chunked one, at the last CRLF CRLF in the read (a head
         in progress holds none)."""
         if completed == self.completed:
             return _skip_blank_lines(data, 0)  # the read began with it
         if after >= 0:
             return _skip_blank_lines(data, after)
-        if self.body_received:
+        if self.body_received and after != -2:
             return -1  # a Content-Length body ended somewhere before it
         found = data.rfind(b"\r\n\r\n")
         if found != -1:
@@ -472,19 +481,14 @@ class HttpProtocol(asyncio.Protocol):
         meter = self.meter = ChunkMeter(self.server.limit_chunk_line, self.server.limit_field,
                                         self.completed)
         self.meters.append((meter, cycle))
-        self.headers = []  # the scope keeps the head's list; trailers go to this one
+        self.headers = meter.trailers  # the scope keeps the head's list (see TrailerFields)
 
     def on_chunk_header(self) -> None:
         meter = self.meter
         if meter is not None:
-            meter.chunk_header(self.body_received)
+            meter.reported_chunks += 1
+            meter.chunk_body = self.body_received
 
-    def on_chunk_complete(self) -> None:
-        meter = self.meter
-        if meter is not None and meter.chunk_complete(self.body_received):
-            self.meter = None
-            if self.headers:
-                validate.check_trailers(self.headers)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.reading

@@ -150,12 +150,18 @@ FORBIDDEN_TRAILERS = frozenset((
 ))
 
 
-def check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
-    """Trailer fields (lowercased names) that may not be trailers: RequestError(400).
+def check_trailer(name: bytes) -> None:
+    """A trailer field (lowercased name) that may not be a trailer: RequestError(400)."""
+    if name in FORBIDDEN_TRAILERS:
+        raise RequestError(400, f"{name.decode('latin-1')} is not allowed in a trailer")
 
-    The others are dropped by the caller: no ASGI extension carries request trailers, and
-    merging them into the headers would let them pass for header fields.
-    """
-    for name, _ in fields:
-        if name in FORBIDDEN_TRAILERS:
-            raise RequestError(400, f"{name.decode('latin-1')} is not allowed in a trailer")
+
+class TrailerFields(list[tuple[bytes, bytes]]):
+    """A chunked body's trailer section, kept apart from the request's headers (merged, a
+    trailer would pass for a header field; no ASGI extension carries request trailers, so
+    they are dropped). Fields that must not be trailers are refused as they arrive, before
+    the parser reports the end of the body."""
+
+    def append(self, field: tuple[bytes, bytes]) -> None:
+        check_trailer(field[0])
+        super().append(field)

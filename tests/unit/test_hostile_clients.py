@@ -91,7 +91,8 @@ def test_a_forbidden_trailer_is_400_and_the_app_sees_a_disconnect(run, field: by
     (CHUNKED, b"5\r\nhello\r\n"),
     (CHUNKED, b"5\r\nhello\r\n0\r\nX-T: 1"),
 ])
-def test_eof_inside_a_body_is_a_disconnect_and_a_close(run, head: bytes, part: bytes) -> None:
+def test_eof_inside_a_body_is_a_disconnect_and_a_close(run, caplog, head: bytes,
+                                                       part: bytes) -> None:
     app = Recorder()
 
     async def main() -> None:
@@ -99,11 +100,14 @@ def test_eof_inside_a_body_is_a_disconnect_and_a_close(run, head: bytes, part: b
         client.send(head + part)
         await client.settle(5, 0)
         assert app.messages in ([], ["http.request"])  # waiting for the rest
-        await client.half_close()
-        await client.settle()
+        with caplog.at_level(logging.INFO, logger="octo"):
+            await client.half_close()
+            await client.settle()
         assert app.messages[-1] == "http.disconnect"
         assert client.closed
         assert client.take() == b""
+        # The app returned without a response, as it should after a disconnect: no error.
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
     run(main())
 
