@@ -291,13 +291,14 @@ class HttpProtocol(asyncio.Protocol):
         is measured first (it is not served if it broke a limit)."""
         if self.meters and self.meters[0][1].more_body is False:
             try:
-                self._measure_chunks(data, head_before, completed)
+                self._measure_chunks(data, head_before, completed, ended_only=True)
             except _Refused as refused:
                 self.reject(refused.error, refused.cycle)
                 return
         self.reject(exc)
 
-    def _measure_chunks(self, data: bytes, head_before: bool, completed: int) -> int:
+    def _measure_chunks(self, data: bytes, head_before: bool, completed: int,
+                        ended_only: bool = False) -> int:
         """Follow each chunked body this read carried; return where the last one that ended
         here ended if the message being parsed starts right there (-2: at an unknown CRLF
         CRLF), else -1."""
@@ -305,6 +306,8 @@ class HttpProtocol(asyncio.Protocol):
         index = -1  # head_index of the body that ended at *end*
         for meter, cycle in list(self.meters):
             done = meter.reported_done = cycle.more_body is False
+            if ended_only and not done:
+                break
             if done and not meter.started and len(data) <= self.server.short_read:
                 # The whole body came in a read too short to hold a line over a limit.
                 self.meters.remove((meter, cycle))
