@@ -218,6 +218,10 @@ def bench(url: str, connections: int, duration: float | None, requests: int | No
         sys.stderr.write("\n")
     data = report.summary(plan, stats, processes)
     click.echo(json.dumps(data, indent=2) if as_json else report.text(data))
+    if not stats.connected:
+        raise click.ClickException(
+            f"could not connect to {url}: {stats.errors.get('connect', 0)} connection "
+            "attempts failed, no request was sent")
 
 
 def _bench_plan(url: str, connections: int, duration: float | None, requests: int | None,
