@@ -266,7 +266,7 @@ def websocket_handler(cfg: Config) -> Any:
         raise SystemExit(f"octo: {exc}") from None
     if backend is None:
         if cfg.ws == "auto":
-            error_log.info("WebSockets disabled: install octo[ws] (wsproto or websockets)")
+            error_log.info("WebSockets disabled: install octo-server[ws] (wsproto or websockets)")
         return None
     return upgrade_hook(backend)
 

@@ -48,7 +48,7 @@ def test_one_server_tick_runs_on_one_host_of_a_fleet(tmp_path) -> None:
 
     import pytest
 
-    pytest.importorskip("redis", reason="redis-py not installed (extra octo[redis])")
+    pytest.importorskip("redis", reason="redis-py not installed (extra octo-server[redis])")
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed (.ci/run installs it with apt-get)")
     with socket.socket() as probe:

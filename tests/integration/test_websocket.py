@@ -11,7 +11,7 @@ import httpx
 import pytest
 from server import ROOT, run_server
 
-websockets = pytest.importorskip("websockets", reason="websockets not installed (octo[ws])")
+websockets = pytest.importorskip("websockets", reason="websockets not installed (octo-server[ws])")
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
