@@ -437,7 +437,8 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ws.resolve("none") is None
     present = {ws.AUTO_ORDER[1]}
     assert ws.resolve("auto") == ws.AUTO_ORDER[1]  # falls back to the one installed
-    with pytest.raises(ws.BackendMissing, match=rf"pip install 'octo-server\[{ws.AUTO_ORDER[0]}\]'"):
+    wanted = rf"pip install 'octo-server\[{ws.AUTO_ORDER[0]}\]'"
+    with pytest.raises(ws.BackendMissing, match=wanted):
         ws.resolve(ws.AUTO_ORDER[0])
     present = set()
     assert ws.resolve("auto") is None
