@@ -328,8 +328,9 @@ class Arbiter:
                             "workers keep serving", info.pid, describe_exit(code))
             self.reload_queue.clear()
             return
-        # The worker already logged the reason as one ERROR line; this only says what follows.
-        error_log.info("worker failed to boot (%s); stopping the server", describe_exit(code))
+        # The worker already logged the reason (one line with the app's file:line); this says
+        # what follows — at ERROR too, since it ends the server.
+        error_log.error("worker failed to boot (%s); stopping the server", describe_exit(code))
         self.exit_code = code
         self.stop(graceful=False)
 
