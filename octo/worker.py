@@ -113,6 +113,12 @@ class Worker:
 
     def load(self) -> ASGIApp:
         app = load_configured_app(self.config)
+        if "octo.runtime.app" in sys.modules:  # only an app that created a runtime can be one
+            from octo.runtime.app import unwrapped_runtime_warning
+
+            warning = unwrapped_runtime_warning(app, self.config.app)
+            if warning:
+                error_log.warning("%s", warning)
         # A plain Django application gets the per-request resets too (rt.wrap adds them
         # itself for wrapped apps). Only an app that imported Django can be one: asking
         # otherwise would import Django's ASGI handler into every worker (~17 MB of RSS).

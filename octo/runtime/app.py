@@ -249,11 +249,34 @@ class Sandboxed:
         await send({"type": "lifespan.shutdown.complete"})
 
 
+def unwrapped_runtime_warning(app: Any, target: str) -> str | None:
+    """The warning for ``octo serve main:app`` when ``main`` creates an ``octo.Octo()``
+    runtime but *app* is not wrapped by it: its ticks never run, its container never boots
+    and ``octo.resolve`` fails in every request. None when *app* is wrapped (or no runtime)."""
+    import sys
+
+    if isinstance(app, Sandboxed):
+        return None
+    module_name = target.partition(":")[0]
+    module = sys.modules.get(module_name)
+    names = vars(module) if module is not None else {}
+    runtimes = [name for name, value in names.items() if isinstance(value, Octo)]
+    if not runtimes:
+        return None
+    wrapped = [name for name, value in names.items() if isinstance(value, Sandboxed)]
+    hint = (f"serve {module_name}:{wrapped[0]} instead" if wrapped else
+            f"serve {runtimes[0]}.wrap(app), e.g. asgi = {runtimes[0]}.wrap(app) and "
+            f"octo serve {module_name}:asgi")
+    return (f"{target} is served without the octo runtime {module_name}.{runtimes[0]}: its "
+            f"ticks will not run and octo.resolve() fails in requests; {hint}")
+
+
 async def resolve(key: type[T]) -> T:
     """The container's instance of *key* for the current request, tick or task."""
     op = current_operation()
     if op is None or "runtime" not in op.state:
         raise ContainerError(f"octo.resolve({getattr(key, '__name__', key)}) outside a request, "
-                             "tick or task run by an octo runtime")
+                             "tick or task run by an octo runtime: is the app served wrapped, "
+                             "as asgi = rt.wrap(app)?")
     runtime: Octo = op.state["runtime"]
     return await runtime.container.resolve(key)
