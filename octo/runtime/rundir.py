@@ -179,16 +179,17 @@ def _open_private_dir(path: str, owners: tuple[int, ...]) -> int:
         raise RuntimeDirError(f"cannot open the runtime directory {path}: "
                               f"{exc.strerror}") from None
     st = os.fstat(fd)
-    problem = None
+    problem = advice = None
     if st.st_uid not in owners:
         problem = f"belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})"
+        advice = _ADVICE
     elif st.st_mode & PRIVATE_BITS:
-        problem = (f"has mode {stat.S_IMODE(st.st_mode):04o}: group/other may enter it "
-                   "(it must be 0700)")
+        problem = f"has mode {stat.S_IMODE(st.st_mode):04o}: group/other may enter it"
+        advice = "chmod 700 it, or choose another --runtime-dir"
     if problem is not None:
         os.close(fd)
         raise RuntimeDirError(f"runtime directory {path} {problem}: refusing to use it "
-                              f"({_ADVICE})")
+                              f"({advice})")
     return fd
 
 
