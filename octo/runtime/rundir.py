@@ -227,14 +227,18 @@ class SocketPlace:
         except FileNotFoundError:
             return None
 
-    def listen(self, backlog: int, what: str = "--control") -> socket.socket:
-        """Bind a socket only this user can connect to (mode 0600), replacing a stale one
-        of this user; refuse anything else found at the path."""
+    def listen(self, backlog: int, what: str = "--control", mode: int = 0o600,
+               replace_live: bool = False) -> socket.socket:
+        """Bind a socket created with *mode* (0600: only this user may connect), replacing
+        a stale socket of this user (or a live one with *replace_live*); refuse anything
+        else found at the path."""
         existing = self.lstat()
         if existing is not None:
-            self._replace_stale(existing, what)
+            self._replace(existing, what, replace_live)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        mask = os.umask(0o177)  # created 0600: no window in which others may connect
+        # The mode comes from the umask at bind(): no chmod through a path that could have
+        # been swapped for a link, and no moment with a wider mode.
+        mask = os.umask(0o777 & ~mode)
         try:
             sock.bind(self.address)
         except OSError as exc:
@@ -248,14 +252,14 @@ class SocketPlace:
         sock.listen(backlog)
         return sock
 
-    def _replace_stale(self, st: os.stat_result, what: str) -> None:
+    def _replace(self, st: os.stat_result, what: str, replace_live: bool) -> None:
         if not stat.S_ISSOCK(st.st_mode):
             raise RuntimeDirError(f"{self.path} exists and is not a socket: refusing to "
                                   f"replace it (remove it, or choose another {what})")
         if st.st_uid != os.geteuid():
             raise RuntimeDirError(f"{self.path} belongs to uid {st.st_uid}: refusing to use "
                                   f"or replace it (remove it, or choose another {what})")
-        if self._answers():
+        if not replace_live and self._answers():
             raise RuntimeDirError(f"another server already answers on {self.path}")
         os.unlink(self.name, dir_fd=self.dir_fd)  # left by a server that was killed
 

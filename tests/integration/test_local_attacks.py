@@ -413,3 +413,14 @@ def test_a_symlink_planted_at_the_pid_file_path_is_replaced_not_followed(
         assert not pid_file.is_symlink() and pid_file.read_text() == f"{srv.pid}\n"
     assert victim.read_text() == "precious"
     assert not os.path.lexists(pid_file)
+
+
+def test_a_socket_planted_at_the_uds_path_by_another_user_is_left_alone(nobody: Attacker) -> None:
+    uds = nobody.shared_dir() / "app.sock"
+    nobody.python("import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", str(uds))
+    result = octo_cli("serve", "examples.hello.app:app", "--uds", str(uds))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"octo: {uds} belongs to uid {NOBODY}: refusing to use or replace it (remove it, or "
+        "choose another --uds)"]
+    assert uds.lstat().st_uid == NOBODY

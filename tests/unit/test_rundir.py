@@ -209,6 +209,16 @@ def test_listen_replaces_only_a_stale_socket_of_this_user(tmp_path: Path) -> Non
     assert (tmp_path / "f.ctl").read_text() == "a regular file"
 
 
+def test_a_public_socket_gets_its_mode_at_bind_and_replaces_even_a_live_one_of_ours(
+        tmp_path: Path) -> None:
+    first = rundir.SocketPlace.at(str(tmp_path / "app.sock")).listen(4, "--uds", mode=0o666)
+    second = rundir.SocketPlace.at(str(tmp_path / "app.sock")).listen(4, "--uds", mode=0o666,
+                                                                     replace_live=True)
+    assert stat.S_IMODE((tmp_path / "app.sock").lstat().st_mode) == 0o666
+    first.close()
+    second.close()
+
+
 def test_listen_refuses_a_socket_planted_by_another_user(nobody: Attacker) -> None:
     shared = nobody.shared_dir()
     path = shared / "octo.pid.ctl"
