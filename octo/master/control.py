@@ -27,6 +27,7 @@ from octo.runtime.rundir import (
     peer_credentials,
     trusted_uid,
 )
+from octo.runtime.shmfiles import control_socket_name
 
 REQUEST_TIMEOUT = 1.0
 
@@ -40,7 +41,7 @@ class Controlled(Protocol):
 
 def socket_name(port: int | None) -> str:
     """The control socket's name in the runtime directory (one per port)."""
-    return f"octo-{port}.ctl"
+    return control_socket_name(port)
 
 
 def explicit_path(control: str | None = None, uds: str | None = None,

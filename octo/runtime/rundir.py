@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import socket
 import stat
 import struct
 import tempfile
+from collections.abc import Iterator
 
 PRIVATE_BITS = 0o077  # no group/other access at all
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -147,6 +149,10 @@ class RuntimeDir:
     def names(self) -> list[str]:
         return os.listdir(self.fd)
 
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive among this user's servers: binding a socket, sweeping stale ones."""
+        return _flocked(self.fd)
+
     def remove(self, name: str) -> bool:
         """Unlink *name* if this user owns it; a symlink is removed, never followed."""
         try:
@@ -232,24 +238,25 @@ class SocketPlace:
         """Bind a socket created with *mode* (0600: only this user may connect), replacing
         a stale socket of this user (or a live one with *replace_live*); refuse anything
         else found at the path."""
-        existing = self.lstat()
-        if existing is not None:
-            self._replace(existing, what, replace_live)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # The mode comes from the umask at bind(): no chmod through a path that could have
-        # been swapped for a link, and no moment with a wider mode.
-        mask = os.umask(0o777 & ~mode)
-        try:
-            sock.bind(self.address)
-        except OSError as exc:
-            sock.close()
-            raise RuntimeDirError(f"cannot bind {self.path}: {exc.strerror}") from None
-        finally:
-            os.umask(mask)
-        bound = self.lstat()
-        if bound is not None:
-            self.inode = (bound.st_dev, bound.st_ino)
-        sock.listen(backlog)
+        with _flocked(self.dir_fd):  # no other server sweeps or binds here meanwhile
+            existing = self.lstat()
+            if existing is not None:
+                self._replace(existing, what, replace_live)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            # The mode comes from the umask at bind(): no chmod through a path that could
+            # have been swapped for a link, and no moment with a wider mode.
+            mask = os.umask(0o777 & ~mode)
+            try:
+                sock.bind(self.address)
+            except OSError as exc:
+                sock.close()
+                raise RuntimeDirError(f"cannot bind {self.path}: {exc.strerror}") from None
+            finally:
+                os.umask(mask)
+            bound = self.lstat()
+            if bound is not None:
+                self.inode = (bound.st_dev, bound.st_ino)
+            sock.listen(backlog)
         return sock
 
     def _replace(self, st: os.stat_result, what: str, replace_live: bool) -> None:
@@ -259,11 +266,12 @@ class SocketPlace:
         if st.st_uid != os.geteuid():
             raise RuntimeDirError(f"{self.path} belongs to uid {st.st_uid}: refusing to use "
                                   f"or replace it (remove it, or choose another {what})")
-        if not replace_live and self._answers():
+        if not replace_live and self.answers():
             raise RuntimeDirError(f"another server already answers on {self.path}")
         os.unlink(self.name, dir_fd=self.dir_fd)  # left by a server that was killed
 
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
+        """Something listens on the socket (a refused connection: a dead server's)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.settimeout(0.5)
             try:
@@ -295,6 +303,15 @@ class SocketPlace:
         if self.owns_fd:
             with contextlib.suppress(OSError):
                 os.close(self.dir_fd)
+
+
+@contextlib.contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 # -- this server's directory: set in the master, inherited by every worker over fork --------

@@ -110,12 +110,16 @@ def test_stale_files_of_dead_masters_are_removed(shm_dir) -> None:
     (shm_dir / f"{dead}-hits-abc.tbl").write_bytes(b"x")
     (shm_dir / f"{dead}-tasks.sock").symlink_to("/etc/hostname")  # unlinked, not followed
     (shm_dir / f"{os.getpid()}-hits-abc.tbl").write_bytes(b"x")
-    (shm_dir / "octo-8000.ctl").write_bytes(b"")
+    (shm_dir / "octo-8000.ctl").write_bytes(b"")  # not a socket: not ours to judge
     directory = rundir.current()
     assert directory is not None
-    assert shmfiles.remove_stale_files(directory) == 2
-    assert sorted(os.listdir(shm_dir)) == [f"{os.getpid()}-hits-abc.tbl", "octo-8000.ctl"]
+    live = directory.socket("octo-8001.ctl").listen(4)
+    directory.socket("octo-8002.ctl").listen(4).close()  # its server was killed
+    assert shmfiles.remove_stale_files(directory) == 3
+    assert sorted(os.listdir(shm_dir)) == [f"{os.getpid()}-hits-abc.tbl", "octo-8000.ctl",
+                                           "octo-8001.ctl"]
     assert os.path.exists("/etc/hostname")
+    live.close()
 
 
 def test_octo_table_outside_serve_warns_and_is_local(monkeypatch, caplog) -> None:
