@@ -357,7 +357,7 @@ def test_a_client_of_another_user_cannot_command_the_server(nobody: Attacker) ->
     with run_server(APP, *APP_DIR, "--no-access-log", "--control", str(ctl)) as srv:
         ctl.chmod(0o666)  # exposed by a mistake: the peer check must still refuse
         attempt = nobody.python(STOP_CLIENT, str(ctl))
-        srv.wait_for_log(f"control: refused a connection from uid {NOBODY}")
+        srv.wait_for_log(f"control: refused a connection from uid {NOBODY}", timeout=30)
         assert '"ok"' not in attempt.stdout, attempt.stdout
         assert get(srv, "/incr") == "1" and srv.alive()
         status = octo_cli("status", "--json", "--control", str(ctl))
@@ -397,7 +397,8 @@ def test_a_client_of_another_user_cannot_send_tasks(tmp_path: Path, nobody: Atta
         [path] = (glob.glob(os.path.join(runtime_root(), f"{srv.pid}-tasks.sock"))
                   or glob.glob(f"{tempfile.gettempdir()}/octo-{srv.pid}-tasks.sock"))
         attempt = nobody.python(TASK_CLIENT, expose(nobody, path), str(marker))
-        srv.wait_for_log(f"task socket: refused a connection from uid {NOBODY}")
+        srv.wait_for_log(f"task socket: refused a connection from uid {NOBODY}",
+                         timeout=30)
         assert "True" not in attempt.stdout, attempt.stdout
         assert get(srv, "/task").isdigit()  # the task worker still serves the server's own
     assert not marker.exists()
