@@ -45,7 +45,8 @@ def remove_server_files(directory: RuntimeDir, server_id: str) -> int:
 
 def remove_stale_files(directory: RuntimeDir) -> int:
     """At start: remove the files of servers whose master process is gone (kill -9): their
-    tables and task sockets, and control sockets nothing listens on any more.
+    tables and task sockets, and control sockets nothing listens on any more. Files named for
+    this very process are stale too: a killed server whose pid has come round again.
 
     Only this user's entries of the private directory are candidates, and a symlink is
     unlinked, never followed. Under the directory's lock, so no other server binds a control
@@ -55,7 +56,7 @@ def remove_stale_files(directory: RuntimeDir) -> int:
         for name in directory.names():
             id_text = name.split("-", 1)[0]
             if "-" in name and id_text.isdigit():
-                if not pid_exists(int(id_text)):
+                if int(id_text) == os.getpid() or not pid_exists(int(id_text)):
                     removed += directory.remove(name)
             elif name.startswith("octo-") and name.endswith(".ctl") and _dead_socket(
                     directory, name):

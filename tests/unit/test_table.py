@@ -109,14 +109,16 @@ def test_stale_files_of_dead_masters_are_removed(shm_dir) -> None:
     dead = 4_000_000  # above pid_max on Linux: never alive
     (shm_dir / f"{dead}-hits-abc.tbl").write_bytes(b"x")
     (shm_dir / f"{dead}-tasks.sock").symlink_to("/etc/hostname")  # unlinked, not followed
-    (shm_dir / f"{os.getpid()}-hits-abc.tbl").write_bytes(b"x")
+    alive = os.getppid()  # a live server's
+    (shm_dir / f"{alive}-hits-abc.tbl").write_bytes(b"x")
+    (shm_dir / f"{os.getpid()}-hits-abc.tbl").write_bytes(b"x")  # a dead one's, same pid
     (shm_dir / "octo-8000.ctl").write_bytes(b"")  # not a socket: not ours to judge
     directory = rundir.current()
     assert directory is not None
     live = directory.socket("octo-8001.ctl").listen(4)
     directory.socket("octo-8002.ctl").listen(4).close()  # its server was killed
-    assert shmfiles.remove_stale_files(directory) == 3
-    assert sorted(os.listdir(shm_dir)) == [f"{os.getpid()}-hits-abc.tbl", "octo-8000.ctl",
+    assert shmfiles.remove_stale_files(directory) == 4
+    assert sorted(os.listdir(shm_dir)) == [f"{alive}-hits-abc.tbl", "octo-8000.ctl",
                                            "octo-8001.ctl"]
     assert os.path.exists("/etc/hostname")
     live.close()
