@@ -113,7 +113,13 @@ class RuntimeDir:
         except OSError as exc:
             raise RuntimeDirError(f"cannot create the runtime directory {path}: "
                                   f"{exc.strerror}") from None
-        return cls(path, _open_private_dir(path, owners=(os.geteuid(),)))
+        try:
+            return cls(path, _open_private_dir(path, owners=(os.geteuid(),)))
+        except FileNotFoundError:
+            # Removed or renamed between mkdir() and open(): someone else can write its
+            # parent directory.
+            raise RuntimeDirError(f"runtime directory {path} vanished while it was being "
+                                  f"opened: refusing to use it ({_ADVICE})") from None
 
     @classmethod
     def open(cls, path: str) -> RuntimeDir:
@@ -268,7 +274,8 @@ class SocketPlace:
                                   f"or replace it (remove it, or choose another {what})")
         if not replace_live and self.answers():
             raise RuntimeDirError(f"another server already answers on {self.path}")
-        os.unlink(self.name, dir_fd=self.dir_fd)  # left by a server that was killed
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile: as good
+            os.unlink(self.name, dir_fd=self.dir_fd)  # left by a server that was killed
 
     def answers(self) -> bool:
         """Something listens on the socket (a refused connection: a dead server's)."""
