@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,24 @@ def test_server_start_refuses_an_unsafe_directory_with_one_line(tmp_path: Path) 
     with pytest.raises(SystemExit) as info:
         arbiter.open_runtime_dir(Config(app="x:app", runtime_dir=str(path)))
     assert str(info.value).startswith(f"octo: runtime directory {path} has mode 0777")
+
+
+def octo_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "octo", *args], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_control_clients_resolve_the_runtime_dir_like_the_server(tmp_path: Path) -> None:
+    missing = tmp_path / "none"
+    result = octo_cli("status", "--runtime-dir", str(missing), "--port", "8123")
+    assert (result.returncode, result.stderr) == (
+        1, f"octo: no octo server is running (nothing answers on {missing}/octo-8123.ctl)\n")
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o755)
+    result = octo_cli("stop", "--runtime-dir", str(tmp_path / "open"))
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"octo: runtime directory {tmp_path / 'open'} has mode 0755: group/other may enter "
+        "it: refusing to use it (chmod 700 it, or choose another --runtime-dir)"]
 
 
 # -- files in it -------------------------------------------------------------------------------
