@@ -90,7 +90,11 @@ def cli() -> None:
               help="Collect garbage between requests once RSS grew this many MB. [off]")
 @click.option("--redis-url", help="Redis for one_server ticks, e.g. redis://127.0.0.1:6379/0.")
 @click.option("--pid", help="Write the master's pid to this file.")
-@click.option("--control", help="Control socket path. [next to --pid/--uds, else per port]")
+@click.option("--control", help="Control socket path. [next to --pid/--uds, else per port in "
+                                 "--runtime-dir]")
+@click.option("--runtime-dir",
+              help="Private directory (mode 0700, created if missing) for the tables and "
+                   "sockets. [$XDG_RUNTIME_DIR/octo, else /dev/shm/octo-<uid>]")
 def serve(app: str | None, **options: Any) -> None:
     """Serve the ASGI application APP, given as module:attribute."""
     cli_values = {k: v for k, v in options.items() if v is not None}
@@ -110,6 +114,8 @@ def serve(app: str | None, **options: Any) -> None:
 
 def _control_options(func: Any) -> Any:
     for option in (
+        click.option("--runtime-dir", envvar="OCTO_RUNTIME_DIR",
+                     help="The server's --runtime-dir (its control socket is in it)."),
         click.option("--control", help="Control socket path."),
         click.option("--pid", help="The server's --pid file (its control socket is next to it)."),
         click.option("--uds", help="The server's --uds path."),
@@ -121,13 +127,15 @@ def _control_options(func: Any) -> Any:
 
 
 def _ask(message: dict[str, Any], control: str | None, pid: str | None, uds: str | None,
-         port: int) -> dict[str, Any]:
-    from octo.master.control import NotRunning, default_path, request
+         port: int, runtime_dir: str | None) -> dict[str, Any]:
+    """Send *message* to the server's control socket, found as the server finds it; a
+    socket served by another user (or an unsafe runtime directory) is refused."""
+    from octo.master.control import NotRunning, locate, request
+    from octo.runtime.rundir import RuntimeDirError
 
-    path = control or default_path(port, uds, pid)
     try:
-        reply = request(path, message)
-    except NotRunning as exc:
+        reply = request(locate(port, uds, pid, control, runtime_dir), message)
+    except (NotRunning, RuntimeDirError) as exc:
         click.echo(f"octo: {exc}", err=True)
         sys.exit(1)
     if not reply.get("ok"):

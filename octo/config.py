@@ -46,6 +46,9 @@ class Config:
     reuse_port: bool = False
     pid: str | None = None
     control: str | None = None
+    # Private directory for tables and sockets (default: $XDG_RUNTIME_DIR/octo or
+    # /dev/shm/octo-<uid>; see octo.runtime.rundir).
+    runtime_dir: str | None = None
     watch: bool = False
     watch_include: str = ""
     # Recycling: replace a worker after this many requests / MB RSS / seconds.

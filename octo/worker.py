@@ -333,15 +333,7 @@ def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket
         sock.setblocking(False)
         return [sock]
     if config.uds is not None:
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.exists(config.uds) and not os.path.isfile(config.uds):
-                os.unlink(config.uds)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(config.uds)
-        os.chmod(config.uds, 0o666)
-        sock.listen(config.backlog)
-        sock.setblocking(False)
-        return [sock]
+        return [_bind_uds(config.uds, config.backlog)]
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -358,6 +350,27 @@ def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket
     sock.listen(config.backlog)
     sock.setblocking(False)
     return [sock]
+
+
+def _bind_uds(path: str, backlog: int) -> socket.socket:
+    """The --uds socket, mode 0666 like uvicorn's: an old socket of this user at the path is
+    replaced, anything else (another user's file, a non-socket) stops the start with one
+    line."""
+    from octo.runtime.rundir import RuntimeDirError, SocketPlace
+
+    try:
+        place = SocketPlace.at(path)
+        try:
+            sock = place.listen(backlog, "--uds", mode=0o666, replace_live=True)
+        finally:
+            place.close()
+    except FileNotFoundError:
+        raise SystemExit(f"octo: cannot bind --uds {path}: its directory does not "
+                         "exist") from None
+    except RuntimeDirError as exc:
+        raise SystemExit(f"octo: {exc}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def _version() -> str:

@@ -16,6 +16,7 @@ import random
 import select
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -27,7 +28,8 @@ from octo.logs import error_log
 from octo.master.control import ControlServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
-from octo.runtime.shmfiles import remove_stale_tables, remove_tables
+from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
+from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
 if TYPE_CHECKING:
     import psutil
@@ -66,13 +68,14 @@ class Arbiter:
     """Supervises workers for one server; ``run()`` returns the exit status."""
 
     def __init__(self, config: Config, sockets: list[socket.socket],
-                 control_path: str | None) -> None:
+                 control: str | SocketPlace | None,
+                 directory: RuntimeDir | None = None) -> None:
         self.config = config
         self.sockets = sockets
         self.target = config.workers
         self.task_target = config.task_workers
+        self.directory = directory
         self.task_sock: socket.socket | None = None
-        self.task_path: str | None = None
         self.slots = Slots(MAX_SLOTS)
         self.workers: dict[int, WorkerInfo] = {}
         self.generation = 0
@@ -85,7 +88,7 @@ class Arbiter:
         self.next_spawn = 0.0
         self.ever_ready = False
         self.last_sample = 0.0
-        self.control_path = control_path
+        self.control_where = control
         self.control: ControlServer | None = None
         self.watcher: PollingWatcher | WatchfilesWatcher | None = None
         self.wake_r, self.wake_w = os.pipe()
@@ -96,21 +99,17 @@ class Arbiter:
 
     def run(self) -> int:
         self._install_signals()
-        stale = remove_stale_tables()
+        if self.directory is None:
+            self.directory = open_runtime_dir(self.config)
+        stale = remove_stale_files(self.directory)
         if stale:
-            error_log.info("removed %d table file(s) left by a server that was killed", stale)
-        os.environ["OCTO_SERVER_ID"] = str(os.getpid())  # names this server's tables
-        if self.task_target:
-            self._bind_task_socket()
-        if self.control_path is not None:
-            self.control = ControlServer(self.control_path, self)
-        if self.config.watch:
-            includes = [p.strip() for p in self.config.watch_include.split(",") if p.strip()]
-            self.watcher = make_watcher(os.path.abspath(self.config.app_dir), includes)
-            error_log.info("--watch: watching %s (%s)", self.config.app_dir,
-                           self.watcher.backend)
-        error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
+            error_log.info("removed %d file(s) left by a server that was killed from %s",
+                           stale, self.directory.path)
+        # Workers inherit the directory, this server's id (naming its files) and its key.
+        serve_from(self.directory, str(os.getpid()))
+        os.environ["OCTO_SERVER_ID"] = str(os.getpid())
         try:
+            self._start()
             while True:
                 self._dispatch_signals()
                 self.reap()
@@ -124,6 +123,18 @@ class Arbiter:
         finally:
             self._cleanup()
         return self.exit_code
+
+    def _start(self) -> None:
+        if self.task_target:
+            self._bind_task_socket()
+        if self.control_where is not None:
+            self.control = ControlServer(self.control_where, self)
+        if self.config.watch:
+            includes = [p.strip() for p in self.config.watch_include.split(",") if p.strip()]
+            self.watcher = make_watcher(os.path.abspath(self.config.app_dir), includes)
+            error_log.info("--watch: watching %s (%s)", self.config.app_dir,
+                           self.watcher.backend)
+        error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
 
     def maintain(self) -> None:
         now = time.monotonic()
@@ -149,16 +160,13 @@ class Arbiter:
             self.control.handle_one()
 
     def _bind_task_socket(self) -> None:
-        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        self.task_path = os.path.join(base, f"octo-{os.getpid()}-tasks.sock")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.task_path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(self.task_path)
-        os.chmod(self.task_path, 0o600)
-        sock.listen(1024)
-        self.task_sock = sock
-        os.environ["OCTO_TASK_SOCKET"] = self.task_path  # inherited by every worker
+        assert self.directory is not None
+        name = task_socket_name(self.directory.server_id)
+        try:
+            self.task_sock = self.directory.socket(name).listen(1024, "--runtime-dir")
+        except RuntimeDirError as exc:
+            raise SystemExit(f"octo: {exc}") from None
+        self.directory.task_socket = name  # inherited by every worker
 
     # -- signals: handlers only enqueue --------------------------------------------------------
 
@@ -259,6 +267,7 @@ class Arbiter:
             os.close(self.wake_w)
             if self.control is not None:
                 self.control.sock.close()
+                self.control.place.close()
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
             writer = SlotWriter(self.slots, index, os.getpid(), time.time())
             if role == "task":
@@ -491,12 +500,10 @@ class Arbiter:
                 "stopping": self.stopping, "workers": rows}
 
     def _cleanup(self) -> None:
-        remove_tables(str(os.getpid()))
         if self.task_sock is not None:
             self.task_sock.close()
-            with contextlib.suppress(OSError):
-                assert self.task_path is not None
-                os.unlink(self.task_path)
+        if self.directory is not None:
+            remove_server_files(self.directory, self.directory.server_id)
         if self.control is not None:
             self.control.close()
         if self.watcher is not None:
@@ -532,24 +539,59 @@ def describe_exit(code: int) -> str:
             EXIT_APP_LOAD: "exit 4: app could not be loaded"}.get(code, f"exit {code}")
 
 
+def open_runtime_dir(config: Config) -> RuntimeDir:
+    """The server's private runtime directory, or exit with one line saying why not."""
+    try:
+        return RuntimeDir.create(config.runtime_dir or default_root())
+    except RuntimeDirError as exc:
+        raise SystemExit(f"octo: {exc}") from None
+
+
+def write_pid_file(path: str) -> None:
+    """Write a new file and rename it over *path*: a link planted at *path* is replaced,
+    never followed, and a file of another user in a sticky directory is not replaced."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".octo-pid-")
+    except OSError as exc:
+        raise SystemExit(f"octo: cannot write --pid {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.rename(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SystemExit(f"octo: cannot write --pid {path}: {exc.strerror}") from None
+
+
+def _remove_own_file(path: str) -> None:
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if st.st_uid == os.geteuid() and not stat.S_ISLNK(st.st_mode):
+            os.unlink(path)
+
+
 def main(config: Config) -> int:
-    """``octo serve``: bind, write the pid file, supervise until stopped."""
-    from octo.master.control import default_path
+    """``octo serve``: check the runtime directory, bind, write the pid file, supervise
+    until stopped."""
+    from octo.master.control import explicit_path, socket_name
     from octo.worker import bind_sockets
 
+    directory = open_runtime_dir(config)  # refuse an unsafe one before binding anything
     sockets = [] if config.reuse_port else bind_sockets(config)
     port = sockets[0].getsockname()[1] if sockets and sockets[0].family != socket.AF_UNIX \
         else config.port
-    control = config.control or default_path(port, config.uds, config.pid)
-    if config.pid:
-        with open(config.pid, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
+    chosen = explicit_path(config.control, config.uds, config.pid)
+    control = chosen if chosen is not None else directory.socket(socket_name(port))
     try:
-        return Arbiter(config, sockets, control).run()
+        if config.pid:
+            write_pid_file(config.pid)
+        return Arbiter(config, sockets, control, directory).run()
     finally:
         for sock in sockets:
             sock.close()
         for path in (config.pid, config.uds if config.fd is None else None):
             if path:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+                _remove_own_file(path)

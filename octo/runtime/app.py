@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from octo.logs import error_log
 from octo.runtime import events as ev
+from octo.runtime import rundir
 from octo.runtime.cache import Cache, Lock
 from octo.runtime.container import Container, ContainerError
 from octo.runtime.leaks import LeakDetector
@@ -58,11 +59,12 @@ class Octo:
     def table(self, name: str, rows: int, columns: Mapping[str, Column],
               key_size: int = 64) -> Table:
         """A table shared by all workers under ``octo serve`` (process-local elsewhere)."""
-        server_id = os.environ.get("OCTO_SERVER_ID")
-        if server_id is None:
+        directory = rundir.current()  # inherited from an octo serve master
+        if directory is None:
             error_log.warning("table %r: not under octo serve, so it lives in this process "
                               "only", name)
-        return Table(name, rows, columns, key_size, server_id)
+            return Table(name, rows, columns, key_size)
+        return Table(name, rows, columns, key_size, directory.server_id)
 
     @property
     def cache(self) -> Cache:

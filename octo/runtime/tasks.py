@@ -6,6 +6,12 @@ wait)`` frame and reads one pickled result frame; each task worker takes one con
 a time, so the kernel's accept queue spreads tasks across them. Every task runs in its own
 sandbox scope with the app's container warmed. A task worker that dies mid-task closes the
 connection, and the caller gets ``TaskWorkerLost`` instead of waiting forever.
+
+The frames are pickles, so both ends check the other (``SO_PEERCRED``) before unpickling
+anything: a task worker serves only callers of its own user (or root), and a caller sends
+and reads only to and from a task worker of its own user (or root). The socket itself is in
+the server's private runtime directory, bound and reached through the directory descriptor
+the master holds (``octo.runtime.rundir``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from octo.logs import error_log
 from octo.runtime import events as ev
+from octo.runtime import rundir
 from octo.runtime.sandbox import Operation, enter, leave
 
 if TYPE_CHECKING:
@@ -43,8 +50,12 @@ class TaskFailed(RuntimeError):
     """The task raised an exception that could not be sent back as itself."""
 
 
-def socket_path() -> str | None:
-    return os.environ.get("OCTO_TASK_SOCKET") or None
+def socket_place() -> rundir.SocketPlace | None:
+    """The task socket of the server this process belongs to (None without task workers)."""
+    directory = rundir.current()
+    if directory is None or not directory.task_socket:
+        return None
+    return directory.socket(directory.task_socket)
 
 
 # -- caller side (HTTP workers) ----------------------------------------------------------
@@ -59,11 +70,11 @@ class Tasks:
                   **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` in a task worker and return its result (or raise its
         exception)."""
-        path = socket_path()
-        if path is None:
+        place = socket_place()
+        if place is None:
             return await self._local(fn, args, kwargs)
         payload = pickle.dumps((fn, args, kwargs, True), protocol=pickle.HIGHEST_PROTOCOL)
-        reply = await asyncio.wait_for(_exchange(path, payload), timeout)
+        reply = await asyncio.wait_for(_exchange(place, payload), timeout)
         ok, value = pickle.loads(reply)
         if ok:
             return value
@@ -71,12 +82,12 @@ class Tasks:
 
     async def dispatch(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Fire and forget: returns once a task worker has taken the task."""
-        path = socket_path()
-        if path is None:
+        place = socket_place()
+        if place is None:
             asyncio.get_running_loop().create_task(self._local(fn, args, kwargs))
             return
         payload = pickle.dumps((fn, args, kwargs, False), protocol=pickle.HIGHEST_PROTOCOL)
-        await _exchange(path, payload)
+        await _exchange(place, payload)
 
     async def _local(self, fn: Callable[..., Any], args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
@@ -92,9 +103,11 @@ class Tasks:
         return value
 
 
-async def _exchange(path: str, payload: bytes) -> bytes:
-    reader, writer = await asyncio.open_unix_connection(path)
+async def _exchange(place: rundir.SocketPlace, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_unix_connection(place.address)
     try:
+        # Nothing is sent to (or unpickled from) a task worker of another user.
+        rundir.check_server(writer.get_extra_info("socket"), place.path)
         writer.write(_LEN.pack(len(payload)) + payload)
         await writer.drain()
         try:
@@ -120,6 +133,7 @@ class TaskWorker:
         self.done = 0
         self.busy = False
         self.stopping = False
+        self.refused: set[int] = set()  # uids already logged as refused
 
     def run(self) -> int:
         from octo.worker import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, load_runtime
@@ -164,6 +178,9 @@ class TaskWorker:
 
     def _serve_one(self) -> None:
         conn, _ = self.sock.accept()
+        if not self._trusted(conn):
+            conn.close()
+            return
         self.busy = True
         try:
             with conn:
@@ -179,6 +196,18 @@ class TaskWorker:
         finally:
             self.done += 1
             self.busy = False
+
+    def _trusted(self, conn: socket.socket) -> bool:
+        """Only this user's processes (or root's) may send pickles to run."""
+        pid, uid = rundir.peer_credentials(conn)
+        if rundir.trusted_uid(uid):
+            return True
+        if uid not in self.refused:
+            self.refused.add(uid)
+            error_log.warning("task socket: refused a connection from uid %d (pid %d): only "
+                              "uid %d and root may send tasks (further refusals of uid %d "
+                              "are not logged)", uid, pid, os.geteuid(), uid)
+        return False
 
     def _execute(self, fn: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> bytes:

@@ -185,6 +185,7 @@ def test_default_control_paths() -> None:
     assert default_path(pid="/run/octo.pid") == "/run/octo.pid.ctl"
     assert default_path(uds="/run/app.sock") == "/run/app.sock.ctl"
     assert default_path(port=8123).endswith("octo-8123.ctl")
+    assert default_path(port=8123, runtime_dir="/run/app") == "/run/app/octo-8123.ctl"
 
 
 def test_polling_watcher_and_syntax_check(tmp_path: Path) -> None:
