@@ -11,7 +11,7 @@ EXAMPLES_STAMP := $(VENV)/.installed-examples
 PORT ?= 8000
 
 .PHONY: serve serve-starlette serve-django test test-fast lint typecheck check bench \
-	bench-quick autobahn dist-check clean
+	bench-quick bench-instructions autobahn dist-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+bench-instructions: $(STAMP)  ## instructions/request under callgrind beside req/s (~15 min)
+	$(BIN)/python benchmarks/callgrind.py
 
 AUTOBAHN_PORT ?= 9001
 
