@@ -6,8 +6,9 @@ req/s from an ordinary run made by the same invocation.
     PYTHON=python3.12 BENCH_VENV=benchmarks/.venv312 .venv/bin/python benchmarks/callgrind.py
 
 Wall-clock req/s on a shared machine moves with the machine and with whatever else runs on
-it; the user-space instructions a server executes per request do not (to about 1 %). Per
-scenario and server (the servers, apps and venv are run.py's, from catalog.py and setup.sh):
+it; the user-space instructions a server executes per request hardly do (0.1-2 % between
+two runs, see benchmarks/README.md). Per scenario and server (the servers, apps and venv
+are run.py's, from catalog.py and setup.sh):
 
 1. the req/s run: the server pinned to core 0, one checked request, 1 s of warm-up, then
    ``taskset -c 1 wrk -t1 -c64 -d4s --latency`` (a single run: the suite's rounds are the
