@@ -128,14 +128,16 @@ def test_a_run_still_going_when_due_is_skipped_not_stacked(run) -> None:
     async def main() -> None:
         skipped_before = tick_mod.SKIPPED[0]
         runner = rt.ticks
-        for now in (0.0, 1.0, 2.0, 3.0):
-            runner.step(now)
-            await asyncio.sleep(0)
-        assert runs[0] == 1 and active[0] == 1
-        assert rt.tick_stats.get("slow", "skipped") == 3
-        assert tick_mod.SKIPPED[0] - skipped_before == 3  # read into the status slot
-        release.set()
-        await settle(runner)
+        try:
+            for now in (0.0, 1.0, 2.0, 3.0):
+                runner.step(now)
+                await asyncio.sleep(0)
+            assert runs[0] == 1 and active[0] == 1
+            assert rt.tick_stats.get("slow", "skipped") == 3
+            assert tick_mod.SKIPPED[0] - skipped_before == 3  # read into the status slot
+        finally:
+            release.set()
+            await settle(runner)
         runner.step(4.0)  # finished: the next due run goes ahead
         await settle(runner)
         assert runs[0] == 2 and peak[0] == 1
