@@ -1,8 +1,10 @@
-"""Bounded load from a second process: ``python load.py URL SECONDS CONCURRENCY``.
+"""Bounded load from a second process: ``python load.py URL SECONDS CONCURRENCY [REQUESTS]``.
 
 Each thread keeps one keep-alive connection (http.client) and requests URL in a loop until
-SECONDS pass. Prints one JSON object: counts of OK responses, failures by kind, and the
-ordered list of distinct bodies seen (to tell old code from new after a reload).
+SECONDS pass, or, given REQUESTS, until it has made that many requests (SECONDS is then
+only a deadline that ends a hung run). Prints one JSON object: counts of OK responses,
+failures by kind, and the ordered list of distinct bodies seen (to tell old code from new
+after a reload).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 
-def worker(url: str, until: float, results: Counter[str], bodies: list[tuple[float, str]],
-           lock: threading.Lock) -> None:
+def worker(url: str, until: float, requests: int | None, results: Counter[str],
+           bodies: list[tuple[float, str]], lock: threading.Lock) -> None:
     parts = urlsplit(url)
     conn: http.client.HTTPConnection | None = None
-    while time.monotonic() < until:
+    made = 0
+    while time.monotonic() < until and (requests is None or made < requests):
+        made += 1
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
@@ -50,11 +54,12 @@ def worker(url: str, until: float, results: Counter[str], bodies: list[tuple[flo
 
 def main() -> None:
     url, seconds, concurrency = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    requests = int(sys.argv[4]) if len(sys.argv) > 4 else None
     until = time.monotonic() + seconds
     results: Counter[str] = Counter()
     bodies: list[tuple[float, str]] = []
     lock = threading.Lock()
-    threads = [threading.Thread(target=worker, args=(url, until, results, bodies, lock))
+    threads = [threading.Thread(target=worker, args=(url, until, requests, results, bodies, lock))
                for _ in range(concurrency)]
     for thread in threads:
         thread.start()
