@@ -163,9 +163,14 @@ def test_control_dispatch() -> None:
 def test_control_socket_roundtrip(tmp_path: Path) -> None:
     path = str(tmp_path / "c.ctl")
     server = ControlServer(path, FakeMaster())
+    import select
     import threading
 
-    thread = threading.Thread(target=lambda: (time.sleep(0.05), server.handle_one()))
+    def serve_one() -> None:  # handle_one() does not wait: answer once a client is there
+        select.select([server.sock], [], [], 30)
+        server.handle_one()
+
+    thread = threading.Thread(target=serve_one)
     thread.start()
     try:
         reply = request(path, {"cmd": "status"})
