@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)  ## serve examples/hello on http://127.0.0.1:$(PORT)
 	$(BIN)/octo serve examples.hello.app:app --port $(PORT)
 
-test: $(STAMP)  ## the whole suite: unit, corpus and integration tests
-	bash scripts/run-tests $(BIN)/python
+test: $(STAMP)  ## the whole suite: unit, corpus and integration tests; the 15 slowest listed
+	bash scripts/run-tests $(BIN)/python --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
