@@ -431,7 +431,7 @@ def test_slow_lifespan_shutdown_is_not_taken_for_a_blocked_loop(tmp_path: Path) 
         wait_for(lambda: len(ready_pids(ctl)) == 1, WAIT, "a ready worker")
         [old] = ready_pids(ctl)
         control_request(str(ctl), {"cmd": "reload"})
-        srv.wait_for_log(f"worker {old} exited", timeout=15)
+        srv.wait_for_log(f"worker {old} exited", timeout=WAIT)
         log = srv.log()
     assert "event loop blocked" not in log, log
     assert f"worker {old} exited (exit 0)" in log
@@ -449,7 +449,7 @@ def spin(seconds):
 
 
 async def chew():
-    for _ in range(5):
+    for _ in range(3):
         spin(0.03)  # short bursts: the loop is saturated, never blocked for long
         await asyncio.sleep(0)
 
@@ -458,7 +458,7 @@ async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     if scope["path"] == "/busy":
-        await asyncio.gather(*[chew() for _ in range(40)])  # 1.2 s per loop pass, for 6 s
+        await asyncio.gather(*[chew() for _ in range(40)])  # 1.2 s per loop pass, for 3.6 s
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
 '''

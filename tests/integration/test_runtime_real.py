@@ -12,7 +12,7 @@ from server import ROOT, run_server
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
 
 
-REQUESTS_PER_USER = 300  # interleaved in each worker: a shared scope shows up at once
+REQUESTS_PER_USER = 200  # interleaved in each worker: a shared scope shows up at once
 CONNECTIONS_PER_USER = 8
 
 
