@@ -38,8 +38,8 @@ serve-starlette: $(EXAMPLES_STAMP)  ## serve examples/starlette_app on port $(PO
 serve-django: $(EXAMPLES_STAMP)  ## migrate, add the demo users, serve the Django example
 	$(BIN)/python -m examples.django_project --port $(PORT)
 
-test: $(STAMP)  ## the whole suite: unit, corpus and integration tests
-	bash scripts/run-tests $(BIN)/python
+test: $(STAMP)  ## the whole suite: unit, corpus and integration tests; the 15 slowest listed
+	bash scripts/run-tests $(BIN)/python --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"

@@ -31,8 +31,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STARTUP_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
 PROBE_TIMEOUT = 0.5
 
 
@@ -66,7 +66,7 @@ class Server:
         """The current length of the log, to pass as ``since`` to :meth:`log` later."""
         return self.log_path.stat().st_size
 
-    def wait_for_log(self, text: str, timeout: float = 5.0, since: int = 0) -> str:
+    def wait_for_log(self, text: str, timeout: float = 15.0, since: int = 0) -> str:
         """Wait until *text* appears in the log; return the log or raise ServerError."""
         deadline = time.monotonic() + timeout
         while True:

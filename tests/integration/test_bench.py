@@ -78,8 +78,9 @@ def test_request_count_with_nothing_listening_ends() -> None:
 
 def test_open_model_sends_at_most_the_scheduled_rate(srv) -> None:
     data = bench(srv.url + "/", "-c", "4", "-d", "1", "-R", "200")
-    # 200/s for 1 s: never more than scheduled (a few in flight at the end may be cut).
-    assert 100 <= data["requests"] <= 201 and data["model"] == "open"
+    # 200/s for 1 s: never more than scheduled (a few in flight at the end may be cut). The
+    # lower bound only says it kept sending: a slow machine may fall behind the schedule.
+    assert 20 <= data["requests"] <= 201 and data["model"] == "open"
 
 
 def test_remote_targets_are_refused() -> None:
