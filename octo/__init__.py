@@ -10,7 +10,7 @@ from octo._version import __version__
 if TYPE_CHECKING:
     from octo.config import Config, ConfigError
     from octo.http.cycle import ClientDisconnected
-    from octo.runtime.app import Octo, resolve
+    from octo.runtime.app import Octo, resolve, resolve_sync
     from octo.runtime.cache import Cache, Lock, LockTimeout
     from octo.runtime.concurrent import TaskTimeout, concurrently
     from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Config", "ConfigError"], "octo.config"),
     "ClientDisconnected": "octo.http.cycle",
-    **dict.fromkeys(["Octo", "resolve"], "octo.runtime.app"),
+    **dict.fromkeys(["Octo", "resolve", "resolve_sync"], "octo.runtime.app"),
     **dict.fromkeys(["Cache", "Lock", "LockTimeout"], "octo.runtime.cache"),
     **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
@@ -112,4 +112,5 @@ __all__ = [
     "concurrently",
     "current_operation",
     "resolve",
+    "resolve_sync",
 ]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
+from typing import Any, TypeVar, cast
 
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import rundir
+from octo.runtime.bridge import refuse_loop_thread, require_loop, run_on_loop
 from octo.runtime.cache import Cache, Lock
-from octo.runtime.container import Container, ContainerError
+from octo.runtime.container import MISSING, Container, ContainerError, name_of
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
 from octo.runtime.table import Column, Int, Table
@@ -273,12 +274,41 @@ def unwrapped_runtime_warning(app: Any, target: str) -> str | None:
             f"ticks will not run and octo.resolve() fails in requests; {hint}")
 
 
-async def resolve(key: type[T]) -> T:
-    """The container's instance of *key* for the current request, tick or task."""
+def resolve(key: type[T]) -> Coroutine[Any, Any, T]:
+    """The container's instance of *key* for the current request, tick or task:
+    ``await octo.resolve(X)``. Sync code (a sync Django view, a thread) calls
+    :func:`resolve_sync` instead; calling this one there raises at once rather than
+    returning a coroutine that never runs."""
+    require_loop(f"octo.resolve({name_of(key)})", f"octo.resolve_sync({name_of(key)})")
+    return _resolve(key)
+
+
+async def _resolve(key: type[T]) -> T:
+    runtime, _ = _operation_runtime(key, "octo.resolve")
+    return await runtime.container.resolve(key)
+
+
+def resolve_sync(key: type[T]) -> T:
+    """:func:`resolve` for sync code running in a thread of the current request, tick or
+    task (a sync Django view, a plain-function tick or task, a ``concurrently`` callable).
+
+    Factories run on the operation's event loop, as for ``await octo.resolve(X)`` (so they
+    must not block it, and the objects are the same ones async code of the operation gets);
+    an instance already built is returned without the trip to the loop. Raises on an event
+    loop's own thread, where ``await octo.resolve(X)`` is the way."""
+    call = f"octo.resolve_sync({name_of(key)})"
+    refuse_loop_thread(call, f"await octo.resolve({name_of(key)})")
+    runtime, op = _operation_runtime(key, "octo.resolve_sync")
+    value = runtime.container.built(key, op)
+    if value is not MISSING:
+        return cast(T, value)
+    return run_on_loop(op.loop, lambda: runtime.container.resolve(key), call)
+
+
+def _operation_runtime(key: Any, call: str) -> tuple[Octo, Operation]:
     op = current_operation()
     if op is None or "runtime" not in op.state:
-        raise ContainerError(f"octo.resolve({getattr(key, '__name__', key)}) outside a request, "
+        raise ContainerError(f"{call}({name_of(key)}) outside a request, "
                              "tick or task run by an octo runtime: is the app served wrapped, "
                              "as asgi = rt.wrap(app)?")
-    runtime: Octo = op.state["runtime"]
-    return await runtime.container.resolve(key)
+    return op.state["runtime"], op
