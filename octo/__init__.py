@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         TableFull,
         ValueTooLarge,
     )
-    from octo.runtime.tasks import TaskFailed, TaskWorkerLost
+    from octo.runtime.tasks import TaskFailed, TaskQueueFull, TaskWorkerLost
 
 # The public names and the modules defining them. They are imported on first use, not with
 # the package: every octo process imports ``octo``, and a worker serving a plain ASGI app
@@ -57,7 +57,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Operation", "current_operation"], "octo.runtime.sandbox"),
     **dict.fromkeys(["Bytes", "Float", "Int", "Str", "Table", "TableError", "TableFull",
                      "ValueTooLarge"], "octo.runtime.table"),
-    **dict.fromkeys(["TaskFailed", "TaskWorkerLost"], "octo.runtime.tasks"),
+    **dict.fromkeys(["TaskFailed", "TaskQueueFull", "TaskWorkerLost"], "octo.runtime.tasks"),
 }
 
 
@@ -100,6 +100,7 @@ __all__ = [
     "TableError",
     "TableFull",
     "TaskFailed",
+    "TaskQueueFull",
     "TaskReceived",
     "TaskTimeout",
     "TaskWorkerLost",

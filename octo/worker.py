@@ -281,6 +281,8 @@ def load_configured_app(cfg: Config) -> Any:
     """Import the app after telling the runtime (octo.Octo, created at import time) its
     settings through the environment."""
     os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
+    # How long a stopping worker's runtime gives its queued dispatched tasks.
+    os.environ["OCTO_GRACEFUL_TIMEOUT"] = str(cfg.graceful_timeout)
     if cfg.detect_leaks:
         os.environ["OCTO_DETECT_LEAKS"] = "1"
     if cfg.gc_threshold:

@@ -271,7 +271,7 @@ class Arbiter:
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
             writer = SlotWriter(self.slots, index, os.getpid(), time.time())
             if role == "task":
-                from octo.runtime.tasks import TaskWorker
+                from octo.taskworker import TaskWorker
 
                 os.environ["OCTO_ROLE"] = "task"
                 for sock in self.sockets:

@@ -17,7 +17,7 @@ from octo.runtime.container import MISSING, Container, ContainerError, name_of
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
 from octo.runtime.table import Column, Int, Table
-from octo.runtime.tasks import Tasks
+from octo.runtime.tasks import DEFAULT_QUEUE_SIZE, Tasks, graceful_timeout
 from octo.runtime.tick import Tick, TickRunner
 
 T = TypeVar("T")
@@ -38,7 +38,8 @@ class Octo:
     way, or on the first request if that server runs no lifespan.
     """
 
-    def __init__(self, cache_rows: int = 1024, cache_value_size: int = 1024) -> None:
+    def __init__(self, cache_rows: int = 1024, cache_value_size: int = 1024,
+                 task_queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self.cache_rows = cache_rows
         self.cache_value_size = cache_value_size
         self._cache: Cache | None = None
@@ -46,7 +47,9 @@ class Octo:
         self.container = Container()
         self.events = ev.Events()
         self.ticks = TickRunner(self)
-        self.tasks = Tasks()  # rt.tasks.run(fn, ...) / rt.tasks.dispatch(fn, ...)
+        # rt.tasks.run(fn, ...) / rt.tasks.dispatch(fn, ...); dispatch queues up to
+        # task_queue_size tasks per process while every task worker is busy.
+        self.tasks = Tasks(task_queue_size)
         self._tick_stats: Table | None = None
         self.booted = False
         self._boot_lock: asyncio.Lock | None = None
@@ -118,6 +121,9 @@ class Octo:
         async with self._boot_lock:
             if self.booted:
                 return
+            # Sync code of this process without an operation (a thread it started) reaches
+            # the runtime through this loop.
+            self.tasks.home_loop = asyncio.get_running_loop()
             await self.events.dispatch(ev.WorkerStarting())
             await self.container.boot()
             self.booted = True
@@ -126,6 +132,7 @@ class Octo:
     async def stop(self) -> None:
         if self.booted:
             await self.ticks.stop()
+            await self.tasks.drain(graceful_timeout())
             await self.events.dispatch(ev.WorkerStopping())
             await self.container.shutdown()
             self.booted = False
