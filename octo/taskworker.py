@@ -241,7 +241,14 @@ class TaskWorker:
             return
         name = task_name(request.fn)
         if not request.wait:
-            await loop.sock_sendall(conn, _frame(pickle.dumps((True, None))))
+            try:
+                await loop.sock_sendall(conn, _frame(pickle.dumps((True, None))))
+            except OSError:
+                # Unacknowledged means not taken: the caller counts it as dropped (it
+                # gave up, or died), so it must not run.
+                error_log.warning("dispatched task %s not run: its caller went away before "
+                                  "it was acknowledged", name)
+                return
         elif _caller_gone(conn):
             error_log.info("task %s not run: its caller left before a task worker was free "
                            "(timeout=%s)", name, request.timeout)
@@ -456,10 +463,15 @@ def _unpack(frame: bytes) -> Request:
 
 def _reply(ok: bool, value: Any) -> bytes:
     try:
-        return pickle.dumps((ok, value), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((ok, value), protocol=pickle.HIGHEST_PROTOCOL)
+        if not ok:
+            # An exception whose __init__ takes other arguments than its args pickles but
+            # does not unpickle: find out here, not in the caller.
+            pickle.loads(data)
+        return data
     except Exception as exc:
         # The caller gets the exception's traceback text (or the reason the result could
-        # not be sent) instead of a lost worker.
+        # not be sent) instead of a lost worker or an unpickling error.
         if isinstance(value, BaseException):
             text = "".join(traceback.format_exception(value))
         else:

@@ -55,6 +55,10 @@ class TaskTimeout(TimeoutError):
         self.pending = pending
         self.timeout = timeout
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A task worker sends it back pickled: rebuild it from all three arguments.
+        return (type(self), (self.pending, self.timeout, str(self)))
+
 
 Fn = Callable[[], Awaitable[T1]] | Callable[[], T1]
 

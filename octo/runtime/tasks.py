@@ -50,6 +50,7 @@ FRAME_LEN = struct.Struct(">Q")  # the length prefix of every frame, both ways
 MAX_FRAME = 256 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 1000
 HANDOVER_ATTEMPTS = 3  # task workers lost while taking one task before it is dropped
+RETRY_FIRST = 0.05  # seconds before the first retry of a failed handover (then doubling to 1)
 SHOWN = 10  # task names listed in a log line about many tasks
 
 
@@ -273,7 +274,7 @@ class Tasks:
         """Hand the queued tasks to task workers, oldest first, one at a time: each handover
         returns as soon as a task worker takes the task (it acknowledges before running)."""
         assert self._wake is not None and self._emptied is not None
-        retry = 0.05
+        retry = RETRY_FIRST
         while True:
             if not self._queue:
                 self._emptied.set()
@@ -281,29 +282,37 @@ class Tasks:
                 await self._wake.wait()
                 continue
             item = self._queue[0]
-            try:
-                ok, value = pickle.loads(await _exchange(place, item.payload))
-            except (OSError, rundir.RuntimeDirError, TaskWorkerLost, EOFError, ValueError,
-                    TypeError, pickle.UnpicklingError) as exc:
-                # Only a task worker lost while taking the task counts toward dropping it:
-                # a socket that cannot be reached (yet) is retried until the process stops.
-                item.attempts += isinstance(exc, TaskWorkerLost)
-                if item.attempts < HANDOVER_ATTEMPTS and \
-                        not isinstance(exc, rundir.RuntimeDirError):
-                    error_log.warning("handing dispatched task %s to a task worker failed "
-                                      "(%s); retrying in %.2fs", item.name, exc, retry)
-                    await asyncio.sleep(retry)
-                    retry = min(1.0, retry * 2)
-                    continue
-                error_log.error("dropped dispatched task %s: %s", item.name, exc)
-            else:
-                if not ok:
-                    error_log.error("dispatched task %s could not be started: %s", item.name,
-                                    value)
-            retry = 0.05
+            if not await self._hand_over(item, place, first_try=retry == RETRY_FIRST):
+                await asyncio.sleep(retry)
+                retry = min(1.0, retry * 2)
+                continue
+            retry = RETRY_FIRST
             self._queue.popleft()
             if self._full_logged and len(self._queue) < self.queue_size:
                 self._full_logged = False
+
+    async def _hand_over(self, item: _Queued, place: rundir.SocketPlace, first_try: bool) -> bool:
+        """One attempt; False when it is to be retried."""
+        try:
+            ok, value = pickle.loads(await _exchange(place, item.payload))
+        except (OSError, rundir.RuntimeDirError, TaskWorkerLost, EOFError, ValueError,
+                TypeError, pickle.UnpicklingError) as exc:
+            # Only a task worker lost while taking the task counts toward dropping it: a
+            # socket that cannot be reached (yet) is retried until the process stops.
+            item.attempts += isinstance(exc, TaskWorkerLost)
+            if item.attempts >= HANDOVER_ATTEMPTS or isinstance(exc, rundir.RuntimeDirError):
+                error_log.error("dropped dispatched task %s: %s", item.name, exc)
+                return True
+            # One warning per outage, not one a second while it lasts.
+            (error_log.warning if first_try else error_log.debug)(
+                "handing dispatched task %s to a task worker failed (%s); retrying until it "
+                "is taken or this process stops", item.name, exc)
+            return False
+        if not ok:
+            error_log.error("dispatched task %s could not be started: %s", item.name, value)
+        elif not first_try:
+            error_log.info("dispatched task %s handed over to a task worker", item.name)
+        return True
 
     async def _hand_over_now(self, fn: Callable[..., Any], args: tuple[Any, ...],
                              kwargs: dict[str, Any]) -> None:

@@ -81,13 +81,25 @@ def record(tag: str) -> int:
     return os.getpid()
 
 
+class OddError(Exception):
+    """An exception whose __init__ takes other arguments than its args: it pickles, but
+    does not unpickle."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+
+
+def odd_error() -> None:
+    raise OddError(7, "odd")
+
+
 def lifespan_seen() -> list[int | None]:
     """Which process ran lifespan startup, and which runs this task."""
     return [STARTED_BY, os.getpid()]
 
 
 TASKS = {"hold": hold, "spin": spin, "hold_async": hold_async, "record": record,
-         "lifespan_seen": lifespan_seen}
+         "lifespan_seen": lifespan_seen, "odd_error": odd_error}
 
 
 async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
@@ -133,6 +145,8 @@ async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
             body = f"TaskTimeout: {exc}"
         except TimeoutError as exc:  # what the task runner raised before TaskTimeout
             body = f"TimeoutError: {exc}"
+        except octo.TaskFailed as exc:
+            body = f"TaskFailed: {exc}"
     elif scope["path"] == "/queued":
         body = str(rt.tasks.queued)
     await send({"type": "http.response.start", "status": status,

@@ -184,6 +184,14 @@ def test_a_task_whose_caller_timed_out_while_it_waited_never_runs(markers: Marke
         assert "task apps.task_queue_app.record not run: its caller left" in srv.log()
 
 
+def test_an_exception_that_does_not_unpickle_comes_back_as_its_traceback(
+        markers: Markers) -> None:
+    with server(markers, "--task-workers", "1") as srv:
+        reply = get(srv, "/run?fn=odd_error")
+        assert reply.status_code == 200 and reply.text.startswith("TaskFailed: Traceback")
+        assert "OddError: 7: odd" in reply.text
+
+
 # -- (c) lifespan ----------------------------------------------------------------------------
 
 def test_task_workers_run_the_app_lifespan(markers: Markers) -> None:
@@ -212,9 +220,13 @@ def test_a_failing_lifespan_in_task_workers_stops_the_server_with_exit_3(
         try:
             code = proc.wait(DEADLINE)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            if proc.poll() is None:  # it kept serving: stop it, workers included
+                proc.terminate()
+                try:
+                    proc.wait(DEADLINE / 2)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     text = log.read_text()
     assert code == 3, text
     assert "lifespan startup failed: no database for the task worker" in text

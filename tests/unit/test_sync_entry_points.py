@@ -333,3 +333,13 @@ def test_tasks_run_sync_timeout_is_a_task_timeout(run: Any) -> None:
 
     message = run(in_request(rt, "alice", lambda: in_thread(view)))
     assert message.startswith("task ") and "slow did not finish within 0.05s" in message
+
+
+def test_task_timeout_survives_pickling() -> None:
+    """A task worker sends it back pickled (when its deadline fires first)."""
+    import pickle
+
+    sent = octo.TaskTimeout(["mod.fn"], 1.5, "task mod.fn did not finish within 1.5s")
+    got = pickle.loads(pickle.dumps(sent))
+    assert isinstance(got, octo.TaskTimeout) and isinstance(got, TimeoutError)
+    assert (got.pending, got.timeout, str(got)) == (["mod.fn"], 1.5, str(sent))
