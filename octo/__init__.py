@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from octo.config import Config, ConfigError
     from octo.http.cycle import ClientDisconnected
     from octo.runtime.app import Octo, resolve, resolve_sync
+    from octo.runtime.bridge import NotAwaited
     from octo.runtime.cache import Cache, Lock, LockTimeout
     from octo.runtime.concurrent import TaskTimeout, concurrently
     from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
@@ -46,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Config", "ConfigError"], "octo.config"),
     "ClientDisconnected": "octo.http.cycle",
     **dict.fromkeys(["Octo", "resolve", "resolve_sync"], "octo.runtime.app"),
+    "NotAwaited": "octo.runtime.bridge",
     **dict.fromkeys(["Cache", "Lock", "LockTimeout"], "octo.runtime.cache"),
     **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
@@ -88,6 +90,7 @@ __all__ = [
     "Lifetime",
     "Lock",
     "LockTimeout",
+    "NotAwaited",
     "Octo",
     "Operation",
     "OperationTerminated",

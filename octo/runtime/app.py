@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import rundir
-from octo.runtime.bridge import refuse_loop_thread, require_loop, run_on_loop
+from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
 from octo.runtime.cache import Cache, Lock
 from octo.runtime.container import MISSING, Container, ContainerError, name_of
 from octo.runtime.leaks import LeakDetector
@@ -281,13 +281,15 @@ def unwrapped_runtime_warning(app: Any, target: str) -> str | None:
             f"ticks will not run and octo.resolve() fails in requests; {hint}")
 
 
+@coroutine_function
 def resolve(key: type[T]) -> Coroutine[Any, Any, T]:
     """The container's instance of *key* for the current request, tick or task:
     ``await octo.resolve(X)``. Sync code (a sync Django view, a thread) calls
-    :func:`resolve_sync` instead; calling this one there raises at once rather than
-    returning a coroutine that never runs."""
-    require_loop(f"octo.resolve({name_of(key)})", f"octo.resolve_sync({name_of(key)})")
-    return _resolve(key)
+    :func:`resolve_sync` instead; there this one's coroutine, unless awaited (as
+    ``async_to_sync`` does), raises ``NotAwaited`` naming ``resolve_sync`` when used as
+    the instance, rather than passing for it."""
+    return checked(_resolve(key), f"octo.resolve({name_of(key)})",
+                   f"octo.resolve_sync({name_of(key)})")
 
 
 async def _resolve(key: type[T]) -> T:

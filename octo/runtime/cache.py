@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 from octo.logs import error_log
 from octo.runtime import rundir
-from octo.runtime.bridge import refuse_loop_thread, require_loop
+from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread
 from octo.runtime.table import Bytes, Float, Table, TableFull, ValueTooLarge
 
 T = TypeVar("T")
@@ -176,6 +176,7 @@ class Cache:
         with self.table.locked():
             return self.table.delete_unlocked(key)
 
+    @coroutine_function
     def remember(self, key: str, ttl: float | None,
                  factory: Callable[[], T | Awaitable[T]], *,
                  lock_timeout: float = 10.0) -> Coroutine[Any, Any, T]:
@@ -183,9 +184,9 @@ class Cache:
         across all workers while the others wait for it (``await cache.remember(...)``;
         sync code calls :meth:`remember_sync`)."""
         home = self.runtime.tasks.home_loop if self.runtime is not None else None
-        require_loop(f"cache.remember({key!r}, ...)", f"cache.remember_sync({key!r}, ...)",
-                     home)
-        return self._remember(key, ttl, factory, lock_timeout)
+        return checked(self._remember(key, ttl, factory, lock_timeout),
+                       f"cache.remember({key!r}, ...)", f"cache.remember_sync({key!r}, ...)",
+                       home)
 
     async def _remember(self, key: str, ttl: float | None,
                         factory: Callable[[], T | Awaitable[T]], lock_timeout: float) -> T:

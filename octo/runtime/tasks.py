@@ -42,7 +42,7 @@ from typing import Any
 
 from octo.logs import error_log
 from octo.runtime import rundir
-from octo.runtime.bridge import refuse_loop_thread, require_loop, run_on_loop
+from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
 from octo.runtime.concurrent import TaskTimeout
 from octo.runtime.sandbox import current_operation
 
@@ -128,6 +128,7 @@ class Tasks:
 
     # -- public entry points ------------------------------------------------------------------
 
+    @coroutine_function
     def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None,
             **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """``await rt.tasks.run(fn, *args, timeout=None, **kwargs)``: run the call in a task
@@ -135,16 +136,17 @@ class Tasks:
         (waiting for a free task worker included) raises :class:`TaskTimeout` naming the
         task, which is cancelled (async) or has its task worker replaced (a plain function,
         or a task that ignores the cancellation)."""
-        require_loop("rt.tasks.run(...)", "rt.tasks.run_sync(...)", self.home_loop)
-        return self._run(fn, args, kwargs, timeout)
+        return checked(self._run(fn, args, kwargs, timeout), f"rt.tasks.run({task_name(fn)})",
+                       f"rt.tasks.run_sync({task_name(fn)})", self.home_loop)
 
+    @coroutine_function
     def dispatch(self, fn: Callable[..., Any], *args: Any,
                  **kwargs: Any) -> Coroutine[Any, Any, None]:
         """``await rt.tasks.dispatch(fn, *args, **kwargs)``: fire and forget. Returns at
         once, the task queued for the next free task worker; raises :class:`TaskQueueFull`
         when ``task_queue_size`` tasks already wait (and pickling errors, at once)."""
-        require_loop("rt.tasks.dispatch(...)", "rt.tasks.dispatch_sync(...)", self.home_loop)
-        return self._dispatch(fn, args, kwargs)
+        return checked(self._dispatch(fn, args, kwargs), f"rt.tasks.dispatch({task_name(fn)})",
+                       f"rt.tasks.dispatch_sync({task_name(fn)})", self.home_loop)
 
     def run_sync(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None,
                  **kwargs: Any) -> Any:

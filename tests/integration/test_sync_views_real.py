@@ -53,6 +53,8 @@ def test_sync_views_use_every_sync_entry_point_and_users_never_cross(
     for user, n, body in results:
         assert body["user"] == user == body["asked"], body  # the request's own Profile
         assert body["same"] is True  # one Profile per request, resolved thrice
+        assert body["same_via_async_to_sync"] is True  # Django's idiom works too
+        assert body["factory_used_view_thread"] is True  # a thread-sensitive factory
         assert body["view_in_main_thread"] is False  # the view ran in a thread...
         assert body["factory_in_main_thread"] is True  # ...its async factory on the loop
         assert body["settings_pid"] == body["pid"]  # the worker's own singleton
@@ -73,21 +75,30 @@ def test_sync_views_use_every_sync_entry_point_and_users_never_cross(
             assert tally == {"builds": 1, "dispatched": PER_USER, "overlaps": 0}
 
 
-def test_async_entry_points_without_await_raise_in_a_sync_view(django_sync: Server) -> None:
+def test_async_entry_points_without_await_in_a_sync_view_are_errors(
+        django_sync: Server) -> None:
+    mark = django_sync.log_size()
     errors = httpx.get(django_sync.url + "/misuse-sync", timeout=DEADLINE).json()
     assert errors == {
-        "resolve": "octo.resolve(Profile) is async: use await octo.resolve(Profile) in async "
-                   "code, or octo.resolve_sync(Profile) in sync code (a sync view, a thread)",
-        "remember": "cache.remember('k', ...) is async: use await cache.remember('k', ...) in "
-                    "async code, or cache.remember_sync('k', ...) in sync code (a sync view, "
-                    "a thread)",
-        "run": "rt.tasks.run(...) is async: use await rt.tasks.run(...) in async code, or "
-               "rt.tasks.run_sync(...) in sync code (a sync view, a thread)",
-        "dispatch": "rt.tasks.dispatch(...) is async: use await rt.tasks.dispatch(...) in "
-                    "async code, or rt.tasks.dispatch_sync(...) in sync code (a sync view, a "
-                    "thread)",
+        "resolve": "NotAwaited: octo.resolve(Profile) is async and was not awaited, so this "
+                   "is a coroutine, not its result: use octo.resolve_sync(Profile) in sync "
+                   "code (a sync view, a thread), or await octo.resolve(Profile) in async "
+                   "code",
+        "remember": "NotAwaited: cache.remember('k', ...) is async and was not awaited, so "
+                    "this is a coroutine, not its result: use cache.remember_sync('k', ...) "
+                    "in sync code (a sync view, a thread), or await cache.remember('k', ...) "
+                    "in async code",
+        "run": "NotAwaited: rt.tasks.run(apps.django_sync.tasks.square) is async and was not "
+               "awaited, so this is a coroutine, not its result: use "
+               "rt.tasks.run_sync(apps.django_sync.tasks.square) in sync code (a sync view, "
+               "a thread), or await rt.tasks.run(apps.django_sync.tasks.square) in async "
+               "code",
     }
-    assert "was never awaited" not in django_sync.log()
+    log = django_sync.wait_for_log("was called without await", since=mark)
+    assert ("rt.tasks.dispatch(apps.django_sync.tasks.note) was called without await in sync "
+            "code, so it never ran: use rt.tasks.dispatch_sync(apps.django_sync.tasks.note) "
+            "there") in log
+    assert "was never awaited" not in django_sync.log()  # octo's message, not Python's
 
 
 def test_sync_entry_points_in_an_async_view_raise_instead_of_deadlocking(

@@ -141,27 +141,87 @@ def test_a_factory_error_reaches_the_thread(run: Any) -> None:
 
 # -- misuse: async entry points without await, sync ones on the loop -----------------------
 
-def test_async_entry_points_called_from_sync_code_raise_at_once(run: Any) -> None:
+def test_async_entry_points_used_without_await_in_sync_code_raise(run: Any) -> None:
     rt = make_runtime()
 
     def view() -> list[str]:
         errors = []
-        for call in (lambda: octo.resolve(User),
-                     lambda: rt.cache.remember("k", 10, lambda: 1),
-                     lambda: rt.tasks.run(pow, 2, 3),
-                     lambda: rt.tasks.dispatch(pow, 2, 3)):
-            with pytest.raises(RuntimeError) as info:
+        for call in (lambda: octo.resolve(User).name,
+                     lambda: rt.cache.remember("k", 10, lambda: 1).upper(),
+                     lambda: rt.tasks.run(pow, 2, 3).bit_length()):
+            with pytest.raises(octo.NotAwaited) as info:
                 call()
             errors.append(str(info.value))
         return errors
 
     errors = run(in_request(rt, "alice", lambda: in_thread(view)))
-    assert errors[0] == ("octo.resolve(User) is async: use await octo.resolve(User) in async "
-                         "code, or octo.resolve_sync(User) in sync code (a sync view, a "
-                         "thread)")
-    assert "cache.remember_sync('k', ...) in sync code" in errors[1]
-    assert "rt.tasks.run_sync(...) in sync code" in errors[2]
-    assert "rt.tasks.dispatch_sync(...) in sync code" in errors[3]
+    assert errors[0] == ("octo.resolve(User) is async and was not awaited, so this is a "
+                         "coroutine, not its result: use octo.resolve_sync(User) in sync code "
+                         "(a sync view, a thread), or await octo.resolve(User) in async code")
+    assert "use cache.remember_sync('k', ...) in sync code" in errors[1]
+    assert "use rt.tasks.run_sync(builtins.pow) in sync code" in errors[2]
+
+
+def test_an_async_entry_point_dropped_unawaited_in_sync_code_logs_that_it_never_ran(
+        run: Any, caplog: pytest.LogCaptureFixture) -> None:
+    rt = make_runtime()
+
+    def view() -> None:
+        rt.tasks.dispatch(pow, 2, 3)  # no await: nothing is dispatched
+
+    with caplog.at_level("ERROR", logger="octo.error"):
+        run(in_request(rt, "alice", lambda: in_thread(view)))
+    assert ("rt.tasks.dispatch(builtins.pow) was called without await in sync code, so it "
+            "never ran: use rt.tasks.dispatch_sync(builtins.pow) there") in caplog.text
+
+
+def test_async_to_sync_of_the_async_entry_points_works(run: Any) -> None:
+    """Django's idiom: async_to_sync makes the coroutine in the sync thread and awaits it
+    on the loop; no warning about unmarked callables either."""
+    import warnings
+
+    from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
+
+    rt = make_runtime()
+
+    def view() -> tuple[str, int]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            user = async_to_sync(octo.resolve)(User)
+            return user.name, async_to_sync(rt.tasks.run)(pow, 2, 5)
+
+    async def request() -> tuple[str, int]:
+        async with ThreadSensitiveContext():
+            return await sync_to_async(view, thread_sensitive=True)()
+
+    assert run(in_request(rt, "alice", request)) == ("alice", 32)
+
+
+def test_resolve_sync_in_a_sync_to_async_thread_lets_factories_use_that_thread(
+        run: Any) -> None:
+    """A factory that makes a Django ORM query with sync_to_async(thread_sensitive=True)
+    needs the very thread that waits in resolve_sync: it gets it, no deadlock."""
+    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+    class Row:
+        def __init__(self, thread: int) -> None:
+            self.thread = thread
+
+    async def query_row() -> Row:
+        return Row(await sync_to_async(threading.get_ident, thread_sensitive=True)())
+
+    rt = make_runtime()
+    rt.container.scoped(Row, query_row)
+
+    def view() -> tuple[int, int]:
+        return octo.resolve_sync(Row).thread, threading.get_ident()
+
+    async def request() -> tuple[int, int]:
+        async with ThreadSensitiveContext():
+            return await sync_to_async(view, thread_sensitive=True)()
+
+    queried_in, view_thread = run(in_request(rt, "alice", request))
+    assert queried_in == view_thread
 
 
 def test_sync_entry_points_on_the_loops_thread_raise_instead_of_deadlocking(run: Any) -> None:

@@ -38,5 +38,20 @@ async def current_profile() -> Profile:
     return Profile(query["user"][0], threading.current_thread() is threading.main_thread())
 
 
+class ViewThread:
+    """Built by a factory that asks, as a Django ORM query would, for the request's
+    thread-sensitive sync thread: the very thread a sync view waits in."""
+
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+
+
+async def view_thread() -> ViewThread:
+    from asgiref.sync import sync_to_async
+
+    return ViewThread(await sync_to_async(threading.get_ident, thread_sensitive=True)())
+
+
 rt.container.singleton(AppSettings)
 rt.container.scoped(Profile, current_profile)
+rt.container.scoped(ViewThread, view_thread)

@@ -8,11 +8,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 import octo
-from apps.django_sync.runtime import AppSettings, Profile, counts, rt
+from apps.django_sync.runtime import AppSettings, Profile, ViewThread, counts, rt
 from apps.django_sync.tasks import note, square
 
 
@@ -35,6 +36,8 @@ def whoami(request: HttpRequest) -> JsonResponse:
     rt.tasks.dispatch_sync(note, user)
     return JsonResponse({
         "user": profile.user, "asked": user, "same": profile is octo.resolve_sync(Profile),
+        "same_via_async_to_sync": async_to_sync(octo.resolve)(Profile) is profile,
+        "factory_used_view_thread": octo.resolve_sync(ViewThread).ident == threading.get_ident(),
         "view_in_main_thread": threading.current_thread() is threading.main_thread(),
         "factory_in_main_thread": profile.built_in_main_thread,
         "settings_pid": settings.pid, "pid": os.getpid(), "greeting": greeting,
@@ -47,20 +50,20 @@ def _errors(calls: dict[str, Callable[[], Any]]) -> dict[str, str]:
     for name, call in calls.items():
         try:
             call()
-        except RuntimeError as exc:
-            out[name] = str(exc)
+        except (RuntimeError, octo.NotAwaited) as exc:
+            out[name] = f"{type(exc).__name__}: {exc}"
         else:
             out[name] = "no error"
     return out
 
 
 def misuse_sync(request: HttpRequest) -> JsonResponse:
-    """Async entry points called without await from a sync view."""
+    """Async entry points called without await from a sync view, their results used."""
+    rt.tasks.dispatch(note, "nobody")  # dropped unawaited: logged, nothing dispatched
     return JsonResponse(_errors({
-        "resolve": lambda: octo.resolve(Profile),
-        "remember": lambda: rt.cache.remember("k", 10, lambda: 1),
-        "run": lambda: rt.tasks.run(square, 2),
-        "dispatch": lambda: rt.tasks.dispatch(note, "nobody"),
+        "resolve": lambda: octo.resolve(Profile).user,
+        "remember": lambda: rt.cache.remember("k", 10, lambda: 1).bit_length(),
+        "run": lambda: rt.tasks.run(square, 2).count(4),
     }))
 
 
