@@ -292,12 +292,6 @@ def load_configured_app(cfg: Config) -> Any:
     return load_app(cfg.app, cfg.app_dir, cfg.factory)
 
 
-def load_runtime(cfg: Config) -> Any:
-    """For task workers: the octo.Octo runtime behind the app, or None for a plain app."""
-    app = load_configured_app(cfg)
-    return getattr(app, "runtime", None)
-
-
 def wrap_asgi2(app: Any) -> ASGIApp:
     """Accept ASGI 2 (double-callable) apps by detecting a class-style app."""
     if isinstance(app, type):
