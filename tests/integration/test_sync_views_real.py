@@ -94,7 +94,7 @@ def test_async_entry_points_without_await_in_a_sync_view_are_errors(
                "a thread), or await rt.tasks.run(apps.django_sync.tasks.square) in async "
                "code",
     }
-    log = django_sync.wait_for_log("was called without await", since=mark)
+    log = django_sync.wait_for_log("was called without await", DEADLINE, since=mark)
     assert ("rt.tasks.dispatch(apps.django_sync.tasks.note) was called without await in sync "
             "code, so it never ran: use rt.tasks.dispatch_sync(apps.django_sync.tasks.note) "
             "there") in log

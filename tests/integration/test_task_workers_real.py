@@ -101,7 +101,7 @@ def test_dispatch_returns_at_once_while_the_task_workers_are_busy(markers: Marke
         assert full.status_code == 503
         assert "cannot dispatch apps.task_queue_app.record" in full.text
         assert "octo.Octo(task_queue_size=3)" in full.text
-        log = srv.wait_for_log("task queue full")
+        log = srv.wait_for_log("task queue full", DEADLINE)
         assert "octo.Octo(task_queue_size=3)" in log
         markers.release("busy")
         for i in range(3):
@@ -123,7 +123,7 @@ def test_a_task_worker_killed_mid_task_and_mid_queue_loses_only_its_task(
         pids = {markers.wait(f"k{i}.ran") for i in range(2)}
         assert victim not in pids
         assert not markers.exists("busy.finished")
-        srv.wait_for_log("died unexpectedly")
+        srv.wait_for_log("died unexpectedly", DEADLINE)
 
 
 # -- (b) TaskTimeout -----------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_a_plain_function_past_its_timeout_gets_its_task_worker_replaced(
                                      f"{fn} did not finish within 1.0s"), reply.text
         pid = markers.wait("slow.started")
         wait_for(lambda: not alive(pid), f"task worker {pid} to be killed")
-        log = srv.wait_for_log("passed its timeout (timeout=1.0s)")
+        log = srv.wait_for_log("passed its timeout (timeout=1.0s)", DEADLINE)
         assert "cannot be interrupted" in log
         # The replacement serves; the task that timed out never finished.
         after = get(srv, "/run?fn=record&tag=after")
@@ -166,7 +166,7 @@ def test_an_async_task_ignoring_its_cancellation_gets_its_worker_replaced(
         assert reply.text.startswith("TaskTimeout: "), reply.text
         pid = markers.wait("rude.ignored")  # it was cancelled, and went on
         wait_for(lambda: not alive(pid), f"task worker {pid} to be killed")
-        assert "was cancelled and did not stop" in srv.wait_for_log("passed its timeout")
+        assert "was cancelled and did not stop" in srv.wait_for_log("passed its timeout", DEADLINE)
         after = get(srv, "/run?fn=record&tag=after")
         assert after.text.startswith("ok ") and int(after.text.split()[1]) != pid
         assert not markers.exists("rude.finished")
@@ -241,7 +241,7 @@ def test_a_graceful_stop_lets_queued_tasks_reach_the_task_workers(markers: Marke
         for i in range(2):
             assert get(srv, f"/dispatch?fn=record&tag=s{i}").status_code == 200
         srv.process.send_signal(signal.SIGTERM)
-        srv.wait_for_log("2 dispatched task(s) still queued")
+        srv.wait_for_log("2 dispatched task(s) still queued", DEADLINE)
         markers.release("busy")
         assert srv.process.wait(DEADLINE) == 0, srv.log()
         for i in range(2):
