@@ -281,6 +281,8 @@ def load_configured_app(cfg: Config) -> Any:
     """Import the app after telling the runtime (octo.Octo, created at import time) its
     settings through the environment."""
     os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
+    # How long a stopping worker's runtime gives its queued dispatched tasks.
+    os.environ["OCTO_GRACEFUL_TIMEOUT"] = str(cfg.graceful_timeout)
     if cfg.detect_leaks:
         os.environ["OCTO_DETECT_LEAKS"] = "1"
     if cfg.gc_threshold:
@@ -288,12 +290,6 @@ def load_configured_app(cfg: Config) -> Any:
     if cfg.redis_url:
         os.environ["OCTO_REDIS_URL"] = cfg.redis_url
     return load_app(cfg.app, cfg.app_dir, cfg.factory)
-
-
-def load_runtime(cfg: Config) -> Any:
-    """For task workers: the octo.Octo runtime behind the app, or None for a plain app."""
-    app = load_configured_app(cfg)
-    return getattr(app, "runtime", None)
 
 
 def wrap_asgi2(app: Any) -> ASGIApp:

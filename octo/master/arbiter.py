@@ -116,6 +116,7 @@ class Arbiter:
                 if self.stopping:
                     if not self.workers:
                         break
+                    self._stop_task_workers_without_callers()
                     self._enforce_stop_deadline()
                 else:
                     self.maintain()
@@ -226,9 +227,22 @@ class Arbiter:
         self.stop_deadline = time.monotonic() + grace + 1.0
         error_log.info("%s stop: %d worker(s)", "graceful" if graceful else "fast",
                        len(self.workers))
-        for pid in list(self.workers):
+        for pid, info in list(self.workers.items()):
+            if graceful and info.role == "task":
+                continue  # after the HTTP workers: see _stop_task_workers_without_callers
             self._signal(pid, signal.SIGTERM if graceful else signal.SIGQUIT)
-            self.workers[pid].stopping = True
+            info.stopping = True
+
+    def _stop_task_workers_without_callers(self) -> None:
+        """A graceful stop stops the task workers once the HTTP workers have exited: the
+        requests they finish may still run tasks, and the tasks they queued are still being
+        handed over (all within the same stop deadline)."""
+        if any(info.role != "task" for info in self.workers.values()):
+            return
+        for pid, info in self.workers.items():
+            if not info.stopping:
+                self._signal(pid, signal.SIGTERM)
+                info.stopping = True
 
     def scale(self, count: int) -> None:
         error_log.info("scaling from %d to %d worker(s)", self.target, count)
@@ -271,7 +285,7 @@ class Arbiter:
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
             writer = SlotWriter(self.slots, index, os.getpid(), time.time())
             if role == "task":
-                from octo.runtime.tasks import TaskWorker
+                from octo.taskworker import TaskWorker
 
                 os.environ["OCTO_ROLE"] = "task"
                 for sock in self.sockets:
@@ -331,7 +345,10 @@ class Arbiter:
             error_log.warning("%d crashes in 10 s: next worker in %.1f s", len(recent), delay)
 
     def _boot_failed(self, info: WorkerInfo, code: int) -> None:
-        if self.ever_ready and any(not w.stopping and w.ready for w in self.workers.values()):
+        # Only workers of its own role can stand in for it: task workers whose lifespan
+        # fails while the HTTP workers serve is a server that cannot run its tasks.
+        if self.ever_ready and any(not w.stopping and w.ready and w.role == info.role
+                                   for w in self.workers.values()):
             # A reload with broken code: keep the old workers serving.
             error_log.error("new worker %d failed to boot (%s); reload abandoned, the running "
                             "workers keep serving", info.pid, describe_exit(code))

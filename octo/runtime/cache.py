@@ -25,18 +25,20 @@ import pickle
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from octo.logs import error_log
 from octo.runtime import rundir
+from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread
 from octo.runtime.table import Bytes, Float, Table, TableFull, ValueTooLarge
 
 T = TypeVar("T")
 FOREVER = 0.0
 TAG_SIZE = 16  # bytes of MAC kept in front of each pickled value
 _EXPIRES = struct.Struct("<d")
+_MISSING: Any = object()
 
 
 class LockTimeout(TimeoutError):
@@ -174,24 +176,63 @@ class Cache:
         with self.table.locked():
             return self.table.delete_unlocked(key)
 
-    async def remember(self, key: str, ttl: float | None,
-                       factory: Callable[[], T | Awaitable[T]], *,
-                       lock_timeout: float = 10.0) -> T:
+    @coroutine_function
+    def remember(self, key: str, ttl: float | None,
+                 factory: Callable[[], T | Awaitable[T]], *,
+                 lock_timeout: float = 10.0) -> Coroutine[Any, Any, T]:
         """The cached value, or *factory*'s result stored for *ttl*: computed by one caller
-        across all workers while the others wait for it."""
-        missing = object()
-        value = self.get(key, missing)
-        if value is not missing:
-            return value  # type: ignore[no-any-return]
-        lock = Lock(self.locks, f"remember:{key}", ttl=max(lock_timeout, 1.0))
-        async with lock.block(lock_timeout):
-            value = self.get(key, missing)
-            if value is missing:
+        across all workers while the others wait for it (``await cache.remember(...)``;
+        sync code calls :meth:`remember_sync`)."""
+        home = self.runtime.tasks.home_loop if self.runtime is not None else None
+        return checked(self._remember(key, ttl, factory, lock_timeout),
+                       f"cache.remember({key!r}, ...)", f"cache.remember_sync({key!r}, ...)",
+                       home)
+
+    async def _remember(self, key: str, ttl: float | None,
+                        factory: Callable[[], T | Awaitable[T]], lock_timeout: float) -> T:
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return cast(T, value)
+        async with self._regenerating(key, lock_timeout):
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
                 value = factory()
                 if inspect.isawaitable(value):
                     value = await value
                 self.set(key, value, ttl)
         return cast(T, value)
+
+    def remember_sync(self, key: str, ttl: float | None, factory: Callable[[], T], *,
+                      lock_timeout: float = 10.0) -> T:
+        """:meth:`remember` for sync code (a sync view, a thread): *factory* is a plain
+        function and runs in the calling thread (so a Django ORM query works there), under
+        the same cross-worker lock as ``remember``'s."""
+        refuse_loop_thread(f"cache.remember_sync({key!r}, ...)",
+                           f"await cache.remember({key!r}, ...)")
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return cast(T, value)
+        with self._regenerating(key, lock_timeout):
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                value = factory()
+                if inspect.isawaitable(value):
+                    _discard(value)
+                    raise TypeError(f"cache.remember_sync({key!r}): the factory returned an "
+                                    "awaitable; await cache.remember(...) takes async "
+                                    "factories")
+                self.set(key, value, ttl)
+        return cast(T, value)
+
+    def _regenerating(self, key: str, lock_timeout: float) -> Block:
+        lock = Lock(self.locks, f"remember:{key}", ttl=max(lock_timeout, 1.0))
+        return lock.block(lock_timeout)
+
+
+def _discard(awaitable: Any) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()  # a coroutine that will never run: no "never awaited" warning on top
 
 
 class Lock:
@@ -225,15 +266,47 @@ class Lock:
                 return False
             return self.table.delete_unlocked(self.name)
 
-    @asynccontextmanager
-    async def block(self, seconds: float, poll: float = 0.005) -> AsyncIterator[Lock]:
-        """``async with lock.block(5):`` waits up to *seconds* for the lock."""
-        deadline = time.monotonic() + seconds
-        while not self.acquire():
+    def block(self, seconds: float, poll: float = 0.005) -> Block:
+        """Wait up to *seconds* for the lock, then hold it for the block:
+        ``async with lock.block(5):`` in async code, ``with lock.block(5):`` in sync code
+        (a sync view, a thread). Raises :class:`LockTimeout` when not acquired in time."""
+        return Block(self, seconds, poll)
+
+
+class Block:
+    """What ``Lock.block`` returns: an async and a sync context manager."""
+
+    def __init__(self, lock: Lock, seconds: float, poll: float) -> None:
+        self.lock = lock
+        self.seconds = seconds
+        self.poll = poll
+
+    def _timeout(self) -> LockTimeout:
+        return LockTimeout(f"lock {self.lock.name!r} not acquired within {self.seconds}s")
+
+    async def __aenter__(self) -> Lock:
+        deadline = time.monotonic() + self.seconds
+        while not self.lock.acquire():
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"lock {self.name!r} not acquired within {seconds}s")
-            await asyncio.sleep(poll)
-        try:
-            yield self
-        finally:
-            self.release()
+                raise self._timeout()
+            await asyncio.sleep(self.poll)
+        return self.lock
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> Lock:
+        name = self.lock.name
+        refuse_loop_thread(f"with lock.block() (lock {name!r})",
+                           f"async with lock.block() (lock {name!r})")
+        deadline = time.monotonic() + self.seconds
+        while not self.lock.acquire():
+            if time.monotonic() >= deadline:
+                raise self._timeout()
+            time.sleep(self.poll)
+        return self.lock
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.lock.release()
