@@ -24,6 +24,7 @@ import psutil
 import pytest
 from server import ROOT, Server, run_server
 
+from octo.master.control import NoAnswer, NotRunning
 from octo.master.control import request as control_request
 
 APP = '''
@@ -86,7 +87,12 @@ def status(ctl: Path) -> dict[str, Any]:
 
 
 def ready(ctl: Path, role: str = "http") -> list[dict[str, Any]]:
-    return [w for w in status(ctl)["workers"] if w["state"] == "ready" and w["role"] == role]
+    """The ready workers of *role*; none while the control socket is not up yet."""
+    try:
+        workers = status(ctl)["workers"]
+    except (NotRunning, NoAnswer, ConnectionRefusedError):
+        return []
+    return [w for w in workers if w["state"] == "ready" and w["role"] == role]
 
 
 def octo(*args: str, cwd: Path | str = ROOT, env: Mapping[str, str] | None = None,
@@ -207,9 +213,9 @@ def test_killed_master_stops_workers_that_are_still_booting(appdir: Path) -> Non
     pids: list[int] = []
     try:
         with serving(appdir, expect_clean_exit=False,
-                     ready=lambda s: ctl.exists() and bool(status(ctl)["workers"])) as srv:
-            pids = [w["pid"] for w in status(ctl)["workers"]]
-            srv.wait_for_log("booting", timeout=20)
+                     ready=lambda s: ctl.exists() and "booting" in s.log()) as srv:
+            pids = wait_for(lambda: [w["pid"] for w in status(ctl)["workers"]], 10,
+                            "the booting worker in the status")
             os.kill(srv.pid, signal.SIGKILL)
             wait_for(lambda: all(gone(pid) for pid in pids), 30, f"worker {pids} to exit")
     finally:
@@ -521,9 +527,10 @@ def answers_per_worker(url: str, count: int, keep_alive: bool) -> Counter[str]:
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "new-connections"])
 def test_max_requests_retires_a_worker_after_exactly_that_many(appdir: Path,
                                                                 keep_alive: bool) -> None:
-    with serving(appdir, "--workers", "2", "--max-requests", "50",
-                 "--max-requests-jitter", "0") as srv:
-        wait_for(lambda: len(ready(appdir / "octo.ctl")) == 2, 20, "two ready workers")
+    ctl = appdir / "octo.ctl"
+    # Ready by the control socket: a readiness probe over HTTP would count as a request.
+    with serving(appdir, "--workers", "2", "--max-requests", "50", "--max-requests-jitter",
+                 "0", ready=lambda s: ctl.exists() and len(ready(ctl)) == 2) as srv:
         served = answers_per_worker(srv.url, 180, keep_alive)
     assert max(served.values()) <= 50, served
     assert sorted(served.values()).count(50) >= 2, served
@@ -548,9 +555,9 @@ def test_max_requests_under_concurrency_overshoots_by_at_most_the_other_connecti
         except httpx.HTTPError as exc:
             errors.append(exc)
 
-    with serving(appdir, "--workers", "2", "--max-requests", "50",
-                 "--max-requests-jitter", "0") as srv:
-        wait_for(lambda: len(ready(appdir / "octo.ctl")) == 2, 20, "two ready workers")
+    ctl = appdir / "octo.ctl"
+    with serving(appdir, "--workers", "2", "--max-requests", "50", "--max-requests-jitter",
+                 "0", ready=lambda s: ctl.exists() and len(ready(ctl)) == 2) as srv:
         threads = [threading.Thread(target=client, args=(srv.url,)) for _ in range(connections)]
         for thread in threads:
             thread.start()
