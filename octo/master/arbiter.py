@@ -138,6 +138,7 @@ class Arbiter:
                 if self.stopping:
                     if not self.workers:
                         break
+                    self._stop_task_workers_without_callers()
                     self._enforce_stop_deadline()
                 else:
                     self.maintain()
@@ -297,12 +298,25 @@ class Arbiter:
         error_log.info("%s stop: %d worker(s)", "graceful" if graceful else "fast",
                        len(self.workers))
         for pid, info in list(self.workers.items()):
+            if graceful and info.role == "task":
+                continue  # after the HTTP workers: see _stop_task_workers_without_callers
             # A booting worker gets SIGTERM either way: it has no requests to drop, and
             # SIGQUIT's default action (it may not have its handlers yet) dumps core.
             fast = not graceful and info.ready
             self._signal(pid, signal.SIGQUIT if fast else signal.SIGTERM)
             info.stopping = True
         return self.stop_deadline - now + KILL_GRACE
+
+    def _stop_task_workers_without_callers(self) -> None:
+        """A graceful stop stops the task workers once the HTTP workers have exited: the
+        requests they finish may still run tasks, and the tasks they queued are still being
+        handed over (all within the same stop deadline)."""
+        if any(info.role != "task" for info in self.workers.values()):
+            return
+        for pid, info in self.workers.items():
+            if not info.stopping:
+                self._signal(pid, signal.SIGTERM)
+                info.stopping = True
 
     def stop_listening(self) -> None:
         """A stop's first step: close the master's copies of the listening sockets (and
@@ -445,7 +459,10 @@ class Arbiter:
         return 0.0
 
     def _boot_failed(self, info: WorkerInfo, code: int, note: str = "") -> None:
-        if self.ever_ready and any(not w.stopping and w.ready for w in self.workers.values()):
+        # Only workers of its own role can stand in for it: task workers whose lifespan
+        # fails while the HTTP workers serve is a server that cannot run its tasks.
+        if self.ever_ready and any(not w.stopping and w.ready and w.role == info.role
+                                   for w in self.workers.values()):
             why = f"new worker {info.pid} failed to boot ({describe_exit(code)})" + \
                 (f": {note}" if note else "")
             status = self.reload_status
