@@ -360,7 +360,7 @@ class Arbiter:
                 0, max(0, self.config.max_requests_jitter))
         self.slots.set_high(used | {index})
         self.spawn_budget -= 1
-        pid = os.fork()
+        pid = self._fork()
         if pid == 0:
             self._become_worker(index, retire, role)
         info = WorkerInfo(pid, index, self.generation, time.monotonic(), role=role,
@@ -369,6 +369,9 @@ class Arbiter:
         if replaces is not None and replaces in self.workers:
             self.workers[replaces].replaced_by = pid
         return pid
+
+    def _fork(self) -> int:
+        return os.fork()
 
     def _become_worker(self, index: int, retire_after: int, role: str) -> None:
         """In the child: never returns."""

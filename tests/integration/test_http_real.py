@@ -190,8 +190,9 @@ def test_client_leaving_during_pathsend_is_not_an_app_error(tmp_path: Path) -> N
     assert "Exception in ASGI application" not in log and "Traceback" not in log, log
 
 
-def test_sigterm_lets_slow_requests_finish_then_exits_zero() -> None:
-    with run_server(APP, *APP_DIR, expect_clean_exit=False) as server:
+def test_sigterm_lets_slow_requests_finish_then_exits_zero(tmp_path: Path) -> None:
+    ctl = str(tmp_path / "octo.ctl")
+    with run_server(APP, *APP_DIR, "--control", ctl, expect_clean_exit=False) as server:
         results: list[httpx.Response] = []
 
         def slow() -> None:
@@ -200,7 +201,13 @@ def test_sigterm_lets_slow_requests_finish_then_exits_zero() -> None:
         threads = [threading.Thread(target=slow) for _ in range(3)]
         for thread in threads:
             thread.start()
-        time.sleep(0.3)
+        # In flight before the stop (a stop refuses new connections at once).
+        from octo.master.control import request
+
+        deadline = time.monotonic() + 10
+        while sum(w["in_flight"] for w in request(ctl, {"cmd": "status"})["workers"]) < 3:
+            assert time.monotonic() < deadline, "the slow requests never arrived"
+            time.sleep(0.01)
         server.process.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(10)
