@@ -651,6 +651,11 @@ class Arbiter:
                 "stopping": self.stopping, "reload": reload, "workers": rows}
 
     def _cleanup(self) -> None:
+        # Done supervising: a late signal (a SIGINT storm outlasting the stop) must not
+        # kill the exiting master and turn its exit status into "killed by SIGINT".
+        for sig in HANDLED:
+            if sig != signal.SIGCHLD:
+                signal.signal(sig, signal.SIG_IGN)
         if self.task_sock is not None:
             self.task_sock.close()
         if self.directory is not None:
