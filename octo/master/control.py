@@ -216,10 +216,10 @@ class ControlServer:
             reply: dict[str, Any] = {"ok": ok, "generation": waiter.generation, "done": ok}
             if not ok:
                 reply["error"] = message
+            self.waiters.remove(waiter)
             with contextlib.suppress(OSError):
                 waiter.conn.sendall(json.dumps(reply).encode() + b"\n")
             waiter.conn.close()
-            self.waiters.remove(waiter)
 
     def close_inherited(self) -> None:
         """In a forked worker: drop the master's control sockets (a waiting client must see
