@@ -185,7 +185,7 @@ def _check_ip(item: str) -> None:
         raise ConfigError(f"forwarded_allow_ips: bad address {item!r}") from None
 
 
-WORKER_LIMIT = 128  # worker processes per server (the slot table holds twice that)
+WORKER_LIMIT = 1024  # worker processes per server (the slot table holds twice that)
 WORKERS_PER_CPU = 4
 MEMORY_PER_WORKER = 64 * 1024 * 1024  # bytes of memory set aside per worker by the default
 

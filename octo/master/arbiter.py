@@ -284,7 +284,7 @@ class Arbiter:
         nothing; a fast stop after a graceful one hurries it."""
         now = time.monotonic()
         if self.stopping and (graceful or self.fast):
-            return max(0.0, self.stop_deadline - now)
+            return max(0.0, self.stop_deadline - now) + KILL_GRACE
         self.fast = not graceful
         grace = self.config.graceful_timeout if graceful else FAST_GRACE
         deadline = now + grace + 1.0

@@ -40,7 +40,8 @@ GiB = 1024 ** 3
 def test_default_max_workers_is_four_per_cpu_within_memory() -> None:
     assert default_max_workers(cpus=2, memory=24 * GiB) == 8
     assert default_max_workers(cpus=16, memory=GiB // 2) == 8  # 512 MiB / 64 MiB
-    assert default_max_workers(cpus=64, memory=None) == WORKER_LIMIT
+    assert default_max_workers(cpus=64, memory=None) == 256
+    assert default_max_workers(cpus=4096, memory=None) == WORKER_LIMIT
     assert default_max_workers(cpus=4, memory=10 * 1024 * 1024) == 1  # never below one
 
 
@@ -49,8 +50,8 @@ def test_worker_ceiling_and_its_checks() -> None:
     assert Config(workers=6, max_workers=0).worker_ceiling() >= 6  # never below --workers
     with pytest.raises(ConfigError, match="--workers 6 is above --max-workers 5"):
         Config(workers=6, max_workers=5)
-    with pytest.raises(ConfigError, match="above the 128 worker processes"):
-        Config(max_workers=120, task_workers=10)
+    with pytest.raises(ConfigError, match=f"above the {WORKER_LIMIT} worker processes"):
+        Config(max_workers=WORKER_LIMIT - 5, task_workers=10)
     with pytest.raises(ConfigError):
         Config(max_workers=-1)
 
