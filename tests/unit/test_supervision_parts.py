@@ -40,8 +40,8 @@ GiB = 1024 ** 3
 def test_default_max_workers_is_four_per_cpu_within_memory() -> None:
     assert default_max_workers(cpus=2, memory=24 * GiB) == 8
     assert default_max_workers(cpus=16, memory=GiB // 2) == 8  # 512 MiB / 64 MiB
-    assert default_max_workers(cpus=64, memory=None) == 256
-    assert default_max_workers(cpus=4096, memory=None) == WORKER_LIMIT
+    assert default_max_workers(cpus=64, memory=1 << 50) == 256
+    assert default_max_workers(cpus=4096, memory=1 << 50) == WORKER_LIMIT
     assert default_max_workers(cpus=4, memory=10 * 1024 * 1024) == 1  # never below one
 
 
