@@ -149,11 +149,13 @@ class FakeMaster:
     def status(self) -> dict[str, Any]:
         return {"master": 1, "target": 1, "generation": 0, "stopping": False, "workers": []}
 
-    def reload(self) -> None:
+    def reload(self) -> int:
         self.calls.append("reload")
+        return 1
 
-    def stop(self, graceful: bool) -> None:
+    def stop(self, graceful: bool) -> float:
         self.calls.append(("stop", graceful))
+        return 3.0
 
     def scale(self, count: int) -> None:
         self.calls.append(("scale", count))
@@ -164,8 +166,8 @@ def test_control_dispatch() -> None:
     server = ControlServer.__new__(ControlServer)
     server.target = master
     assert server.dispatch({"cmd": "status"})["ok"]
-    assert server.dispatch({"cmd": "reload"}) == {"ok": True}
-    assert server.dispatch({"cmd": "stop", "fast": True}) == {"ok": True}
+    assert server.dispatch({"cmd": "reload"}) == {"ok": True, "generation": 1}
+    assert server.dispatch({"cmd": "stop", "fast": True}) == {"ok": True, "deadline": 3.0}
     assert server.dispatch({"cmd": "scale", "workers": 3}) == {"ok": True}
     assert not server.dispatch({"cmd": "scale", "workers": 0})["ok"]
     assert "unknown command" in server.dispatch({"cmd": "dance"})["error"]
