@@ -4,21 +4,42 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Serving needs only octo's own dependencies (and the example's framework), not the test
+# and lint toolchain: `make serve` on a fresh machine installs just that.
+SERVE_STAMP := $(VENV)/.installed-serve
+EXAMPLES_STAMP := $(VENV)/.installed-examples
 PORT ?= 8000
 
-.PHONY: serve test test-fast lint typecheck check bench bench-quick autobahn clean
+.PHONY: serve serve-starlette serve-django test test-fast lint typecheck check bench \
+	bench-quick bench-instructions autobahn dist-check clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-serve: $(STAMP)  ## serve examples/hello on http://127.0.0.1:$(PORT)
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(SERVE_STAMP) $(EXAMPLES_STAMP)
+
+$(SERVE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(SERVE_STAMP)
+
+$(EXAMPLES_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	touch $(EXAMPLES_STAMP) $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)  ## serve examples/hello on http://127.0.0.1:$(PORT)
 	$(BIN)/octo serve examples.hello.app:app --port $(PORT)
 
-test: $(STAMP)  ## the whole suite: unit, corpus and integration tests
-	bash scripts/run-tests $(BIN)/python
+serve-starlette: $(EXAMPLES_STAMP)  ## serve examples/starlette_app on port $(PORT)
+	$(BIN)/octo serve examples.starlette_app.app:app --port $(PORT)
+
+serve-django: $(EXAMPLES_STAMP)  ## migrate, add the demo users, serve the Django example
+	$(BIN)/python -m examples.django_project --port $(PORT)
+
+test: $(STAMP)  ## the whole suite: unit, corpus and integration tests; the 15 slowest listed
+	bash scripts/run-tests $(BIN)/python --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
@@ -37,6 +58,9 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
 
+bench-instructions: $(STAMP)  ## instructions/request under callgrind beside req/s (~15 min)
+	$(BIN)/python benchmarks/callgrind.py
+
 AUTOBAHN_PORT ?= 9001
 
 WS ?= auto
@@ -48,6 +72,9 @@ autobahn: $(STAMP)  ## Autobahn|Testsuite against octo --ws $(WS) (QUICK=1 skips
 	trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT; \
 	bash scripts/autobahn.sh $(if $(QUICK),--quick) --agent octo-$(WS) \
 	    --outdir .autobahn/reports/octo-$(WS) $(AUTOBAHN_ARGS) ws://127.0.0.1:$(AUTOBAHN_PORT)/
+
+dist-check: $(STAMP)  ## build sdist + wheel, install each in a clean venv, run octo --version
+	bash scripts/check-dist $(BIN)/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

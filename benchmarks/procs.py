@@ -72,8 +72,10 @@ def free_port(host: str) -> int:
 
 
 @contextlib.contextmanager
-def running(launch: Launch, host: str, port: int) -> Iterator[Running]:
-    """Run the server for the block; its process tree is stopped however the block ends."""
+def running(launch: Launch, host: str, port: int, *, ready_timeout: float = READY_TIMEOUT,
+            stop_timeout: float = STOP_TIMEOUT) -> Iterator[Running]:
+    """Run the server for the block; its process tree is stopped however the block ends.
+    (A server under valgrind needs far longer than the defaults to start and to stop.)"""
     argv = launch.argv if launch.cpu is None else ["taskset", "-c", str(launch.cpu),
                                                    *launch.argv]
     with launch.log.open("wb") as log:
@@ -82,10 +84,10 @@ def running(launch: Launch, host: str, port: int) -> Iterator[Running]:
                                 start_new_session=True)
     server = Running(proc, host, port, launch.log)
     try:
-        wait_ready(server)
+        wait_ready(server, ready_timeout)
         yield server
     finally:
-        stop_tree(proc)
+        stop_tree(proc, stop_timeout)
 
 
 def wait_ready(server: Running, timeout: float = READY_TIMEOUT) -> None:
@@ -111,10 +113,11 @@ class Probe:
     contains: bytes
 
 
-def check_response(server: Running, probe: Probe) -> dict[str, str]:
+def check_response(server: Running, probe: Probe,
+                   timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
     """Send the probe; raise ServerError unless the answer is as expected, else return its
     headers (lower-case names)."""
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=PROBE_TIMEOUT)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     what = f"pre-flight {probe.method} {probe.path}"
     try:
         conn.request(probe.method, probe.path, body=probe.body or None,
@@ -188,14 +191,14 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def stop_tree(proc: subprocess.Popen[bytes]) -> None:
+def stop_tree(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM the server (it stops its own workers); SIGKILL what is left of its process tree
-    after STOP_TIMEOUT."""
+    after *timeout* seconds."""
     processes = tree(proc.pid)
     with contextlib.suppress(psutil.NoSuchProcess):
         if processes:
             processes[0].terminate()
-    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT)
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
     for leftover in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             leftover.kill()

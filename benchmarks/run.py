@@ -96,8 +96,10 @@ def setup_flags(generator: str) -> list[str]:
     return ["--wrk-optional"] if generator == AUTO else ["--no-wrk"]
 
 
-def bootstrap(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    """Run setup.sh, then re-execute inside benchmarks/.venv; returns only once inside it."""
+def bootstrap(args: argparse.Namespace, argv: Sequence[str],
+              script: Path = Path(__file__)) -> None:
+    """Run setup.sh, then re-execute *script* inside benchmarks/.venv (or $BENCH_VENV);
+    returns only once inside it. *args* needs skip_setup, load_generator and octo_rev."""
     if args.skip_setup or os.environ.get(SETUP_DONE_ENV) == "1":
         return
     setup = ["bash", str(BENCH_DIR / "setup.sh"), *setup_flags(args.load_generator)]
@@ -109,7 +111,7 @@ def bootstrap(args: argparse.Namespace, argv: Sequence[str]) -> None:
               file=sys.stderr)
         sys.exit(status)
     os.environ[SETUP_DONE_ENV] = "1"
-    os.execv(VENV_PYTHON, [str(VENV_PYTHON), str(Path(__file__).resolve()), *argv])
+    os.execv(VENV_PYTHON, [str(VENV_PYTHON), str(script.resolve()), *argv])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,10 +149,12 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=200_000)
     args = parser.parse_args()
     ops = args.ops
-    with tempfile.TemporaryDirectory() as tmp:
-        import octo.runtime.shmfiles as shmfiles
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) \
+            as tmp:
+        from octo.runtime import rundir
 
-        shmfiles.SHM_DIR = tmp
+        # Tables as a server's workers get them: files in a private runtime directory.
+        rundir.serve_from(rundir.RuntimeDir.create(os.path.join(tmp, "run")), "bench")
         bare = bare_loop(os.path.join(tmp, "bare"))
         tops = table_ops("bench")
         rows = [("bare mmap+fcntl incr", best_rate(bare, ops), in_processes(bare, ops, 2))]

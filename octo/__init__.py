@@ -10,7 +10,8 @@ from octo._version import __version__
 if TYPE_CHECKING:
     from octo.config import Config, ConfigError
     from octo.http.cycle import ClientDisconnected
-    from octo.runtime.app import Octo, resolve
+    from octo.runtime.app import Octo, resolve, resolve_sync
+    from octo.runtime.bridge import NotAwaited
     from octo.runtime.cache import Cache, Lock, LockTimeout
     from octo.runtime.concurrent import TaskTimeout, concurrently
     from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
         TableFull,
         ValueTooLarge,
     )
-    from octo.runtime.tasks import TaskFailed, TaskWorkerLost
+    from octo.runtime.tasks import TaskFailed, TaskQueueFull, TaskWorkerLost
 
 # The public names and the modules defining them. They are imported on first use, not with
 # the package: every octo process imports ``octo``, and a worker serving a plain ASGI app
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Config", "ConfigError"], "octo.config"),
     "ClientDisconnected": "octo.http.cycle",
-    **dict.fromkeys(["Octo", "resolve"], "octo.runtime.app"),
+    **dict.fromkeys(["Octo", "resolve", "resolve_sync"], "octo.runtime.app"),
+    "NotAwaited": "octo.runtime.bridge",
     **dict.fromkeys(["Cache", "Lock", "LockTimeout"], "octo.runtime.cache"),
     **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
@@ -57,7 +59,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Operation", "current_operation"], "octo.runtime.sandbox"),
     **dict.fromkeys(["Bytes", "Float", "Int", "Str", "Table", "TableError", "TableFull",
                      "ValueTooLarge"], "octo.runtime.table"),
-    **dict.fromkeys(["TaskFailed", "TaskWorkerLost"], "octo.runtime.tasks"),
+    **dict.fromkeys(["TaskFailed", "TaskQueueFull", "TaskWorkerLost"], "octo.runtime.tasks"),
 }
 
 
@@ -88,6 +90,7 @@ __all__ = [
     "Lifetime",
     "Lock",
     "LockTimeout",
+    "NotAwaited",
     "Octo",
     "Operation",
     "OperationTerminated",
@@ -100,6 +103,7 @@ __all__ = [
     "TableError",
     "TableFull",
     "TaskFailed",
+    "TaskQueueFull",
     "TaskReceived",
     "TaskTimeout",
     "TaskWorkerLost",
@@ -112,4 +116,5 @@ __all__ = [
     "concurrently",
     "current_operation",
     "resolve",
+    "resolve_sync",
 ]

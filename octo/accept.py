@@ -34,7 +34,7 @@ class BalancedAcceptor:
         self.holds = 0
         self.reading = False
         self.closed = False
-        self.pending: set[asyncio.Task[object]] = set()
+        self.pending: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._watch()
@@ -67,17 +67,46 @@ class BalancedAcceptor:
         except OSError as exc:
             error_log.warning("accept() failed: %s", exc)
             return
-        conn.setblocking(False)
-        if conn.family != socket.AF_UNIX:
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = self.loop.create_task(self._attach(conn))
+        task = attach(self.loop, conn, self.factory, self.ctx)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _attach(self, conn: socket.socket) -> None:
+
+Factory = Callable[[], asyncio.Protocol]
+
+
+def attach(loop: asyncio.AbstractEventLoop, conn: socket.socket, factory: Factory,
+           ctx: ssl.SSLContext | None) -> asyncio.Task[None]:
+    """Hand an accepted connection to a protocol from *factory* (through TLS with *ctx*)."""
+    conn.setblocking(False)
+    if conn.family != socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return loop.create_task(_attach(loop, conn, factory, ctx))
+
+
+async def _attach(loop: asyncio.AbstractEventLoop, conn: socket.socket, factory: Factory,
+                  ctx: ssl.SSLContext | None) -> None:
+    try:
+        await loop.connect_accepted_socket(factory, conn, ssl=ctx)
+    except (OSError, ssl.SSLError) as exc:
+        error_log.debug("connection setup failed: %s", exc)
+        conn.close()
+
+
+def accept_queued(loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Factory,
+                  ctx: ssl.SSLContext | None, limit: int) -> set[asyncio.Task[None]]:
+    """Accept the connections already queued on *sock* (at most *limit*) and attach them:
+    a worker does this just before it closes a listening socket, so connections the kernel
+    queued there are served (with ``connection: close``) rather than reset."""
+    tasks: set[asyncio.Task[None]] = set()
+    for _ in range(limit):
         try:
-            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ctx)
-        except (OSError, ssl.SSLError) as exc:
-            error_log.debug("connection setup failed: %s", exc)
-            conn.close()
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as exc:  # closed meanwhile, or out of descriptors
+            error_log.debug("accept() while closing: %s", exc)
+            break
+        tasks.add(attach(loop, conn, factory, ctx))
+    return tasks

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -72,6 +73,9 @@ def cli() -> None:
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
 @click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
+@click.option("--max-workers", type=int,
+              help="The most workers `octo scale` and SIGTTIN may ask for. [4 per CPU, at "
+                   "most one per 64 MiB of memory]")
 @click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
               help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
                    "none: upgrades are served as plain HTTP. [auto]")
@@ -104,16 +108,16 @@ def cli() -> None:
               help="Collect garbage between requests once RSS grew this many MB. [off]")
 @click.option("--redis-url", help="Redis for one_server ticks, e.g. redis://127.0.0.1:6379/0.")
 @click.option("--pid", help="Write the master's pid to this file.")
-@click.option("--control", help="Control socket path. [next to --pid/--uds, else per port]")
+@click.option("--control", help="Control socket path. [next to --pid/--uds, else per port in "
+                                 "--runtime-dir]")
+@click.option("--runtime-dir",
+              help="Private directory (mode 0700, created if missing) for the tables and "
+                   "sockets. [$XDG_RUNTIME_DIR/octo, else /dev/shm/octo-<uid>]")
 def serve(app: str | None, **options: Any) -> None:
     """Serve the ASGI application APP, given as module:attribute."""
-    cli_values = {k: v for k, v in options.items() if v is not None}
     if app is not None:
-        cli_values["app"] = app
-    try:
-        cfg = config_mod.build(cli_values, directory=Path(cli_values.get("app_dir", ".")))
-    except (config_mod.ConfigError, TypeError) as exc:
-        raise click.UsageError(str(exc)) from None
+        options["app"] = app
+    cfg = settings(options)
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
     setup_logging(cfg.log_level, cfg.access_log, cfg.log_config)
@@ -122,40 +126,79 @@ def serve(app: str | None, **options: Any) -> None:
     sys.exit(serve_main(cfg))
 
 
+def settings(options: dict[str, Any]) -> config_mod.Config:
+    """The server's settings from flags (*options*, None: not given), ``OCTO_*`` and
+    ``[tool.octo]`` of --app-dir's pyproject.toml. ``octo serve`` and the control commands
+    both build them here, so a client finds the control socket where its server put it."""
+    cli_values = {k: v for k, v in options.items() if v is not None}
+    try:
+        return config_mod.build(cli_values, directory=Path(cli_values.get("app_dir", ".")))
+    except (config_mod.ConfigError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _control_options(func: Any) -> Any:
     for option in (
-        click.option("--control", help="Control socket path."),
+        click.option("--runtime-dir",
+                     help="The server's --runtime-dir (its control socket is in it)."),
+        click.option("--control", help="The server's --control socket path."),
         click.option("--pid", help="The server's --pid file (its control socket is next to it)."),
         click.option("--uds", help="The server's --uds path."),
-        click.option("--port", type=int, default=8000, show_default=True,
-                     help="The server's port."),
+        click.option("--port", type=int, help="The server's port. [8000]"),
+        click.option("--app-dir", help="Where the server's pyproject.toml ([tool.octo]) is. "
+                                       "[.]"),
     ):
         func = option(func)
     return func
 
 
-def _ask(message: dict[str, Any], control: str | None, pid: str | None, uds: str | None,
-         port: int) -> dict[str, Any]:
-    from octo.master.control import NotRunning, default_path, request
+def _timeout_option(text: str) -> Callable[[Any], Any]:
+    return click.option("--timeout", "wait_timeout", type=float, help=text)
 
-    path = control or default_path(port, uds, pid)
+
+_WAIT = click.option("--wait/--no-wait", default=True,
+                     help="Return when it has ended, with its outcome as the exit status "
+                          "(for scripts: octo stop && octo serve). [--wait]")
+
+
+def _ask(message: dict[str, Any], where: dict[str, Any],
+         wait_timeout: float | None = None) -> dict[str, Any]:
+    """Send *message* to the control socket of the server these settings describe (found
+    as the server finds it); any failure is one line on stderr and exit status 1."""
+    from octo.master.control import (
+        REPLY_TIMEOUT,
+        NoAnswer,
+        NotRunning,
+        control_address,
+        locate,
+        request,
+    )
+    from octo.runtime.rundir import RuntimeDirError
+
+    address = control_address(settings(where))
+    timeout = REPLY_TIMEOUT if wait_timeout is None else min(REPLY_TIMEOUT, wait_timeout)
     try:
-        reply = request(path, message)
-    except NotRunning as exc:
-        click.echo(f"octo: {exc}", err=True)
-        sys.exit(1)
+        reply = request(locate(address), message, timeout=timeout, wait_timeout=wait_timeout,
+                        address=address)
+    except (NotRunning, NoAnswer, RuntimeDirError) as exc:
+        _fail(str(exc))
     if not reply.get("ok"):
-        click.echo(f"octo: {reply.get('error')}", err=True)
-        sys.exit(1)
+        _fail(str(reply.get("error")))
     return reply
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"octo: {message}", err=True)
+    sys.exit(1)
 
 
 @cli.command()
 @_control_options
+@_timeout_option("Seconds to wait for the answer. [5]")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status(as_json: bool, **where: Any) -> None:
+def status(as_json: bool, wait_timeout: float | None, **where: Any) -> None:
     """Show the running server's workers."""
-    reply = _ask({"cmd": "status"}, **where)
+    reply = _ask({"cmd": "status"}, where, wait_timeout)
     if as_json:
         click.echo(json.dumps(reply, indent=2))
     else:
@@ -164,27 +207,40 @@ def status(as_json: bool, **where: Any) -> None:
 
 @cli.command()
 @_control_options
-def reload(**where: Any) -> None:
-    """Rolling restart of the workers (new code, zero downtime)."""
-    _ask({"cmd": "reload"}, **where)
-    click.echo("reload started")
+@_WAIT
+@_timeout_option("With --wait: seconds to wait for every worker to run the new code, then "
+                 "exit 1 (the reload carries on). [60]")
+def reload(wait: bool, wait_timeout: float | None, **where: Any) -> None:
+    """Rolling restart of the workers (new code, zero downtime). With --wait (the default),
+    exit 0 once every worker runs the new code, 1 with the reason if the reload was
+    abandoned (the new code does not boot; the old workers keep serving)."""
+    reply = _ask({"cmd": "reload", "wait": wait}, where, wait_timeout)
+    if wait:
+        click.echo(f"reloaded: every worker runs generation {reply['generation']}")
+    else:
+        click.echo(f"reload started (generation {reply['generation']})")
 
 
 @cli.command()
 @_control_options
+@_WAIT
+@_timeout_option("With --wait: seconds to wait for the master to exit, then exit 1 (the stop "
+                 "carries on). [the server's --graceful-timeout + 16]")
 @click.option("--fast", is_flag=True, help="Do not wait for in-flight requests.")
-def stop(fast: bool, **where: Any) -> None:
-    """Stop the server (graceful unless --fast)."""
-    _ask({"cmd": "stop", "fast": fast}, **where)
-    click.echo("stopping")
+def stop(fast: bool, wait: bool, wait_timeout: float | None, **where: Any) -> None:
+    """Stop the server (graceful unless --fast). With --wait (the default), return once the
+    master has exited: its port, socket and pid file are free."""
+    _ask({"cmd": "stop", "fast": fast, "wait": wait}, where, wait_timeout)
+    click.echo("stopped" if wait else "stopping")
 
 
 @cli.command()
 @_control_options
+@_timeout_option("Seconds to wait for the answer. [5]")
 @click.argument("workers", type=int)
-def scale(workers: int, **where: Any) -> None:
-    """Set the number of workers."""
-    _ask({"cmd": "scale", "workers": workers}, **where)
+def scale(workers: int, wait_timeout: float | None, **where: Any) -> None:
+    """Set the number of workers (at most the server's --max-workers)."""
+    _ask({"cmd": "scale", "workers": workers}, where, wait_timeout)
     click.echo(f"scaling to {workers} worker(s)")
 
 
@@ -232,6 +288,10 @@ def bench(url: str, connections: int, duration: float | None, requests: int | No
         sys.stderr.write("\n")
     data = report.summary(plan, stats, processes)
     click.echo(json.dumps(data, indent=2) if as_json else report.text(data))
+    if not stats.connected:
+        raise click.ClickException(
+            f"could not connect to {url}: {stats.errors.get('connect', 0)} connection "
+            "attempts failed, no request was sent")
 
 
 def _bench_plan(url: str, connections: int, duration: float | None, requests: int | None,
@@ -265,14 +325,20 @@ def _bench_plan(url: str, connections: int, duration: float | None, requests: in
 
 
 def format_status(reply: dict[str, Any]) -> str:
+    ceiling = f"  max {reply['max_workers']}" if reply.get("max_workers") else ""
     head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
-            f"generation {reply['generation']}{'  STOPPING' if reply['stopping'] else ''}")
+            f"generation {reply['generation']}{ceiling}"
+            f"{'  STOPPING' if reply['stopping'] else ''}")
     columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "CONNS", "RSS", "CPU%",
                "BEAT", "LAG", "TICKSKIP"]
     rows = [columns, *(_status_row(w) for w in reply["workers"])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]
+    last = reply.get("reload")
+    if last and last["state"] != "done":
+        lines.append(f"reload to generation {last['generation']}: {last['state']}"
+                     + (f" ({last['error']})" if last["error"] else ""))
     return "\n".join([head, *lines])
 
 

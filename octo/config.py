@@ -42,10 +42,16 @@ class Config:
     server_header: bool = True
     # Process model (master).
     workers: int = 1
+    # The most HTTP workers `octo scale`/SIGTTIN may ask for; 0: from CPUs and memory
+    # (see default_max_workers).
+    max_workers: int = 0
     task_workers: int = 0
     reuse_port: bool = False
     pid: str | None = None
     control: str | None = None
+    # Private directory for tables and sockets (default: $XDG_RUNTIME_DIR/octo or
+    # /dev/shm/octo-<uid>; see octo.runtime.rundir).
+    runtime_dir: str | None = None
     watch: bool = False
     watch_include: str = ""
     # Recycling: replace a worker after this many requests / MB RSS / seconds.
@@ -101,8 +107,7 @@ class Config:
                 raise ConfigError(f"{name} must not be negative (0 turns it off)")
         if self.ws not in ("auto", "none", "wsproto", "websockets"):
             raise ConfigError(f"--ws {self.ws!r}: choose auto, none, wsproto or websockets")
-        if self.workers < 1:
-            raise ConfigError("workers must be at least 1")
+        self._validate_workers()
         if self.reuse_port and (self.fd is not None or self.uds is not None):
             raise ConfigError("--reuse-port needs --host/--port (not --fd or --uds)")
         if self.timeout <= 0:
@@ -112,6 +117,26 @@ class Config:
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ConfigError("--ssl-keyfile and --ssl-certfile must be given together")
         self.trusted_proxies()  # parse early so a typo fails at start, not per request
+
+    def _validate_workers(self) -> None:
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if self.max_workers < 0 or self.task_workers < 0:
+            raise ConfigError("--max-workers and --task-workers cannot be negative")
+        if self.max_workers and self.workers > self.max_workers:
+            raise ConfigError(f"--workers {self.workers} is above --max-workers "
+                              f"{self.max_workers}")
+        most = max(self.workers, self.max_workers)
+        if most + self.task_workers > WORKER_LIMIT:
+            raise ConfigError(f"--workers/--max-workers {most} plus --task-workers "
+                              f"{self.task_workers} is above the {WORKER_LIMIT} worker "
+                              "processes one server supervises")
+
+    def worker_ceiling(self) -> int:
+        """The most HTTP workers this server may scale to: --max-workers, else the default
+        from CPUs and memory, never below --workers."""
+        ceiling = self.max_workers or default_max_workers()
+        return min(max(ceiling, self.workers), WORKER_LIMIT - self.task_workers)
 
     @property
     def is_ssl(self) -> bool:
@@ -169,6 +194,46 @@ def _check_ip(item: str) -> None:
         ipaddress.ip_address(item)
     except ValueError:
         raise ConfigError(f"forwarded_allow_ips: bad address {item!r}") from None
+
+
+WORKER_LIMIT = 1024  # worker processes per server (the slot table holds twice that)
+WORKERS_PER_CPU = 4
+MEMORY_PER_WORKER = 64 * 1024 * 1024  # bytes of memory set aside per worker by the default
+
+
+def default_max_workers(cpus: int | None = None, memory: int | None = None) -> int:
+    """The default --max-workers: 4 per CPU this process may run on, and no more than one
+    per 64 MiB of memory (the cgroup limit when lower than the machine's), within
+    1..WORKER_LIMIT."""
+    cpus = cpus or usable_cpus()
+    memory = memory if memory is not None else usable_memory()
+    ceiling = WORKERS_PER_CPU * cpus
+    if memory:
+        ceiling = min(ceiling, memory // MEMORY_PER_WORKER)
+    return max(1, min(ceiling, WORKER_LIMIT))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def usable_memory() -> int | None:
+    """Bytes of memory: the machine's, or the cgroup v2 limit when lower; None if unknown."""
+    try:
+        memory: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+    except OSError:
+        return memory
+    if limit.isdigit():
+        memory = min(int(limit), memory) if memory else int(limit)
+    return memory
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from octo.http.cycle import ASGIApp, Message
+from octo.importer import describe
 from octo.logs import error_log
 
 
@@ -26,6 +27,9 @@ class Lifespan:
         self._shutdown: asyncio.Future[str | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._errored = False
+        # The app reported the failure itself (lifespan.*.failed; Starlette puts the whole
+        # traceback in that message and then re-raises): its exception is not logged again.
+        self._reported = False
 
     async def startup(self) -> None:
         if self.mode == "off":
@@ -63,11 +67,13 @@ class Lifespan:
                     self._startup.set_result(None)
                 else:
                     error_log.error("lifespan startup raised", exc_info=exc)
-                    self._startup.set_result(f"{type(exc).__name__}: {exc}")
+                    self._startup.set_result(describe(exc))
+            elif self._reported:
+                error_log.debug("lifespan raised after reporting its failure", exc_info=exc)
             else:
                 error_log.error("lifespan raised", exc_info=exc)
                 if self._shutdown is not None and not self._shutdown.done():
-                    self._shutdown.set_result(f"{type(exc).__name__}: {exc}")
+                    self._shutdown.set_result(describe(exc))
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -90,10 +96,12 @@ class Lifespan:
         if kind == "lifespan.startup.complete":
             self._startup.set_result(None)
         elif kind == "lifespan.startup.failed":
+            self._reported = True
             self._startup.set_result(message.get("message") or "lifespan.startup.failed")
         elif kind == "lifespan.shutdown.complete":
             self._shutdown.set_result(None)
         elif kind == "lifespan.shutdown.failed":
+            self._reported = True
             self._shutdown.set_result(message.get("message") or "lifespan.shutdown.failed")
         else:
             raise RuntimeError(f"unexpected lifespan message {kind!r}")

@@ -16,9 +16,10 @@ import socket
 import ssl
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from octo.accept import BalancedAcceptor
+from octo.accept import BalancedAcceptor, accept_queued
 from octo.config import Config
 from octo.http.cycle import ASGIApp
 from octo.http.protocol import HttpProtocol, ServerState
@@ -26,8 +27,12 @@ from octo.http.response import DateHeader
 from octo.importer import AppLoadError, load_app
 from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
+from octo.master import orphan
 from octo.master.slots import SlotState, SlotWriter
 from octo.runtime.tick import SKIPPED as TICKS_SKIPPED
+
+if TYPE_CHECKING:
+    from octo.runtime.rundir import SocketPlace
 
 # Exit codes the master reads to tell a boot failure (stop everything) from a crash (respawn).
 EXIT_OK = 0
@@ -35,6 +40,7 @@ EXIT_BOOT_ERROR = 3  # lifespan startup failed
 EXIT_APP_LOAD_ERROR = 4  # module:attr could not be imported or is not an ASGI app
 
 CLOCK_INTERVAL = 0.5
+ATTACH_WAIT = 2.0  # seconds connections accepted while closing get to finish attaching
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -48,16 +54,22 @@ class Worker:
     """Serves *sockets* with the app named in *config* until told to stop."""
 
     def __init__(self, config: Config, sockets: list[socket.socket],
-                 slot: SlotWriter | None = None, retire_after: int = 0) -> None:
+                 slot: SlotWriter | None = None, retire_after: int = 0,
+                 lifeline: int | None = None) -> None:
         self.config = config
         self.sockets = sockets
         self.slot = slot
+        self.lifeline = lifeline  # read end of the master's lifeline (see octo.master.orphan)
         self.retire_after = retire_after  # --max-requests (+ jitter) for this worker; 0: never
         self.phase = SlotState.BOOTING
         self.lags: collections.deque[float] = collections.deque(maxlen=20)
         self.state: ServerState | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.acceptors: list[BalancedAcceptor] = []
+        self.factory: Callable[[], HttpProtocol] | None = None
+        self.ctx: ssl.SSLContext | None = None
+        self.listening = True  # until _stop_listening
+        self.attaching: set[asyncio.Task[None]] = set()  # connections accepted while closing
         self.stop_requested: asyncio.Event | None = None
         self.force = False
         self.started_at = time.time()
@@ -77,6 +89,7 @@ class Worker:
     async def serve(self) -> int:
         error_log.info("worker %d booting (octo %s, python %s)", os.getpid(), _version(),
                        sys.version.split()[0])
+        self._watch_lifeline(asyncio.get_running_loop())
         try:
             app = self.load()
         except AppLoadError as exc:
@@ -111,8 +124,34 @@ class Worker:
             self.pulse.cancel()
         return EXIT_OK
 
+    def _watch_lifeline(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the first await on (the lifespan startup), a master that dies is noticed at
+        once: the lifeline reads end of file."""
+        fd, slot = self.lifeline, self.slot
+        if fd is None or slot is None:
+            return
+
+        def readable() -> None:
+            try:
+                if os.read(fd, 1):
+                    return  # a stray byte; only the end of file means anything
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            loop.remove_reader(fd)
+            orphan.master_gone(slot.master_pid)
+
+        loop.add_reader(fd, readable)
+
     def load(self) -> ASGIApp:
         app = load_configured_app(self.config)
+        if "octo.runtime.app" in sys.modules:  # only an app that created a runtime can be one
+            from octo.runtime.app import unwrapped_runtime_warning
+
+            warning = unwrapped_runtime_warning(app, self.config.app)
+            if warning:
+                error_log.warning("%s", warning)
         # A plain Django application gets the per-request resets too (rt.wrap adds them
         # itself for wrapped apps). Only an app that imported Django can be one: asking
         # otherwise would import Django's ASGI handler into every worker (~17 MB of RSS).
@@ -120,7 +159,28 @@ class Worker:
             from octo.runtime.integrations.django import adapt
 
             app = adapt(app)
-        return wrap_asgi2(app)
+        served = wrap_asgi2(app)
+        if self.retire_after:
+            served = limit_requests(served, self.retire_after, self._max_requests_reached)
+        return served
+
+    def _max_requests_reached(self) -> bool:
+        """The --max-requests-th request has started: ask the master for a replacement and,
+        unless this worker's socket is its own (--reuse-port: nobody else would accept on
+        it), take no more work. Returns True when this worker stopped taking work; its
+        later responses then close their connections."""
+        if self.phase is not SlotState.READY:
+            return False
+        error_log.info("served %d requests (--max-requests): asking to be replaced",
+                       self.retire_after)
+        self.phase = SlotState.RETIRING
+        self._beat(asyncio.get_running_loop())
+        if self.slot is None or self.config.reuse_port:
+            return False
+        # The master holds the shared socket: connections wait in its backlog for the
+        # other workers and the replacement.
+        self._stop_listening(take_queued=False)
+        return True
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self.state
@@ -130,7 +190,10 @@ class Worker:
         def factory() -> HttpProtocol:
             return HttpProtocol(state)
 
+        self.factory, self.ctx = factory, ctx
         DateHeader.refresh(time.time())
+        if not self.listening:
+            return  # stopped while booting
         if not self.sockets:  # --reuse-port: each worker binds its own socket
             self.sockets = bind_sockets(self.config, reuse_port=True)
         if self.slot is not None:
@@ -169,11 +232,6 @@ class Worker:
                 conn.tick(mono)
                 if limit and conn.cycle is not None:
                     conn.cycle.enforce_deadline(mono, limit)
-            if self.retire_after and state.requests >= self.retire_after and \
-                    self.phase is SlotState.READY:
-                error_log.info("served %d requests (--max-requests): asking to be replaced",
-                               state.requests)
-                self.phase = SlotState.RETIRING
             self._beat(loop)
             expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)
@@ -210,19 +268,48 @@ class Worker:
 
     def request_stop(self) -> None:
         if self.stop_requested is not None:
+            # Stop listening now, from the signal handler: on a stop the master has closed
+            # its copy already, so a new connection is refused as soon as every worker has.
+            self._stop_listening(take_queued=not self.force)
             self.stop_requested.set()
 
-    async def _drain(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to --graceful-timeout)."""
-        state = self.state
-        assert state is not None
-        state.stopping = True
-        if self.slot is not None:
-            self.slot.set_connections(-1)  # siblings stop waiting for us to take connections
-        for server in self.servers:
-            server.close()
+    def _stop_listening(self, take_queued: bool) -> None:
+        """Close this worker's listening sockets (idempotent), first accepting what the
+        kernel already queued on them if *take_queued*: once the last copy of a socket is
+        closed, its queued connections are reset."""
+        if not self.listening:
+            return
+        self.listening = False
+        loop = asyncio.get_running_loop()
+        if take_queued and self.factory is not None:
+            for sock in self.sockets:
+                self.attaching |= accept_queued(loop, sock, self.factory, self.ctx,
+                                                self.config.backlog)
         for acceptor in self.acceptors:
             acceptor.close()
+            self.attaching |= acceptor.pending
+        for server in self.servers:
+            server.close()
+        for sock in self.sockets:
+            sock.close()
+        self.acceptors, self.servers, self.sockets = [], [], []
+        if self.state is not None:
+            self.state.on_connections = None
+        if self.slot is not None:
+            self.slot.set_connections(-1)  # siblings stop waiting for us to take connections
+
+    async def _drain(self) -> None:
+        """Stop listening, let in-flight requests finish (up to --graceful-timeout)."""
+        state = self.state
+        assert state is not None
+        self._stop_listening(take_queued=not self.force)
+        # Connections accepted just before (or while) closing finish attaching before the
+        # server counts as stopping: one attached after would be closed unanswered.
+        pending = [task for task in self.attaching if not task.done()]
+        if pending and not self.force:
+            await asyncio.wait(pending, timeout=ATTACH_WAIT)
+        await asyncio.sleep(0)  # connection_made callbacks queued by a last accept run first
+        state.stopping = True
         for ws in list(state.websockets):
             ws.shutdown()
         for conn in list(state.connections):
@@ -266,7 +353,7 @@ def websocket_handler(cfg: Config) -> Any:
         raise SystemExit(f"octo: {exc}") from None
     if backend is None:
         if cfg.ws == "auto":
-            error_log.info("WebSockets disabled: install octo[ws] (wsproto or websockets)")
+            error_log.info("WebSockets disabled: install octo-server[ws] (wsproto or websockets)")
         return None
     return upgrade_hook(backend)
 
@@ -275,6 +362,8 @@ def load_configured_app(cfg: Config) -> Any:
     """Import the app after telling the runtime (octo.Octo, created at import time) its
     settings through the environment."""
     os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
+    # How long a stopping worker's runtime gives its queued dispatched tasks.
+    os.environ["OCTO_GRACEFUL_TIMEOUT"] = str(cfg.graceful_timeout)
     if cfg.detect_leaks:
         os.environ["OCTO_DETECT_LEAKS"] = "1"
     if cfg.gc_threshold:
@@ -284,10 +373,36 @@ def load_configured_app(cfg: Config) -> Any:
     return load_app(cfg.app, cfg.app_dir, cfg.factory)
 
 
-def load_runtime(cfg: Config) -> Any:
-    """For task workers: the octo.Octo runtime behind the app, or None for a plain app."""
-    app = load_configured_app(cfg)
-    return getattr(app, "runtime", None)
+def limit_requests(app: ASGIApp, limit: int, reached: Callable[[], bool]) -> ASGIApp:
+    """--max-requests: count the HTTP requests given to *app* and call *reached* as the
+    *limit*-th starts (not on a clock: a worker recycled at 500 + 50 used to serve up to
+    1160). If *reached* returns True (the worker takes no more work), that response and
+    any later one (a request already on the wire of another connection) close their
+    connection, so a client's next request goes to another worker."""
+    served = 0
+    closing = False
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal served, closing
+        if scope["type"] == "http":
+            served += 1
+            if served == limit:
+                closing = reached()
+            if closing:
+                send = _closing(send)
+        await app(scope, receive, send)
+
+    return counted
+
+
+def _closing(send: Any) -> Any:
+    async def send_closing(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", ()), (b"connection", b"close")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing
 
 
 def wrap_asgi2(app: Any) -> ASGIApp:
@@ -320,6 +435,15 @@ def describe(sock: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
+def bind_master_sockets(config: Config) -> tuple[list[socket.socket], SocketPlace | None]:
+    """The master's listening socket(s), and for --uds the place it bound (unlinked when
+    the server stops listening)."""
+    if config.uds is not None and config.fd is None:
+        sock, place = _bind_uds(config.uds, config.backlog)
+        return [sock], place
+    return bind_sockets(config), None
+
+
 def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket]:
     """Create the listening socket(s) named by --fd, --uds or --host/--port."""
     if config.fd is not None:
@@ -327,14 +451,8 @@ def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket
         sock.setblocking(False)
         return [sock]
     if config.uds is not None:
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.exists(config.uds) and not os.path.isfile(config.uds):
-                os.unlink(config.uds)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(config.uds)
-        os.chmod(config.uds, 0o666)
-        sock.listen(config.backlog)
-        sock.setblocking(False)
+        sock, place = _bind_uds(config.uds, config.backlog)
+        place.close()
         return [sock]
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -352,6 +470,28 @@ def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket
     sock.listen(config.backlog)
     sock.setblocking(False)
     return [sock]
+
+
+def _bind_uds(path: str, backlog: int) -> tuple[socket.socket, SocketPlace]:
+    """The --uds socket, mode 0666 like uvicorn's: an old socket of this user at the path is
+    replaced, anything else (another user's file, a non-socket) stops the start with one
+    line. The place knows the inode bound, to unlink only this socket later."""
+    from octo.runtime.rundir import RuntimeDirError, SocketPlace
+
+    try:
+        place = SocketPlace.at(path)
+        try:
+            sock = place.listen(backlog, "--uds", mode=0o666, replace_live=True)
+        except BaseException:
+            place.close()
+            raise
+    except FileNotFoundError:
+        raise SystemExit(f"octo: cannot bind --uds {path}: its directory does not "
+                         "exist") from None
+    except RuntimeDirError as exc:
+        raise SystemExit(f"octo: {exc}") from None
+    sock.setblocking(False)
+    return sock, place
 
 
 def _version() -> str:

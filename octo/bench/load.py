@@ -66,6 +66,7 @@ class Stats:
     responses: int = 0
     elapsed: float = 0.0
     cpu_seconds: float = 0.0
+    connected: int = 0  # connections established (warm-up included): 0 means none ever was
 
     def merge(self, other: Stats) -> None:
         self.latency.merge(other.latency)
@@ -75,19 +76,20 @@ class Stats:
         self.responses += other.responses
         self.elapsed = max(self.elapsed, other.elapsed)
         self.cpu_seconds += other.cpu_seconds
+        self.connected += other.connected
 
     def to_dict(self) -> dict[str, Any]:
         return {"latency": self.latency.to_dict(), "statuses": dict(self.statuses),
                 "errors": dict(self.errors), "bytes_read": self.bytes_read,
                 "responses": self.responses, "elapsed": self.elapsed,
-                "cpu_seconds": self.cpu_seconds}
+                "cpu_seconds": self.cpu_seconds, "connected": self.connected}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stats:
         return cls(Histogram.from_dict(data["latency"]),
                    Counter({int(k): v for k, v in data["statuses"].items()}),
                    Counter(data["errors"]), data["bytes_read"], data["responses"],
-                   data["elapsed"], data["cpu_seconds"])
+                   data["elapsed"], data["cpu_seconds"], data["connected"])
 
 
 class Budget:
@@ -213,7 +215,7 @@ class Run:
     record_start = 0.0
 
     def _start_recording(self) -> None:
-        self.stats = Stats()
+        self.stats = Stats(connected=self.stats.connected)
         self.recording = True
         self.record_start = time.perf_counter()
 
@@ -248,8 +250,13 @@ class Run:
             except (OSError, TimeoutError):
                 if self.recording:
                     self.stats.errors["connect"] += 1
+                # A failed connection costs the request it was for: with --requests and no
+                # server listening, the run ends instead of retrying forever.
+                if not self.budget.take():
+                    break
                 await asyncio.sleep(0.01)
                 continue
+            self.stats.connected += 1
             self.live.append(conn)
             if schedule is not None:
                 conn.due = schedule.due  # scheduled requests survive a reconnect

@@ -16,18 +16,21 @@ import random
 import select
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from octo.config import Config
+from octo.config import WORKER_LIMIT, Config
 from octo.logs import error_log
-from octo.master.control import ControlServer
+from octo.master import orphan
+from octo.master.control import ControlServer, Refused
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter
-from octo.runtime.shmfiles import remove_stale_tables, remove_tables
+from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
+from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
 if TYPE_CHECKING:
     import psutil
@@ -37,8 +40,11 @@ HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.
 EXIT_WORKER_BOOT = 3  # same codes the worker uses: the master passes them on
 EXIT_APP_LOAD = 4
 BOOT_ERRORS = (EXIT_WORKER_BOOT, EXIT_APP_LOAD)
-MAX_SLOTS = 256
+MAX_SLOTS = 2 * WORKER_LIMIT  # room for a replacement beside every worker
 LOOP_INTERVAL = 0.1
+SPAWN_PER_PASS = 4  # forks per pass of the loop: signals and control are served in between
+FAST_GRACE = 2.0  # seconds a fast stop (SIGINT, SIGQUIT, stop --fast) gives the workers
+KILL_GRACE = 5.0  # after SIGKILL at the stop deadline, before the master gives up waiting
 MEMORY_STRIKES = 3  # consecutive RSS samples over --max-memory before recycling
 DUMP_GRACE = 0.5  # seconds between the stack-dump signal and SIGKILL for a hung worker
 STACK_DUMP_SIGNAL = signal.SIGUSR2
@@ -62,32 +68,49 @@ class WorkerInfo:
     process: psutil.Process | None = None
 
 
+@dataclasses.dataclass(slots=True)
+class ReloadStatus:
+    """The latest reload: *state* is running, done (every worker runs *generation*),
+    abandoned (a new worker failed to boot: *error* says why) or interrupted (a stop)."""
+
+    generation: int
+    state: str = "running"
+    error: str = ""
+
+
 class Arbiter:
     """Supervises workers for one server; ``run()`` returns the exit status."""
 
     def __init__(self, config: Config, sockets: list[socket.socket],
-                 control_path: str | None) -> None:
+                 control: str | SocketPlace | None,
+                 directory: RuntimeDir | None = None, uds: SocketPlace | None = None) -> None:
         self.config = config
         self.sockets = sockets
+        self.uds = uds  # the --uds path this server bound, unlinked when it stops listening
+        self.pid = os.getpid()
         self.target = config.workers
         self.task_target = config.task_workers
+        self.directory = directory
         self.task_sock: socket.socket | None = None
-        self.task_path: str | None = None
         self.slots = Slots(MAX_SLOTS)
         self.workers: dict[int, WorkerInfo] = {}
         self.generation = 0
         self.signals: deque[int] = deque()
         self.reload_queue: deque[int] = deque()
         self.stopping = False
+        self.fast = False  # the stop is a fast one
         self.stop_deadline = 0.0
+        self.reload_status: ReloadStatus | None = None
+        self.spawn_budget = SPAWN_PER_PASS
         self.exit_code = 0
         self.crashes: deque[float] = deque(maxlen=10)
         self.next_spawn = 0.0
         self.ever_ready = False
         self.last_sample = 0.0
-        self.control_path = control_path
+        self.control_where = control
         self.control: ControlServer | None = None
         self.watcher: PollingWatcher | WatchfilesWatcher | None = None
+        self.lifeline: orphan.Lifeline | None = None  # made by run(), in the master itself
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -96,42 +119,57 @@ class Arbiter:
 
     def run(self) -> int:
         self._install_signals()
-        stale = remove_stale_tables()
+        if self.directory is None:
+            self.directory = open_runtime_dir(self.config)
+        stale = remove_stale_files(self.directory)
         if stale:
-            error_log.info("removed %d table file(s) left by a server that was killed", stale)
-        os.environ["OCTO_SERVER_ID"] = str(os.getpid())  # names this server's tables
-        if self.task_target:
-            self._bind_task_socket()
-        if self.control_path is not None:
-            self.control = ControlServer(self.control_path, self)
-        if self.config.watch:
-            includes = [p.strip() for p in self.config.watch_include.split(",") if p.strip()]
-            self.watcher = make_watcher(os.path.abspath(self.config.app_dir), includes)
-            error_log.info("--watch: watching %s (%s)", self.config.app_dir,
-                           self.watcher.backend)
-        error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
+            error_log.info("removed %d file(s) left by a server that was killed from %s",
+                           stale, self.directory.path)
+        # Workers inherit the directory, this server's id (naming its files) and its key.
+        self.pid = os.getpid()
+        self.lifeline = orphan.Lifeline()
+        serve_from(self.directory, str(self.pid))
+        os.environ["OCTO_SERVER_ID"] = str(self.pid)
         try:
+            self._start()
             while True:
                 self._dispatch_signals()
                 self.reap()
                 if self.stopping:
                     if not self.workers:
                         break
+                    self._stop_task_workers_without_callers()
                     self._enforce_stop_deadline()
                 else:
                     self.maintain()
+                if self.control is not None:
+                    self.control.settle()
                 self._sleep(LOOP_INTERVAL)
         finally:
             self._cleanup()
         return self.exit_code
 
-    def maintain(self) -> None:
-        now = time.monotonic()
+    def _start(self) -> None:
+        if self.task_target:
+            self._bind_task_socket()
+        if self.control_where is not None:
+            self.control = ControlServer(self.control_where, self)
+        if self.config.watch:
+            includes = [p.strip() for p in self.config.watch_include.split(",") if p.strip()]
+            self.watcher = make_watcher(os.path.abspath(self.config.app_dir), includes)
+            error_log.info("--watch: watching %s (%s)", self.config.app_dir,
+                           self.watcher.backend)
+        error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
+
+    def maintain(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.spawn_budget = SPAWN_PER_PASS
         self._check_watch()
         self._check_liveness(now)
         self._check_recycling(now)
         self._advance_reload()
         self._scale(now)
+        self._check_reload_done()
 
     def _sleep(self, timeout: float) -> None:
         readers: list[Any] = [self.wake_r]
@@ -146,19 +184,16 @@ class Arbiter:
                 while os.read(self.wake_r, 4096):
                     pass
         if self.control is not None and self.control.sock in ready:
-            self.control.handle_one()
+            self.control.handle_pending()
 
     def _bind_task_socket(self) -> None:
-        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        self.task_path = os.path.join(base, f"octo-{os.getpid()}-tasks.sock")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.task_path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(self.task_path)
-        os.chmod(self.task_path, 0o600)
-        sock.listen(1024)
-        self.task_sock = sock
-        os.environ["OCTO_TASK_SOCKET"] = self.task_path  # inherited by every worker
+        assert self.directory is not None
+        name = task_socket_name(self.directory.server_id)
+        try:
+            self.task_sock = self.directory.socket(name).listen(1024, "--runtime-dir")
+        except RuntimeDirError as exc:
+            raise SystemExit(f"octo: {exc}") from None
+        self.directory.task_socket = name  # inherited by every worker
 
     # -- signals: handlers only enqueue --------------------------------------------------------
 
@@ -181,7 +216,10 @@ class Arbiter:
         self.reap()
 
     def handle_hup(self) -> None:
-        self.reload()
+        try:
+            self.reload()
+        except Refused as exc:
+            error_log.warning("SIGHUP: not reloading: %s", exc)
 
     def handle_term(self) -> None:
         self.stop(graceful=True)
@@ -193,38 +231,120 @@ class Arbiter:
         self.stop(graceful=False)
 
     def handle_ttin(self) -> None:
-        self.scale(self.target + 1)
+        try:
+            self.scale(self.target + 1)
+        except Refused as exc:
+            error_log.warning("SIGTTIN: %s", exc)
 
     def handle_ttou(self) -> None:
-        self.scale(max(1, self.target - 1))
+        with contextlib.suppress(Refused):  # only while stopping, when it means nothing
+            self.scale(max(1, self.target - 1))
 
     # -- commands (signals and the control socket both end here) -----------------------------
 
-    def reload(self) -> None:
-        """Rolling restart: each old worker is retired once its replacement serves."""
+    def reload(self) -> int:
+        """Rolling restart: each old worker is retired once its replacement serves.
+        Returns the new generation (reload_outcome tells when it has ended)."""
         if self.stopping:
-            return
+            raise Refused("the server is stopping")
         self.generation += 1
+        self.reload_status = ReloadStatus(self.generation)
         self.reload_queue = deque(pid for pid, info in self.workers.items()
                                   if not info.stopping and info.replaced_by is None)
         error_log.info("reload: replacing %d worker(s) one at a time", len(self.reload_queue))
+        return self.generation
 
-    def stop(self, graceful: bool) -> None:
-        if self.stopping and graceful:
-            return
-        self.stopping = True
+    def reload_outcome(self, generation: int) -> tuple[bool, str] | None:
+        """How the reload to *generation* ended: (True, "") once every worker runs it (or a
+        later one) and serves, (False, why) if it was abandoned or the server stops, None
+        while it runs."""
+        status = self.reload_status
+        if status is not None and status.state == "abandoned":
+            return False, status.error  # the workers are back on older code, whatever the wait
+        if self._runs(generation):
+            return True, ""
+        if self.stopping:
+            return False, "the server is stopping: the reload did not finish"
+        return None
+
+    def _runs(self, generation: int) -> bool:
+        """Every worker (draining ones included) is of *generation* or later, and serves."""
+        return all(info.generation >= generation and info.ready and not info.stopping
+                   for info in self.workers.values())
+
+    def _check_reload_done(self) -> None:
+        status = self.reload_status
+        if status is not None and status.state == "running" and self._runs(status.generation):
+            status.state = "done"
+            error_log.info("reload: every worker runs generation %d", status.generation)
+
+    def stop(self, graceful: bool) -> float:
+        """Stop listening at once, then let the workers drain; returns the seconds left
+        until the master kills what still runs. Repeating a stop (a SIGINT storm) changes
+        nothing; a fast stop after a graceful one hurries it."""
+        now = time.monotonic()
+        if self.stopping and (graceful or self.fast):
+            return max(0.0, self.stop_deadline - now) + KILL_GRACE
+        self.fast = not graceful
+        grace = self.config.graceful_timeout if graceful else FAST_GRACE
+        deadline = now + grace + 1.0
+        self.stop_deadline = min(self.stop_deadline, deadline) if self.stopping else deadline
+        if not self.stopping:
+            self.stopping = True
+            self.stop_listening()
+            if self.reload_status is not None and self.reload_status.state == "running":
+                self.reload_status.state = "interrupted"
         self.reload_queue.clear()
-        grace = self.config.graceful_timeout if graceful else 2.0
-        self.stop_deadline = time.monotonic() + grace + 1.0
         error_log.info("%s stop: %d worker(s)", "graceful" if graceful else "fast",
                        len(self.workers))
-        for pid in list(self.workers):
-            self._signal(pid, signal.SIGTERM if graceful else signal.SIGQUIT)
-            self.workers[pid].stopping = True
+        for pid, info in list(self.workers.items()):
+            if graceful and info.role == "task":
+                continue  # after the HTTP workers: see _stop_task_workers_without_callers
+            # A booting worker gets SIGTERM either way: it has no requests to drop, and
+            # SIGQUIT's default action (it may not have its handlers yet) dumps core.
+            fast = not graceful and info.ready
+            self._signal(pid, signal.SIGQUIT if fast else signal.SIGTERM)
+            info.stopping = True
+        return self.stop_deadline - now + KILL_GRACE
+
+    def _stop_task_workers_without_callers(self) -> None:
+        """A graceful stop stops the task workers once the HTTP workers have exited: the
+        requests they finish may still run tasks, and the tasks they queued are still being
+        handed over (all within the same stop deadline)."""
+        if any(info.role != "task" for info in self.workers.values()):
+            return
+        for pid, info in self.workers.items():
+            if not info.stopping:
+                self._signal(pid, signal.SIGTERM)
+                info.stopping = True
+
+    def stop_listening(self) -> None:
+        """A stop's first step: close the master's copies of the listening sockets (and
+        unlink the --uds path). Once the workers have closed theirs, which they do first
+        on SIGTERM, a new connection is refused at once instead of waiting in a backlog
+        nobody accepts from. (A socket inherited with --fd stays open in whoever passed
+        it.) Reloads and recycling keep the sockets: the master holds them for the new
+        workers."""
+        for sock in self.sockets:
+            sock.close()
+        if self.uds is not None:
+            self.uds.remove()
+            self.uds.close()
+            self.uds = None
 
     def scale(self, count: int) -> None:
+        """Set the number of HTTP workers; the loop forks toward it a few per pass."""
+        if self.stopping:
+            raise Refused("the server is stopping")
+        ceiling = self.config.worker_ceiling()
+        if count > ceiling:
+            chosen = "" if self.config.max_workers else \
+                " (the default: 4 per CPU, at most one per 64 MiB of memory)"
+            raise Refused(f"cannot scale to {count} workers: above --max-workers "
+                          f"{ceiling}{chosen}")
+        count = max(1, count)
         error_log.info("scaling from %d to %d worker(s)", self.target, count)
-        self.target = max(1, count)
+        self.target = count
 
     # -- children ------------------------------------------------------------------------------
 
@@ -239,7 +359,8 @@ class Arbiter:
             retire = self.config.max_requests + random.randint(
                 0, max(0, self.config.max_requests_jitter))
         self.slots.set_high(used | {index})
-        pid = os.fork()
+        self.spawn_budget -= 1
+        pid = self._fork()
         if pid == 0:
             self._become_worker(index, retire, role)
         info = WorkerInfo(pid, index, self.generation, time.monotonic(), role=role,
@@ -249,24 +370,35 @@ class Arbiter:
             self.workers[replaces].replaced_by = pid
         return pid
 
+    def _fork(self) -> int:
+        return os.fork()
+
     def _become_worker(self, index: int, retire_after: int, role: str) -> None:
         """In the child: never returns."""
         code = 1
         try:
             for sig in HANDLED:
                 signal.signal(sig, signal.SIG_DFL)
+            lifeline = self.lifeline
+            if lifeline is not None:
+                lifeline.in_child()
             os.close(self.wake_r)
             os.close(self.wake_w)
             if self.control is not None:
-                self.control.sock.close()
+                self.control.close_inherited()
+            if self.uds is not None:
+                self.uds.close()
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
-            writer = SlotWriter(self.slots, index, os.getpid(), time.time())
+            writer = SlotWriter(self.slots, index, os.getpid(), time.time(), self.pid)
+            error_log.addHandler(writer.note_errors())  # a boot failure's reason, for reload
             if role == "task":
-                from octo.runtime.tasks import TaskWorker
+                from octo.taskworker import TaskWorker
 
                 os.environ["OCTO_ROLE"] = "task"
                 for sock in self.sockets:
                     sock.close()
+                if lifeline is not None:
+                    lifeline.watch_from_thread()
                 assert self.task_sock is not None
                 code = TaskWorker(self.config, self.task_sock, writer).run()
             else:
@@ -274,8 +406,8 @@ class Arbiter:
 
                 if self.task_sock is not None:
                     self.task_sock.close()
-                code = Worker(self.config, self.sockets, slot=writer,
-                              retire_after=retire_after).run()
+                code = Worker(self.config, self.sockets, slot=writer, retire_after=retire_after,
+                              lifeline=lifeline.read_fd if lifeline else None).run()
         except BaseException:
             error_log.exception("worker crashed")
         finally:
@@ -296,6 +428,7 @@ class Arbiter:
                 self._on_exit(info, os.waitstatus_to_exitcode(status))
 
     def _on_exit(self, info: WorkerInfo, code: int) -> None:
+        note = self.slots.note(info.index)
         self.slots.clear(info.index)
         if info.replaced_by is not None and info.replaced_by in self.workers:
             self.workers[info.replaced_by].replaces = None
@@ -305,11 +438,16 @@ class Arbiter:
             error_log.info("worker %d exited (%s)", info.pid, describe_exit(code))
             return
         if not info.ready and code in BOOT_ERRORS:
-            self._boot_failed(info, code)
+            self._boot_failed(info, code, note)
             return
         error_log.error("worker %d died unexpectedly (%s); replacing it", info.pid,
                         describe_exit(code))
-        now = time.monotonic()
+        self._crashed()
+
+    def _crashed(self, now: float | None = None) -> float:
+        """Count a crash; back off (or give up before any worker served). Returns the delay
+        before the next spawn."""
+        now = time.monotonic() if now is None else now
         self.crashes.append(now)
         recent = [t for t in self.crashes if now - t < 10.0]
         if len(recent) >= 5 and not self.ever_ready:
@@ -317,19 +455,35 @@ class Arbiter:
             self.exit_code = 1
             self.stop(graceful=False)
         elif len(recent) >= 5:
-            delay = min(5.0, 0.1 * 2 ** (len(recent) - 5))
+            delay = min(5.0, 0.1 * 2.0 ** (len(recent) - 5))
             self.next_spawn = now + delay
             error_log.warning("%d crashes in 10 s: next worker in %.1f s", len(recent), delay)
+            return delay
+        return 0.0
 
-    def _boot_failed(self, info: WorkerInfo, code: int) -> None:
-        if self.ever_ready and any(not w.stopping and w.ready for w in self.workers.values()):
-            # A reload with broken code: keep the old workers serving.
-            error_log.error("new worker %d failed to boot (%s); reload abandoned, the running "
-                            "workers keep serving", info.pid, describe_exit(code))
-            self.reload_queue.clear()
+    def _boot_failed(self, info: WorkerInfo, code: int, note: str = "") -> None:
+        # Only workers of its own role can stand in for it: task workers whose lifespan
+        # fails while the HTTP workers serve is a server that cannot run its tasks.
+        if self.ever_ready and any(not w.stopping and w.ready and w.role == info.role
+                                   for w in self.workers.values()):
+            why = f"new worker {info.pid} failed to boot ({describe_exit(code)})" + \
+                (f": {note}" if note else "")
+            status = self.reload_status
+            if status is not None and status.state == "running":
+                # A reload with broken code: keep the old workers serving.
+                status.state, status.error = "abandoned", f"reload abandoned: {why}"
+                error_log.error("%s; the running workers keep serving", status.error)
+                self.reload_queue.clear()
+                return
+            # A recycled or replaced worker whose code (changed on disk, or its lifespan)
+            # no longer boots: the others keep serving, and it is retried with backoff.
+            delay = self._crashed()
+            error_log.error("%s; the running workers keep serving (next try in %.1f s)", why,
+                            delay)
             return
-        # The worker already logged the reason as one ERROR line; this only says what follows.
-        error_log.info("worker failed to boot (%s); stopping the server", describe_exit(code))
+        # The worker already logged the reason (one line with the app's file:line); this says
+        # what follows — at ERROR too, since it ends the server.
+        error_log.error("worker failed to boot (%s); stopping the server", describe_exit(code))
         self.exit_code = code
         self.stop(graceful=False)
 
@@ -417,7 +571,7 @@ class Arbiter:
                 reason = f"--max-lifetime {cfg.max_lifetime}s reached"
             elif sample and self._over_memory(info):
                 reason = f"RSS above --max-memory {cfg.max_memory} MB"
-            if reason is not None:
+            if reason is not None and self.spawn_budget > 0 and now >= self.next_spawn:
                 error_log.info("recycling worker %d: %s", info.pid, reason)
                 self.spawn(replaces=info.pid)
 
@@ -436,6 +590,9 @@ class Arbiter:
             old = self.reload_queue.popleft()
             info = self.workers.get(old)
             if info is not None and not info.stopping and info.replaced_by is None:
+                if self.spawn_budget <= 0:
+                    self.reload_queue.appendleft(old)  # next pass
+                    return
                 self.spawn(replaces=old)
                 return
 
@@ -444,7 +601,9 @@ class Arbiter:
             counted = [info for info in self.workers.values() if info.role == role
                        and not info.stopping and info.replaced_by is None]
             if len(counted) < target and now >= self.next_spawn:
-                for _ in range(target - len(counted)):
+                # A few per pass: a big scale-up never holds up signals or the control
+                # socket (forking 1000 at once used to leave SIGINT unserved for 19 s).
+                for _ in range(min(target - len(counted), self.spawn_budget)):
                     self.spawn(role=role)
             elif len(counted) > target and not self.reload_queue:
                 for info in sorted(counted, key=lambda w: w.spawned)[target:]:
@@ -456,7 +615,7 @@ class Arbiter:
             for pid in list(self.workers):
                 error_log.warning("worker %d still running at the stop deadline: killing", pid)
                 self._signal(pid, signal.SIGKILL)
-            self.stop_deadline = time.monotonic() + 5.0
+            self.stop_deadline = time.monotonic() + KILL_GRACE
 
     def _signal(self, pid: int, sig: int) -> None:
         try:
@@ -486,16 +645,21 @@ class Arbiter:
                 "heartbeat_age": round(now - slot.heartbeat, 2) if slot.heartbeat else None,
                 "loop_lag_max": round(slot.loop_lag, 4),
             })
+        reload = dataclasses.asdict(self.reload_status) if self.reload_status else None
         return {"master": os.getpid(), "target": self.target, "generation": self.generation,
-                "stopping": self.stopping, "workers": rows}
+                "max_workers": self.config.worker_ceiling(), "task_target": self.task_target,
+                "stopping": self.stopping, "reload": reload, "workers": rows}
 
     def _cleanup(self) -> None:
-        remove_tables(str(os.getpid()))
+        # Done supervising: a late signal (a SIGINT storm outlasting the stop) must not
+        # kill the exiting master and turn its exit status into "killed by SIGINT".
+        for sig in HANDLED:
+            if sig != signal.SIGCHLD:
+                signal.signal(sig, signal.SIG_IGN)
         if self.task_sock is not None:
             self.task_sock.close()
-            with contextlib.suppress(OSError):
-                assert self.task_path is not None
-                os.unlink(self.task_path)
+        if self.directory is not None:
+            remove_server_files(self.directory, self.directory.server_id)
         if self.control is not None:
             self.control.close()
         if self.watcher is not None:
@@ -503,6 +667,8 @@ class Arbiter:
         for fd in (self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if self.lifeline is not None:
+            self.lifeline.close()
         self.slots.release()
 
 
@@ -531,24 +697,63 @@ def describe_exit(code: int) -> str:
             EXIT_APP_LOAD: "exit 4: app could not be loaded"}.get(code, f"exit {code}")
 
 
-def main(config: Config) -> int:
-    """``octo serve``: bind, write the pid file, supervise until stopped."""
-    from octo.master.control import default_path
-    from octo.worker import bind_sockets
+def open_runtime_dir(config: Config) -> RuntimeDir:
+    """The server's private runtime directory, or exit with one line saying why not."""
+    try:
+        return RuntimeDir.create(config.runtime_dir or default_root())
+    except RuntimeDirError as exc:
+        raise SystemExit(f"octo: {exc}") from None
 
-    sockets = [] if config.reuse_port else bind_sockets(config)
+
+def write_pid_file(path: str) -> tuple[int, int]:
+    """Write a new file and rename it over *path*: a link planted at *path* is replaced,
+    never followed, and a file of another user in a sticky directory is not replaced.
+    Returns the file's (device, inode), to remove only this file at exit."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".octo-pid-")
+    except OSError as exc:
+        raise SystemExit(f"octo: cannot write --pid {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+            st = os.fstat(fh.fileno())
+        os.rename(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SystemExit(f"octo: cannot write --pid {path}: {exc.strerror}") from None
+    return st.st_dev, st.st_ino
+
+
+def _remove_own_file(path: str, inode: tuple[int, int]) -> None:
+    """Unlink *path* if it is still the file this server wrote (not a later server's)."""
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == inode and not stat.S_ISLNK(st.st_mode):
+            os.unlink(path)
+
+
+def main(config: Config) -> int:
+    """``octo serve``: check the runtime directory, bind, write the pid file, supervise
+    until stopped."""
+    from octo.master.control import control_address
+    from octo.worker import bind_master_sockets
+
+    directory = open_runtime_dir(config)  # refuse an unsafe one before binding anything
+    sockets, uds = ([], None) if config.reuse_port else bind_master_sockets(config)
     port = sockets[0].getsockname()[1] if sockets and sockets[0].family != socket.AF_UNIX \
         else config.port
-    control = config.control or default_path(port, config.uds, config.pid)
-    if config.pid:
-        with open(config.pid, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
+    address = control_address(config, port)
+    control = address.path if address.path is not None else directory.socket(address.name)
+    arbiter = Arbiter(config, sockets, control, directory, uds)
+    pid_inode = None
     try:
-        return Arbiter(config, sockets, control).run()
+        if config.pid:
+            pid_inode = write_pid_file(config.pid)
+        return arbiter.run()
     finally:
-        for sock in sockets:
-            sock.close()
-        for path in (config.pid, config.uds if config.fd is None else None):
-            if path:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        arbiter.stop_listening()  # done already unless the master ended before a stop
+        if config.pid and pid_inode is not None:
+            _remove_own_file(config.pid, pid_inode)

@@ -88,28 +88,40 @@ class WatchfilesWatcher:
 
     def __init__(self, root: str, includes: list[str]) -> None:
         self.read_fd, write_fd = os.pipe()
+        master = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - runs in the child
-            os.close(self.read_fd)
-            self._child(root, includes, write_fd)
+            self._child(root, includes, write_fd, master)
         os.close(write_fd)
         os.set_blocking(self.read_fd, False)
         self.buffer = b""
 
     @staticmethod
-    def _child(root: str, includes: list[str], write_fd: int) -> None:  # pragma: no cover
+    def _child(root: str, includes: list[str], write_fd: int,
+               master: int) -> None:  # pragma: no cover
         code = 0
         try:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD,
                         signal.SIGTTIN, signal.SIGTTOU):
                 signal.signal(sig, signal.SIG_DFL)  # the master's handlers are not ours
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # Nothing of the master's but the pipe: a listening socket kept open here would
+            # keep accepting into a backlog after the master stopped listening (or died).
+            os.closerange(3, write_fd)
+            os.closerange(write_fd + 1, os.sysconf("SC_OPEN_MAX"))
             import watchfiles
 
             def keep(_change: object, path: str) -> bool:
                 return wanted(path, includes) and not (set(Path(path).parts) & SKIP_DIRS)
 
-            for changes in watchfiles.watch(root, watch_filter=keep, raise_interrupt=False):
+            # Wake twice a second to see whether the master is gone (this child holds no
+            # lifeline: it closed every descriptor but the pipe).
+            for changes in watchfiles.watch(root, watch_filter=keep, raise_interrupt=False,
+                                            rust_timeout=500, yield_on_timeout=True):
+                if os.getppid() != master:
+                    break
+                if not changes:
+                    continue
                 lines = "".join(f"{path}\n" for _, path in changes)
                 os.write(write_fd, lines.encode())
         except BaseException:

@@ -12,9 +12,12 @@ worker's pid next to a heartbeat of 0.)
 from __future__ import annotations
 
 import enum
+import logging
 import mmap
 import struct
 from dataclasses import dataclass
+
+from octo.master import orphan
 
 # pid, state, started, heartbeat, requests, in_flight, loop lag, open connections,
 # ticks skipped (by this worker while it led the tick schedule); native order, as the
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 _FORMAT = "=qqddqqdqq"
 SLOT_SIZE = 128
 WORD = 8
+NOTE_SIZE = 512  # bytes per worker for the last error it logged (a boot failure's reason)
 _STRUCT = struct.Struct(_FORMAT)
 assert _STRUCT.size <= SLOT_SIZE
 # Word offsets within a slot.
@@ -54,14 +58,17 @@ class Slots:
     """A fixed number of worker slots; index ``i`` belongs to one worker at a time.
 
     After the slots comes a live open-connection count per slot (-1: not accepting), which
-    workers update on every connect/close and read to balance accepts between them, and one
-    word holding the highest slot index in use (so readers scan only that far).
+    workers update on every connect/close and read to balance accepts between them, one
+    word holding the highest slot index in use (so readers scan only that far), then a note
+    per slot: the last error line its worker logged, which the master reads once the worker
+    has exited (so a reload that failed can say why).
     """
 
     def __init__(self, count: int) -> None:
         self.count = count
         self.counts_offset = count * SLOT_SIZE
-        size = self.counts_offset + (count + 1) * 8
+        self.notes_offset = self.counts_offset + (count + 1) * 8
+        size = self.notes_offset + count * NOTE_SIZE
         self.area = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         # Two typed views of the slot records, for single-word stores of ints and floats.
         self.ints = memoryview(self.area)[:self.counts_offset].cast("q")
@@ -97,6 +104,19 @@ class Slots:
     def clear(self, index: int) -> None:
         self.area[index * SLOT_SIZE:(index + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
         self.counts[index] = -1
+        start = self.notes_offset + index * NOTE_SIZE
+        self.area[start:start + NOTE_SIZE] = bytes(NOTE_SIZE)
+
+    def write_note(self, index: int, text: str) -> None:
+        data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1]
+        start = self.notes_offset + index * NOTE_SIZE
+        self.area[start:start + NOTE_SIZE] = data.ljust(NOTE_SIZE, b"\0")
+
+    def note(self, index: int) -> str:
+        """The last error line slot *index*'s worker logged ("" if none)."""
+        start = self.notes_offset + index * NOTE_SIZE
+        data = self.area[start:start + NOTE_SIZE].split(b"\0", 1)[0]
+        return data.decode("utf-8", "ignore")  # "ignore": a character cut at the end
 
     def set_high(self, used: set[int]) -> None:
         self.high[0] = max(used, default=-1) + 1
@@ -116,13 +136,25 @@ class Slots:
 
 
 class SlotWriter:
-    """A worker's handle on its own slot."""
+    """A worker's handle on its own slot. Its heartbeat also checks that the master which
+    forked it (*master_pid*) is still its parent."""
 
-    def __init__(self, slots: Slots, index: int, pid: int, started: float) -> None:
+    def __init__(self, slots: Slots, index: int, pid: int, started: float,
+                 master_pid: int = 0) -> None:
         self.slots = slots
         self.index = index
         self.pid = pid
         self.started = started
+        self.master_pid = master_pid
+
+    def note_errors(self) -> logging.Handler:
+        """A log handler keeping the worker's last ERROR line in its slot's note."""
+        return _NoteHandler(self)
+
+    def check_master(self) -> bool:
+        """False once the master is gone (this process was re-parented); the first time,
+        this process is sent SIGTERM (see octo.master.orphan)."""
+        return not self.master_pid or orphan.check_parent(self.master_pid)
 
     def set_connections(self, count: int) -> None:
         self.slots.counts[self.index] = count
@@ -142,5 +174,19 @@ class SlotWriter:
 
     def beat(self, state: SlotState, now: float, requests: int, in_flight: int,
              loop_lag: float, connections: int, ticks_skipped: int = 0) -> None:
+        self.check_master()
         self.slots.write(self.index, self.pid, state, self.started, now, requests, in_flight,
                          loop_lag, connections, ticks_skipped)
+
+
+class _NoteHandler(logging.Handler):
+    def __init__(self, writer: SlotWriter) -> None:
+        super().__init__(logging.ERROR)
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            lines = record.getMessage().strip().splitlines()
+            self.writer.slots.write_note(self.writer.index, lines[0] if lines else "")
+        except Exception:  # a log handler never raises into the code that logged
+            self.handleError(record)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
+from typing import Any, TypeVar, cast
 
 from octo.logs import error_log
 from octo.runtime import events as ev
+from octo.runtime import rundir
+from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
 from octo.runtime.cache import Cache, Lock
-from octo.runtime.container import Container, ContainerError
+from octo.runtime.container import MISSING, Container, ContainerError, name_of
 from octo.runtime.leaks import LeakDetector
 from octo.runtime.sandbox import Operation, current_operation, enter, leave
 from octo.runtime.table import Column, Int, Table
-from octo.runtime.tasks import Tasks
+from octo.runtime.tasks import DEFAULT_QUEUE_SIZE, Tasks, graceful_timeout
 from octo.runtime.tick import Tick, TickRunner
 
 T = TypeVar("T")
@@ -36,7 +38,8 @@ class Octo:
     way, or on the first request if that server runs no lifespan.
     """
 
-    def __init__(self, cache_rows: int = 1024, cache_value_size: int = 1024) -> None:
+    def __init__(self, cache_rows: int = 1024, cache_value_size: int = 1024,
+                 task_queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self.cache_rows = cache_rows
         self.cache_value_size = cache_value_size
         self._cache: Cache | None = None
@@ -44,7 +47,9 @@ class Octo:
         self.container = Container()
         self.events = ev.Events()
         self.ticks = TickRunner(self)
-        self.tasks = Tasks()  # rt.tasks.run(fn, ...) / rt.tasks.dispatch(fn, ...)
+        # rt.tasks.run(fn, ...) / rt.tasks.dispatch(fn, ...); dispatch queues up to
+        # task_queue_size tasks per process while every task worker is busy.
+        self.tasks = Tasks(task_queue_size)
         self._tick_stats: Table | None = None
         self.booted = False
         self._boot_lock: asyncio.Lock | None = None
@@ -58,11 +63,12 @@ class Octo:
     def table(self, name: str, rows: int, columns: Mapping[str, Column],
               key_size: int = 64) -> Table:
         """A table shared by all workers under ``octo serve`` (process-local elsewhere)."""
-        server_id = os.environ.get("OCTO_SERVER_ID")
-        if server_id is None:
+        directory = rundir.current()  # inherited from an octo serve master
+        if directory is None:
             error_log.warning("table %r: not under octo serve, so it lives in this process "
                               "only", name)
-        return Table(name, rows, columns, key_size, server_id)
+            return Table(name, rows, columns, key_size)
+        return Table(name, rows, columns, key_size, directory.server_id)
 
     @property
     def cache(self) -> Cache:
@@ -115,6 +121,9 @@ class Octo:
         async with self._boot_lock:
             if self.booted:
                 return
+            # Sync code of this process without an operation (a thread it started) reaches
+            # the runtime through this loop.
+            self.tasks.home_loop = asyncio.get_running_loop()
             await self.events.dispatch(ev.WorkerStarting())
             await self.container.boot()
             self.booted = True
@@ -123,6 +132,7 @@ class Octo:
     async def stop(self) -> None:
         if self.booted:
             await self.ticks.stop()
+            await self.tasks.drain(graceful_timeout())
             await self.events.dispatch(ev.WorkerStopping())
             await self.container.shutdown()
             self.booted = False
@@ -249,11 +259,65 @@ class Sandboxed:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-async def resolve(key: type[T]) -> T:
-    """The container's instance of *key* for the current request, tick or task."""
+def unwrapped_runtime_warning(app: Any, target: str) -> str | None:
+    """The warning for ``octo serve main:app`` when ``main`` creates an ``octo.Octo()``
+    runtime but *app* is not wrapped by it: its ticks never run, its container never boots
+    and ``octo.resolve`` fails in every request. None when *app* is wrapped (or no runtime)."""
+    import sys
+
+    if isinstance(app, Sandboxed):
+        return None
+    module_name = target.partition(":")[0]
+    module = sys.modules.get(module_name)
+    names = vars(module) if module is not None else {}
+    runtimes = [name for name, value in names.items() if isinstance(value, Octo)]
+    if not runtimes:
+        return None
+    wrapped = [name for name, value in names.items() if isinstance(value, Sandboxed)]
+    hint = (f"serve {module_name}:{wrapped[0]} instead" if wrapped else
+            f"serve {runtimes[0]}.wrap(app), e.g. asgi = {runtimes[0]}.wrap(app) and "
+            f"octo serve {module_name}:asgi")
+    return (f"{target} is served without the octo runtime {module_name}.{runtimes[0]}: its "
+            f"ticks will not run and octo.resolve() fails in requests; {hint}")
+
+
+@coroutine_function
+def resolve(key: type[T]) -> Coroutine[Any, Any, T]:
+    """The container's instance of *key* for the current request, tick or task:
+    ``await octo.resolve(X)``. Sync code (a sync Django view, a thread) calls
+    :func:`resolve_sync` instead; there this one's coroutine, unless awaited (as
+    ``async_to_sync`` does), raises ``NotAwaited`` naming ``resolve_sync`` when used as
+    the instance, rather than passing for it."""
+    return checked(_resolve(key), f"octo.resolve({name_of(key)})",
+                   f"octo.resolve_sync({name_of(key)})")
+
+
+async def _resolve(key: type[T]) -> T:
+    runtime, _ = _operation_runtime(key, "octo.resolve")
+    return await runtime.container.resolve(key)
+
+
+def resolve_sync(key: type[T]) -> T:
+    """:func:`resolve` for sync code running in a thread of the current request, tick or
+    task (a sync Django view, a plain-function tick or task, a ``concurrently`` callable).
+
+    Factories run on the operation's event loop, as for ``await octo.resolve(X)`` (so they
+    must not block it, and the objects are the same ones async code of the operation gets);
+    an instance already built is returned without the trip to the loop. Raises on an event
+    loop's own thread, where ``await octo.resolve(X)`` is the way."""
+    call = f"octo.resolve_sync({name_of(key)})"
+    refuse_loop_thread(call, f"await octo.resolve({name_of(key)})")
+    runtime, op = _operation_runtime(key, "octo.resolve_sync")
+    value = runtime.container.built(key, op)
+    if value is not MISSING:
+        return cast(T, value)
+    return run_on_loop(op.loop, lambda: runtime.container.resolve(key), call)
+
+
+def _operation_runtime(key: Any, call: str) -> tuple[Octo, Operation]:
     op = current_operation()
     if op is None or "runtime" not in op.state:
-        raise ContainerError(f"octo.resolve({getattr(key, '__name__', key)}) outside a request, "
-                             "tick or task run by an octo runtime")
-    runtime: Octo = op.state["runtime"]
-    return await runtime.container.resolve(key)
+        raise ContainerError(f"{call}({name_of(key)}) outside a request, "
+                             "tick or task run by an octo runtime: is the app served wrapped, "
+                             "as asgi = rt.wrap(app)?")
+    return op.state["runtime"], op

@@ -46,12 +46,18 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 class TaskTimeout(TimeoutError):
-    """Some callables did not finish in time; ``pending`` names them."""
+    """Callables (``concurrently``) or a task (``rt.tasks.run``) did not finish in time;
+    ``pending`` names them, ``timeout`` is the limit in seconds."""
 
-    def __init__(self, pending: list[str], timeout: float) -> None:
-        super().__init__(f"{len(pending)} of the callables did not finish within {timeout}s: "
-                         + ", ".join(pending))
+    def __init__(self, pending: list[str], timeout: float, message: str | None = None) -> None:
+        super().__init__(message or f"{len(pending)} of the callables did not finish within "
+                         f"{timeout}s: " + ", ".join(pending))
         self.pending = pending
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A task worker sends it back pickled: rebuild it from all three arguments.
+        return (type(self), (self.pending, self.timeout, str(self)))
 
 
 Fn = Callable[[], Awaitable[T1]] | Callable[[], T1]
@@ -94,7 +100,10 @@ async def concurrently(*fns: Fn[Any], timeout: float | None = None,
         from octo.runtime.tasks import Tasks
 
         runner = Tasks()
-        futures: list[asyncio.Future[Any]] = [loop.create_task(runner.run(fn)) for fn in fns]
+        # The task workers are told the deadline too: a plain function still running at
+        # the timeout gets its task worker replaced rather than running on.
+        futures: list[asyncio.Future[Any]] = [
+            loop.create_task(runner.run(fn, timeout=timeout)) for fn in fns]
     else:
         futures = [_start(loop, fn) for fn in fns]
     try:

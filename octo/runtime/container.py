@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from octo.runtime.sandbox import Operation, current_operation
 
 T = TypeVar("T")
+MISSING: Any = object()
 
 
 class Lifetime(enum.Enum):
@@ -112,6 +113,17 @@ class Container:
         """The instance for *key* in the current operation (or worker, for singletons)."""
         value: T = await self._resolve(key, ())
         return value
+
+    def built(self, key: Any, op: Operation | None) -> Any:
+        """The instance *key* already has (a built singleton, or *op*'s scoped one), else
+        MISSING. Plain dict reads: safe from any thread, so sync code skips the trip to the
+        event loop when there is nothing to build."""
+        lifetime = self._binding(key).lifetime
+        if lifetime is Lifetime.SINGLETON or lifetime is Lifetime.INSTANCE:
+            return self.singletons.get(key, MISSING)
+        if lifetime is Lifetime.SCOPED and op is not None:
+            return op.instances.get(key, MISSING)
+        return MISSING
 
     async def _resolve(self, key: Any, chain: tuple[Binding, ...]) -> Any:
         binding = self._binding(key)

@@ -9,10 +9,13 @@ owner word taken by compare-and-swap that a waiter takes over when its holder ha
 an ``fcntl`` byte-range lock where libatomic is missing. Either way a worker SIGKILLed
 mid-operation blocks nobody.
 
-Under ``octo serve`` the backing file lives in /dev/shm, named for the server, the table and
+Under ``octo serve`` the backing file lives in the server's private runtime directory
+(``octo.runtime.rundir``; in shared memory by default), named for the server, the table and
 its schema: workers share it, a reload with the same schema keeps the data, a changed schema
 gets a fresh table, and the master removes the files when the server stops (and, on the next
-start, files left by a master that was killed). Elsewhere the table is process-local.
+start, files left by a master that was killed). The file is created and opened only through
+the directory the master checked and holds open, never through a link, and never adopted
+from another user. Elsewhere the table is process-local.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from octo.logs import error_log
-from octo.runtime import shmfiles
+from octo.runtime import rundir, shmfiles
 from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available
 
 _HEADER = struct.Struct("<8sQQQ")  # magic, capacity, used, lock word
@@ -139,8 +142,13 @@ class Table:
             _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
             self.lock: LocalLock | FileLock | AtomicLock = LocalLock()
             return
-        self.path = shmfiles.table_path(server_id, self.name, self.schema_hash())
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        directory = rundir.current()
+        if directory is None:
+            raise TableError(f"table {self.name!r}: a shared table needs the runtime "
+                             "directory of an octo serve master")
+        file_name = shmfiles.table_name(server_id, self.name, self.schema_hash())
+        self.path = directory.join(file_name)
+        fd = directory.open_file(file_name)
         self.fd = fd
         with FileLock(fd):  # creation and first-time formatting: once, across workers
             fresh = os.fstat(fd).st_size < size
@@ -149,7 +157,7 @@ class Table:
             self.mem = mmap.mmap(fd, size)
             if fresh or self.mem[:8] != MAGIC:
                 _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
-                _log_schema(server_id, self.name, self.path)
+                _log_schema(directory, server_id, self.name, file_name)
         self.lock = (AtomicLock(self.mem, LOCK_OFFSET, self.name) if atomic_available()
                      else FileLock(fd))
 
@@ -390,10 +398,10 @@ class Table:
             self.ints[2] = 0
 
 
-def _log_schema(server_id: str, name: str, path: str) -> None:
-    others = [f for f in shmfiles.list_tables(server_id)
-              if f.startswith(f"{shmfiles.PREFIX}{server_id}-{name}-")
-              and os.path.join(shmfiles.SHM_DIR, f) != path]
+def _log_schema(directory: rundir.RuntimeDir, server_id: str, name: str,
+                file_name: str) -> None:
+    others = [f for f in shmfiles.list_tables(directory, server_id)
+              if f.startswith(f"{server_id}-{name}-") and f != file_name]
     if others:
         error_log.warning("table %r: schema changed, starting a fresh table (%s)", name,
-                          os.path.basename(path))
+                          file_name)

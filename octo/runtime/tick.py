@@ -95,22 +95,34 @@ class TickRunner:
 
     async def _schedule(self) -> None:
         while True:
-            now = time.monotonic()
-            leading = self.lock().acquire()  # acquiring again renews our own lease
-            if leading and not self.leader:
-                error_log.info("worker %d now runs the tick schedule", os.getpid())
-                for tick in self.ticks:
-                    tick.next_due = now if tick.immediate else now + tick.every
-            self.leader = leading
-            if leading:
-                for tick in self.ticks:
-                    if now >= tick.next_due:
-                        self._due(tick, now)
+            self.step(time.monotonic())
             await asyncio.sleep(POLL)
 
+    def step(self, now: float) -> None:
+        """One pass of the scheduler at monotonic time *now* (seconds).
+
+        Renews (or tries to take) the leader lease and, while leading, starts every tick
+        that is due at *now*. The scheduler loop calls it every ``POLL`` seconds with the
+        clock; tests call it with chosen times, as ``HttpProtocol.tick(now)`` does for HTTP
+        deadlines. Needs a running event loop: a due tick runs as a task on it.
+        """
+        leading = self.lock().acquire()  # acquiring again renews our own lease
+        if leading and not self.leader:
+            error_log.info("worker %d now runs the tick schedule", os.getpid())
+            for tick in self.ticks:
+                tick.next_due = now if tick.immediate else now + tick.every
+        self.leader = leading
+        if leading:
+            for tick in self.ticks:
+                if now >= tick.next_due:
+                    self._due(tick, now)
+
     def _due(self, tick: Tick, now: float) -> None:
-        # Fixed-rate schedule (no drift); after a long stall, resume from now.
-        tick.next_due = max(tick.next_due + tick.every, now)
+        # Fixed-rate schedule (no drift). After a stall of a whole interval or more, resume
+        # from now: this run, then the next a full interval later (due at *now* itself, it
+        # would run again on the very next pass, a burst of two).
+        following = tick.next_due + tick.every
+        tick.next_due = following if following > now else now + tick.every
         stats = self.runtime.tick_stats
         if tick.running:
             SKIPPED[0] += 1

@@ -50,7 +50,7 @@ def resolve(choice: str) -> str | None:
             raise ValueError(f"unknown WebSocket backend {choice!r}")
         if not installed(choice):
             raise BackendMissing(f"--ws {choice} needs the {choice} package "
-                                 f"(pip install 'octo[{choice}]')")
+                                 f"(pip install 'octo-server[{choice}]')")
         return choice
     return next((name for name in AUTO_ORDER if installed(name)), None)
 

@@ -36,6 +36,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/slow":
         await asyncio.sleep(float(scope["query_string"] or b"1"))
         await _respond(send, 200, b"slow done")
+    elif path == "/hold":  # until the file named in the query exists: a request in flight
+        await _hold(scope["query_string"].decode())
+        await _respond(send, 200, b"held")
     elif path == "/stream-until-disconnect":
         await _stream_until_disconnect(receive, send)
     elif path == "/file":
@@ -66,6 +69,18 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await _respond(send, 200, str(gc.get_freeze_count()).encode())
     else:
         await _respond(send, 200, b"hello", [(b"content-type", b"text/plain")])
+
+
+async def _hold(release: str) -> None:
+    """Announce the hold in the log (the test waits for that line), then wait, without
+    blocking the loop, until *release* exists; at most a minute, so a test cannot hang."""
+    print("APP: holding", file=sys.stderr, flush=True)
+    deadline = asyncio.get_running_loop().time() + 60
+    # Released from another process, so a file, looked at between short sleeps (the loop
+    # stays free); a stat of a local file is fast enough not to matter on the loop.
+    while (not os.path.exists(release)  # noqa: ASYNC110, ASYNC240
+           and asyncio.get_running_loop().time() < deadline):
+        await asyncio.sleep(0.01)
 
 
 async def _stream_until_disconnect(receive: Any, send: Any) -> None:

@@ -31,8 +31,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STARTUP_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
 PROBE_TIMEOUT = 0.5
 
 
@@ -66,7 +66,7 @@ class Server:
         """The current length of the log, to pass as ``since`` to :meth:`log` later."""
         return self.log_path.stat().st_size
 
-    def wait_for_log(self, text: str, timeout: float = 5.0, since: int = 0) -> str:
+    def wait_for_log(self, text: str, timeout: float = 15.0, since: int = 0) -> str:
         """Wait until *text* appears in the log; return the log or raise ServerError."""
         deadline = time.monotonic() + timeout
         while True:
@@ -144,16 +144,20 @@ def run_command(command: Sequence[str], *args: str, env: Mapping[str, str] | Non
                 cwd: Path | str = ROOT, ready_path: str = "/",
                 ready: Callable[[Server], bool] | None = None,
                 startup_timeout: float = STARTUP_TIMEOUT, stop_timeout: float = STOP_TIMEOUT,
-                expect_clean_exit: bool = True) -> Iterator[Server]:
+                expect_clean_exit: bool = True,
+                sock: socket.socket | None = None) -> Iterator[Server]:
     """Run ``*command --fd N *args``, a command that ends up serving with octo on fd N.
 
-    *env* is added to (and overrides) the current environment. The server counts as ready
+    *sock* is the listening socket to hand over (one from :func:`listening_socket`, when the
+    test needs the port before the server starts); by default a new one is made; it is
+    closed in this process either way. *env* is added to (and overrides) the current
+    environment. The server counts as ready
     when *ready* returns true, by default when a GET of *ready_path* gets any HTTP response.
     On leaving the block the server is stopped (SIGTERM, SIGKILL after *stop_timeout*);
     if the block itself did not raise and *expect_clean_exit* is set, the server must then
     have exited with status 0 on SIGTERM alone. stdout and stderr both go to the log.
     """
-    sock = listening_socket()
+    sock = sock or listening_socket()
     host, port = sock.getsockname()[:2]
     fd = sock.fileno()
     argv = [*command, "--fd", str(fd), *args]

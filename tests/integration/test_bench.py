@@ -47,20 +47,40 @@ def test_non_2xx_and_read_errors_are_counted(srv) -> None:
     assert data["statuses"] == {"500": 20} and data["errors"]["non-2xx/3xx"] == 20
 
 
-def test_connect_errors_are_counted() -> None:
+def _unused_port() -> int:
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = bench(f"http://127.0.0.1:{port}/", "-c", "2", "-d", "0.5")
+        return int(probe.getsockname()[1])
+
+
+def test_connect_errors_are_counted_and_fail_the_run() -> None:
+    url = f"http://127.0.0.1:{_unused_port()}/"
+    result = subprocess.run([sys.executable, "-m", "octo", "bench", url, "-c", "2", "-d", "0.5",
+                             "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
     assert data["requests"] == 0 and data["errors"]["connect"] > 0
+    assert f"could not connect to {url}" in result.stderr
+
+
+def test_request_count_with_nothing_listening_ends() -> None:
+    """-n N against a closed port: each failed connection counts toward N, so the run ends
+    (it used to retry forever, spinning a core)."""
+    url = f"http://127.0.0.1:{_unused_port()}/"
+    result = subprocess.run([sys.executable, "-m", "octo", "bench", url, "-c", "4", "-n", "40"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "40 connection attempts failed" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_open_model_sends_at_most_the_scheduled_rate(srv) -> None:
     data = bench(srv.url + "/", "-c", "4", "-d", "1", "-R", "200")
-    # 200/s for 1 s: never more than scheduled (a few in flight at the end may be cut).
-    assert 100 <= data["requests"] <= 201 and data["model"] == "open"
+    # 200/s for 1 s: never more than scheduled (a few in flight at the end may be cut). The
+    # lower bound only says it kept sending: a slow machine may fall behind the schedule.
+    assert 20 <= data["requests"] <= 201 and data["model"] == "open"
 
 
 def test_remote_targets_are_refused() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from server import ROOT, run_server
 
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
@@ -16,61 +19,106 @@ LOAD = Path(__file__).resolve().parent / "load.py"
 
 
 def shm_files(pid: int) -> list[str]:
-    return [n for n in os.listdir("/dev/shm") if n.startswith(f"octo-{pid}-")]
+    """The files of the server whose master is *pid*, in its runtime directory."""
+    from octo.runtime.rundir import default_root
+
+    return [n for n in os.listdir(default_root()) if n.startswith(f"{pid}-")]
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
 
 
 def test_workers_increment_one_row_exactly_and_files_are_removed() -> None:
+    import json
+
+    processes, connections, requests = 2, 4, 100
     with run_server("apps.table_app:asgi", *APP_DIR, "--workers", "3",
                     "--no-access-log") as srv:
-        loads = [subprocess.Popen([sys.executable, str(LOAD), srv.url + "/incr", "2", "4"],
-                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
-        outputs = [p.communicate(timeout=60)[0] for p in loads]
-        import json
-
-        sent = sum(json.loads(out)["counts"].get("ok", 0) for out in outputs)
-        assert sent > 300
-        assert httpx.get(srv.url + "/", timeout=5).text == str(sent)
+        # A fixed number of requests (SECONDS is only a deadline): no throughput floor.
+        loads = [subprocess.Popen([sys.executable, str(LOAD), srv.url + "/incr", "120",
+                                   str(connections), str(requests)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+        outputs = [json.loads(p.communicate(timeout=180)[0])["counts"] for p in loads]
+        assert all(out == {"ok": connections * requests} for out in outputs), outputs
+        # Every increment, from whichever worker served it, landed in the one shared row.
+        total = processes * connections * requests
+        assert httpx.get(srv.url + "/", timeout=10).text == str(total)
         master = srv.pid
-        assert shm_files(master), "the table is not in /dev/shm"
-    time.sleep(0.1)
-    assert shm_files(master) == []
+        assert shm_files(master), "the table is not in the runtime directory"
+    wait_until(lambda: shm_files(master) == [], "the master to remove its table files")
 
 
-def test_next_start_removes_tables_left_by_a_killed_master() -> None:
+STALE_LINE = re.compile(r"removed (\d+) file\(s\) left by a server that was killed")
+
+
+def kill_leaving_tables() -> tuple[int, Path]:
+    """Start a server, make it create its table, SIGKILL master and workers; the master's
+    pid and its control socket's path."""
     import signal
 
     import psutil
 
+    from octo.runtime.rundir import default_root
+
     with run_server("apps.table_app:asgi", *APP_DIR, expect_clean_exit=False) as srv:
-        httpx.get(srv.url + "/incr", timeout=5)
+        httpx.get(srv.url + "/incr", timeout=10)
         master = srv.pid
-        assert shm_files(master)
+        control = Path(default_root()) / f"octo-{srv.port}.ctl"
+        assert shm_files(master) and control.exists()
         workers = psutil.Process(master).children()
         os.kill(master, signal.SIGKILL)
         for worker in workers:
             worker.kill()
         srv.process.wait(10)
-        assert shm_files(master)  # left behind by the kill
+    return master, control
+
+
+def test_next_start_removes_tables_left_by_a_killed_master() -> None:
+    # The runtime directory is shared by every octo server of this user, and each one
+    # removes the files of dead masters as it starts: a server of another test run may
+    # clean ours up first. That is the feature working, but not in the server this test
+    # watches: try again.
+    for _ in range(3):
+        master, control = kill_leaving_tables()
+        if not shm_files(master):
+            continue  # removed by another server before ours started
         with run_server("apps.table_app:asgi", *APP_DIR) as second:
-            second.wait_for_log("removed 1 table file(s) left by a server that was killed")
-        assert shm_files(master) == []
+            log = second.log()  # the master cleans up before it forks workers
+        removed = STALE_LINE.search(log)
+        if removed is None and not shm_files(master):
+            continue  # another server got there between our check and our start
+        assert removed is not None and int(removed.group(1)) >= 1, log
+        # Its table and its control socket (other servers may have left more).
+        assert shm_files(master) == [] and not control.exists()
+        return
+    pytest.fail("three times, another octo server removed the stale files before ours")
 
 
-def test_stampede_of_1000_requests_across_workers_regenerates_once() -> None:
+def test_stampede_across_workers_regenerates_once() -> None:
     import asyncio
 
+    from bounded import bounded_gather
+
+    requests, connections = 60, 30  # 30 at once: they all find the cache empty
     with run_server("apps.cache_app:asgi", *APP_DIR, "--workers", "3",
                     "--no-access-log") as srv:
 
         async def stampede() -> list[httpx.Response]:
-            limits = httpx.Limits(max_connections=100)
+            limits = httpx.Limits(max_connections=connections)
             async with httpx.AsyncClient(base_url=srv.url, timeout=30, limits=limits) as c:
-                return await asyncio.gather(*(c.get("/report") for _ in range(1000)))
+                async def report() -> httpx.Response:
+                    return await c.get("/report")
+
+                return await bounded_gather([report] * requests, limit=connections)
 
         replies = asyncio.run(stampede())
-        assert all(r.status_code == 200 for r in replies)
+        assert [r.status_code for r in replies] == [200] * requests
         assert len({r.text for r in replies}) == 1  # everyone got the one value
-        assert httpx.get(srv.url + "/regenerations", timeout=5).text == "1"
+        assert httpx.get(srv.url + "/regenerations", timeout=10).text == "1"
 
 
 SCHEMA_APP = '''

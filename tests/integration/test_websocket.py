@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import signal
+import socket
 
 import httpx
 import pytest
 from server import ROOT, run_server
 
-websockets = pytest.importorskip("websockets", reason="websockets not installed (octo[ws])")
+websockets = pytest.importorskip("websockets", reason="websockets not installed (octo-server[ws])")
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
@@ -115,16 +116,28 @@ def test_server_shutdown_closes_1001(backend: str) -> None:
 
 
 def test_slow_reader_pauses_the_sender(backend: str) -> None:
-    """The client stops reading: the server's send() must block, not buffer without end."""
+    """The client stops reading: the server's send() must wait (and resume), not buffer
+    without end or stall for good."""
+    count, payload = 100, "z" * 100_000
     with run_server(APP, *APP_DIR, "--ws", backend, "--ws-max-size", "2000000") as server:
         async def main() -> None:
-            async with connect(ws_url(server, "/echo"), max_queue=1,
-                               write_limit=2**24) as ws:
-                payload = "z" * 100_000
-                for _ in range(60):  # 6 MB echoed back while we read nothing
+            # A small receive buffer of our own (no autotuning up to tens of MB) and no
+            # compression (the payload would shrink to nothing): the 10 MB echoed back cannot
+            # all fit in the sockets, so the server's writes must pause.
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.connect((server.host, server.port))
+            async with connect(ws_url(server, "/echo"), sock=sock, max_queue=1,
+                               write_limit=2**25, compression=None) as ws:
+                for _ in range(count):  # 10 MB echoed back while we read nothing
                     await ws.send(payload)
-                await asyncio.sleep(0.5)
+                # Our queue is full and we stopped reading the socket: from here the server's
+                # echoes pile up until its send() has to wait.
+                deadline = asyncio.get_running_loop().time() + 30
+                while ws.transport.is_reading():
+                    assert asyncio.get_running_loop().time() < deadline, "client never paused"
+                    await asyncio.sleep(0.01)
                 # Everything still arrives intact once we read.
-                for _ in range(60):
-                    assert await asyncio.wait_for(ws.recv(), 10) == payload
+                for _ in range(count):
+                    assert await asyncio.wait_for(ws.recv(), 30) == payload
         asyncio.run(main())

@@ -99,10 +99,60 @@ def test_interval_refreshes_in_the_background(run, monkeypatch) -> None:
     async def main() -> tuple[object, object]:
         before = rt.cache.get("rates")
         await rt.boot()
-        await asyncio.sleep(0.3)
+        deadline = asyncio.get_running_loop().time() + 20
+        while (rt.cache.get("rates") or 0) < 4:  # refreshed again and again, nobody asking
+            assert asyncio.get_running_loop().time() < deadline, rt.cache.get("rates")
+            await asyncio.sleep(0.01)
         after = rt.cache.get("rates")
         await rt.stop()
         return before, after
 
     before, after = run(main())
     assert before is None and isinstance(after, int) and after >= 4
+
+
+class Boom:
+    """Unpickling this runs a command: what a planted row would carry."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_pickle_row_is_a_miss_never_unpickled_and_logged_once(tmp_path,
+                                                                       caplog) -> None:
+    import pickle
+
+    cache = make_cache(value_size=128)
+    marker = tmp_path / "executed"
+    payload = pickle.dumps(Boom(str(marker)))
+    for key in ("a", "b"):  # written straight into the shared rows, as an attacker would
+        cache.table.set(key, {"value": payload, "expires": 0.0})
+    assert cache.get("a", "miss") == "miss"
+    assert cache.incr("b") == 1  # a forged row counts as absent
+    assert not marker.exists()
+    assert caplog.text.count("was not written by this server") == 1
+    assert cache.table.get("a") is None  # removed
+    cache.set("a", "real")
+    assert cache.get("a") == "real"
+
+
+def test_rows_moved_altered_or_sealed_by_another_server_are_misses(monkeypatch) -> None:
+    from octo.runtime import rundir
+
+    cache = make_cache()
+    cache.set("a", "value-a", ttl=60)
+    row = cache.table.get("a")
+    cache.table.set("b", row)  # a valid row copied under another key
+    assert cache.get("b", "miss") == "miss"
+    cache.table.set("a", {"expires": row["expires"] + 3600})  # its expiry extended
+    assert cache.get("a", "miss") == "miss"
+    monkeypatch.setattr(rundir, "_process_key", b"k" * 32)  # another process's secret
+    other = Cache(cache.table, cache.locks)
+    other.set("c", "theirs")
+    assert other.get("c") == "theirs"
+    assert cache.get("c", "miss") == "miss"

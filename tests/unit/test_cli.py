@@ -36,7 +36,52 @@ def test_bad_app_is_one_line_and_nonzero(tmp_path: Path, target: str, text: str)
     assert text in result.stderr
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "ERROR" in line]
-    assert len(error_lines) == 1
+    # The worker's reason, then the master's "failed to boot ...; stopping the server".
+    assert len(error_lines) == 2 and text in error_lines[0], error_lines
+    assert "failed to boot" in error_lines[1] and "stopping the server" in error_lines[1]
+
+
+def test_import_error_names_the_apps_own_file_and_line(tmp_path: Path) -> None:
+    """The innermost frame of the app's code, not the json module line that raised."""
+    (tmp_path / "helper.py").write_text("import json\n\ndef load():\n    return json.loads('{')\n")
+    (tmp_path / "badconf.py").write_text("import helper\n\nCONF = helper.load()\napp = None\n")
+    result = octo_cmd("serve", "badconf:app", "--port", "0", "--app-dir", str(tmp_path))
+    assert result.returncode == 4
+    line = next(line for line in result.stderr.splitlines() if "error importing" in line)
+    assert "JSONDecodeError" in line and line.endswith("helper.py:4)"), line
+    (tmp_path / "syn.py").write_text("x = 1\ndef f(:\n")
+    result = octo_cmd("serve", "syn:app", "--port", "0", "--app-dir", str(tmp_path))
+    line = next(line for line in result.stderr.splitlines() if "error importing" in line)
+    assert "SyntaxError: invalid syntax" in line and line.endswith("syn.py:2)"), line
+
+
+def test_starlette_lifespan_failure_prints_its_traceback_once(tmp_path: Path) -> None:
+    """Starlette sends lifespan.startup.failed with the traceback text, then re-raises."""
+    (tmp_path / "starfail.py").write_text(
+        "from contextlib import asynccontextmanager\n"
+        "from starlette.applications import Starlette\n\n"
+        "@asynccontextmanager\n"
+        "async def lifespan(app):\n"
+        "    raise RuntimeError('database unreachable')\n"
+        "    yield\n\n"
+        "app = Starlette(lifespan=lifespan)\n")
+    result = octo_cmd("serve", "starfail:app", "--port", "0", "--app-dir", str(tmp_path))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("Traceback") == 1, result.stderr
+    assert "database unreachable" in result.stderr
+
+
+def test_raising_lifespan_names_the_apps_line(tmp_path: Path) -> None:
+    (tmp_path / "lsfail.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    await receive()\n"
+        "    raise ValueError('no settings')\n")
+    result = octo_cmd("serve", "lsfail:app", "--port", "0", "--app-dir", str(tmp_path),
+                      "--lifespan", "on")
+    assert result.returncode == 3
+    assert result.stderr.count("Traceback") == 1, result.stderr
+    assert "lifespan startup failed: ValueError: no settings (" in result.stderr
+    assert "lsfail.py:3)" in result.stderr
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:

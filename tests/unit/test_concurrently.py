@@ -43,18 +43,38 @@ def test_results_in_argument_order_mixing_async_and_threads(run) -> None:
 
 
 def test_they_really_run_at_the_same_time(run) -> None:
-    async def nap() -> None:
-        await asyncio.sleep(0.1)
+    # Each of the four waits until all four have started: run one after another, the first
+    # would wait for the others in vain (until the deadline) and report False.
+    started = [0]
+    lock = threading.Lock()
+    in_threads = threading.Event()
+    on_loop: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
-    def block() -> None:
-        time.sleep(0.1)
+    def arrive() -> None:
+        with lock:
+            started[0] += 1
+            if started[0] == 4:
+                in_threads.set()
+                loop, event = on_loop[0]
+                loop.call_soon_threadsafe(event.set)
 
-    async def main() -> float:
-        start = time.perf_counter()
-        await octo.concurrently(nap, nap, block, block)
-        return time.perf_counter() - start
+    async def nap() -> bool:
+        arrive()
+        try:
+            await asyncio.wait_for(on_loop[0][1].wait(), 20)
+        except TimeoutError:
+            return False
+        return True
 
-    assert run(main()) < 0.35  # serial would be 0.4 s
+    def block() -> bool:
+        arrive()
+        return in_threads.wait(20)
+
+    async def main() -> tuple[bool, ...]:
+        on_loop.append((asyncio.get_running_loop(), asyncio.Event()))
+        return await octo.concurrently(nap, nap, block, block)
+
+    assert run(main()) == (True, True, True, True)
 
 
 def test_empty_call() -> None:
@@ -110,16 +130,23 @@ def test_first_exception_cancels_others_and_keeps_traceback(run) -> None:
 def test_caller_cancellation_cancels_children(run) -> None:
     cancelled: list[bool] = []
 
+    running: list[bool] = []
+    both: list[asyncio.Event] = []
+
     async def long() -> None:
+        running.append(True)
+        if len(running) == 2:
+            both[0].set()
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(60)
         except asyncio.CancelledError:
             cancelled.append(True)
             raise
 
     async def main() -> None:
+        both.append(asyncio.Event())
         task = asyncio.ensure_future(octo.concurrently(long, long))
-        await asyncio.sleep(0.02)
+        await asyncio.wait_for(both[0].wait(), 20)  # both children wait: cancel the caller
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

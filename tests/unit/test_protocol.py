@@ -47,9 +47,13 @@ def test_pipelined_responses_in_order_and_reading_paused(run) -> None:
         client = Client(app)
         client.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
         assert client.transport.reading is False  # second request queued: stop reading
-        await client.settle()
-        await asyncio.sleep(0.05)
-        responses = parse_responses(client.take())
+        out = b""
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(parse_responses(out)) < 2:  # /fast starts only once /slow is answered
+            assert asyncio.get_running_loop().time() < deadline, parse_responses(out)
+            await client.settle()
+            out += client.take()
+        responses = parse_responses(out)
         assert [r.body for r in responses] == [b"/slow", b"/fast"]
         assert order == ["/slow", "/fast"]
         assert client.transport.reading is True

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import octo
-from octo.runtime import shmfiles, shmlock
+from octo.runtime import rundir, shmfiles, shmlock
 from octo.runtime import table as table_mod
 from octo.runtime.table import Float, Int, Str, Table, TableFull, ValueTooLarge
 
@@ -15,6 +17,17 @@ COLUMNS = {"count": Int, "avg": Float, "name": Str(8)}
 
 def make(rows: int = 16, server_id: str | None = None, **kw: object) -> Table:
     return Table("hits", rows, COLUMNS, server_id=server_id, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def shm_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private runtime directory that tables of this process are shared through, as the
+    tables of a server's workers are."""
+    path = tmp_path / "run"
+    directory = rundir.RuntimeDir.create(str(path))
+    monkeypatch.setattr(rundir, "_current", directory)
+    yield path
+    directory.close()
 
 
 def test_set_get_partial_rows_and_columns() -> None:
@@ -78,9 +91,7 @@ def test_threads_incr_exactly() -> None:
     assert t.get("n", "count") == 8000
 
 
-def test_shared_file_survives_reopen_and_schema_change_is_fresh(tmp_path, monkeypatch,
-                                                                 caplog) -> None:
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
+def test_shared_file_survives_reopen_and_schema_change_is_fresh(shm_dir, caplog) -> None:
     a = make(server_id="123")
     a.incr("x", "count", 7)
     again = make(server_id="123")  # a reloaded worker, same schema: same data
@@ -88,17 +99,29 @@ def test_shared_file_survives_reopen_and_schema_change_is_fresh(tmp_path, monkey
     changed = Table("hits", 16, {"count": Int}, server_id="123")
     assert changed.get("x") is None
     assert "schema changed" in caplog.text
-    assert shmfiles.remove_tables("123") == 2
-    assert os.listdir(tmp_path) == []
+    directory = rundir.current()
+    assert directory is not None
+    assert shmfiles.remove_server_files(directory, "123") == 2
+    assert os.listdir(shm_dir) == []
 
 
-def test_stale_files_of_dead_masters_are_removed(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
+def test_stale_files_of_dead_masters_are_removed(shm_dir) -> None:
     dead = 4_000_000  # above pid_max on Linux: never alive
-    (tmp_path / f"octo-{dead}-hits-abc.tbl").write_bytes(b"x")
-    (tmp_path / f"octo-{os.getpid()}-hits-abc.tbl").write_bytes(b"x")
-    assert shmfiles.remove_stale_tables() == 1
-    assert os.listdir(tmp_path) == [f"octo-{os.getpid()}-hits-abc.tbl"]
+    (shm_dir / f"{dead}-hits-abc.tbl").write_bytes(b"x")
+    (shm_dir / f"{dead}-tasks.sock").symlink_to("/etc/hostname")  # unlinked, not followed
+    alive = os.getppid()  # a live server's
+    (shm_dir / f"{alive}-hits-abc.tbl").write_bytes(b"x")
+    (shm_dir / f"{os.getpid()}-hits-abc.tbl").write_bytes(b"x")  # a dead one's, same pid
+    (shm_dir / "octo-8000.ctl").write_bytes(b"")  # not a socket: not ours to judge
+    directory = rundir.current()
+    assert directory is not None
+    live = directory.socket("octo-8001.ctl").listen(4)
+    directory.socket("octo-8002.ctl").listen(4).close()  # its server was killed
+    assert shmfiles.remove_stale_files(directory) == 4
+    assert sorted(os.listdir(shm_dir)) == [f"{alive}-hits-abc.tbl", "octo-8000.ctl",
+                                           "octo-8001.ctl"]
+    assert os.path.exists("/etc/hostname")
+    live.close()
 
 
 def test_octo_table_outside_serve_warns_and_is_local(monkeypatch, caplog) -> None:
@@ -106,6 +129,11 @@ def test_octo_table_outside_serve_warns_and_is_local(monkeypatch, caplog) -> Non
     t = octo.Octo().table("local", rows=8, columns={"n": octo.Int})
     t.incr("a", "n")
     assert t.path is None and "lives in this process only" in caplog.text
+
+
+def test_table_names_cannot_leave_the_runtime_directory(shm_dir) -> None:
+    with pytest.raises(ValueError, match="cannot be a file name"):
+        Table("../escape", 4, {"n": Int}, server_id="1")
 
 
 @pytest.fixture(params=["atomic", "fcntl"])
@@ -118,18 +146,16 @@ def lock_kind(request, monkeypatch) -> str:
     return str(request.param)
 
 
-def test_tables_use_the_lock_kind(tmp_path, monkeypatch, lock_kind) -> None:
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
+def test_tables_use_the_lock_kind(shm_dir, lock_kind) -> None:
     t = make(server_id="5")
     expected = shmlock.AtomicLock if lock_kind == "atomic" else shmlock.FileLock
     assert isinstance(t.lock, expected)
 
 
-def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch, lock_kind) -> None:
+def test_sigkilled_lock_holder_blocks_nobody(shm_dir, lock_kind) -> None:
     import signal
     import time
 
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     t = make(server_id="77")
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -140,26 +166,37 @@ def test_sigkilled_lock_holder_blocks_nobody(tmp_path, monkeypatch, lock_kind) -
             time.sleep(60)
         os._exit(0)
     os.read(ready_r, 1)
-    start = time.monotonic()
-    blocked = threading.Thread(target=lambda: t.incr("k", "count"))
+    # A daemon thread: on a broken lock it would wait for ever, and must not hold up pytest.
+    blocked = threading.Thread(target=lambda: t.incr("k", "count"), daemon=True)
     blocked.start()
-    blocked.join(0.3)
+    blocked.join(0.3)  # excluded while the holder lives (on a slow machine: not yet started)
     assert blocked.is_alive(), "the lock did not exclude the other process"
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    blocked.join(5)
+    blocked.join(20)  # at once in practice; a lock waiting for a timeout would not be
     assert not blocked.is_alive() and t.get("k", "count") == 1
-    assert time.monotonic() - start < 2.0
 
 
-def test_killed_but_unreaped_holder_counts_as_dead(tmp_path, monkeypatch) -> None:
+def wait_until_zombie(pid: int, timeout: float = 20.0) -> None:
+    """Until *pid* has died but is not reaped yet (state Z in /proc)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        assert time.monotonic() < deadline, f"process {pid} did not die"
+        time.sleep(0.005)
+
+
+def test_killed_but_unreaped_holder_counts_as_dead(shm_dir) -> None:
     """A SIGKILLed worker stays a zombie until the master reaps it; it holds nothing."""
     import signal
     import time
 
     if not shmlock.atomic_available():
         pytest.skip("libatomic is not loadable here")
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     t = make(server_id="78")
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -172,8 +209,12 @@ def test_killed_but_unreaped_holder_counts_as_dead(tmp_path, monkeypatch) -> Non
     assert t.lock.holder() == pid  # type: ignore[union-attr]
     os.kill(pid, signal.SIGKILL)
     try:
-        time.sleep(0.1)  # dead, not reaped
-        assert t.incr("k", "count") == 1
+        wait_until_zombie(pid)  # dead, not reaped
+        got: list[int | float] = []
+        taker = threading.Thread(target=lambda: got.append(t.incr("k", "count")), daemon=True)
+        taker.start()
+        taker.join(20)
+        assert got == [1], "a dead but unreaped holder still holds the lock"
         assert t.lock.holder() == 0  # type: ignore[union-attr]
     finally:
         os.waitpid(pid, 0)
@@ -186,8 +227,7 @@ def test_owner_token_tells_a_reused_pid_from_its_holder() -> None:
     assert not shmlock.holder_alive(4_000_000)  # above pid_max: never alive
 
 
-def test_processes_and_threads_incr_exactly(tmp_path, monkeypatch, lock_kind) -> None:
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
+def test_processes_and_threads_incr_exactly(shm_dir, lock_kind) -> None:
     make(server_id="79")
 
     def work() -> None:
@@ -214,9 +254,8 @@ def test_processes_and_threads_incr_exactly(tmp_path, monkeypatch, lock_kind) ->
     assert [t.get(f"k{i}", "count") for i in range(3)] == [6000, 6000, 6000]
 
 
-def test_stale_row_hints_after_another_worker_moves_rows(tmp_path, monkeypatch) -> None:
+def test_stale_row_hints_after_another_worker_moves_rows(shm_dir) -> None:
     """A worker's remembered row offset must not survive a delete and reuse elsewhere."""
-    monkeypatch.setattr(shmfiles, "SHM_DIR", str(tmp_path))
     a = make(rows=4, server_id="80")
     b = make(rows=4, server_id="80")  # "another worker": its own hints
     a.incr("x", "count", 5)

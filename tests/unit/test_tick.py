@@ -1,15 +1,28 @@
+"""Tick schedules, driven deterministically through ``TickRunner.step(now)``.
+
+The scheduler loop only calls ``step(time.monotonic())`` every POLL seconds; every schedule
+rule (fixed rate without drift, immediate, resuming after a stall, skipping an overlapping
+run, leader takeover) is tested here by calling ``step`` with chosen times, so no assertion
+depends on how fast this machine runs. A few tests boot the runtime and let the real loop
+drive the schedule, waiting on what the tick did rather than on the clock.
+"""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import octo
-from octo.runtime.tick import TickError
+from octo.runtime import tick as tick_mod
+from octo.runtime.tick import TickError, TickRunner
+
+DEADLINE = 20.0  # only ends a hung test; every wait below returns as soon as it can
 
 
 class Counter:
@@ -17,81 +30,234 @@ class Counter:
         self.n = 0
 
 
-async def run_for(rt: octo.Octo, seconds: float) -> None:
-    await rt.boot()
-    await asyncio.sleep(seconds)
-    await rt.stop()
-
-
-def test_tick_runs_at_its_rate_with_injection(run, monkeypatch) -> None:
+@pytest.fixture(autouse=True)
+def _process_local_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
+
+
+async def settle(runner: TickRunner) -> None:
+    """Let every tick run started so far finish (they are tasks on this loop)."""
+    await asyncio.sleep(0)
+    if runner.running:
+        await asyncio.wait_for(asyncio.gather(*runner.running), DEADLINE)
+
+
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def recording_runtime(every: float, immediate: bool = False) -> tuple[octo.Octo, list[float]]:
+    """A runtime with one async tick that records the scheduler time it was started at."""
+    rt = octo.Octo()
+    started: list[float] = []
+    now = [0.0]
+
+    @rt.tick("rec", every=every, immediate=immediate)
+    async def rec() -> None:
+        started.append(now[0])
+
+    original = rt.ticks.step
+
+    def step(at: float) -> None:
+        now[0] = at
+        original(at)
+
+    rt.ticks.step = step  # type: ignore[method-assign]
+    return rt, started
+
+
+async def steps(runner: TickRunner, times: list[float]) -> None:
+    for now in times:
+        runner.step(now)
+        await settle(runner)
+
+
+def test_fixed_rate_without_drift_even_when_passes_come_late(run) -> None:
+    rt, started = recording_runtime(every=1.0)
+    # Scheduler passes every 0.05 s, each a little late: runs stay on the 1 s grid.
+    passes = [round(i * 0.05 + (0.013 if i % 3 else 0.0), 3) for i in range(201)]
+    run(steps(rt.ticks, passes))
+    assert len(started) == 10
+    # Each run is the first pass at or after a whole second: late passes do not shift it.
+    for n, at in enumerate(started, start=1):
+        assert n <= at < n + 0.05, started
+    assert rt.tick_stats.get("rec", "runs") == 10
+
+
+def test_first_run_waits_one_interval_unless_immediate(run) -> None:
+    rt, started = recording_runtime(every=2.0)
+    run(steps(rt.ticks, [10.0, 11.0, 11.99]))
+    assert started == []
+    run(steps(rt.ticks, [12.0]))
+    assert started == [12.0]
+
+    rt, started = recording_runtime(every=2.0, immediate=True)
+    run(steps(rt.ticks, [10.0, 11.0, 12.0]))
+    assert started == [10.0, 12.0]
+
+
+def test_after_a_stall_it_runs_once_and_resumes_from_then(run) -> None:
+    rt, started = recording_runtime(every=1.0)
+    run(steps(rt.ticks, [0.0, 1.0, 2.0]))
+    assert started == [1.0, 2.0]
+    # The loop stalled for 7.5 s (a suspended VM, a long GC): one run, not a burst to catch
+    # up, and the next one a whole interval later.
+    run(steps(rt.ticks, [9.5, 9.55, 9.6, 10.0, 10.45]))
+    assert started == [1.0, 2.0, 9.5]
+    run(steps(rt.ticks, [10.5, 11.0, 11.5]))
+    assert started == [1.0, 2.0, 9.5, 10.5, 11.5]
+    assert rt.tick_stats.get("rec", "skipped") == 0
+
+
+def test_a_run_still_going_when_due_is_skipped_not_stacked(run) -> None:
+    rt = octo.Octo()
+    release = asyncio.Event()
+    active, peak, runs = [0], [0], [0]
+
+    @rt.tick("slow", every=1.0, immediate=True)
+    async def slow() -> None:
+        active[0] += 1
+        runs[0] += 1
+        peak[0] = max(peak[0], active[0])
+        await release.wait()
+        active[0] -= 1
+
+    async def main() -> None:
+        skipped_before = tick_mod.SKIPPED[0]
+        runner = rt.ticks
+        try:
+            for now in (0.0, 1.0, 2.0, 3.0):
+                runner.step(now)
+                await asyncio.sleep(0)
+            assert runs[0] == 1 and active[0] == 1
+            assert rt.tick_stats.get("slow", "skipped") == 3
+            assert tick_mod.SKIPPED[0] - skipped_before == 3  # read into the status slot
+        finally:
+            release.set()
+            await settle(runner)
+        runner.step(4.0)  # finished: the next due run goes ahead
+        await settle(runner)
+        assert runs[0] == 2 and peak[0] == 1
+        assert rt.tick_stats.get("slow", "runs") == 2
+
+    run(main())
+
+
+def test_only_the_leader_runs_and_another_takes_over_when_it_stops_renewing(
+        run, monkeypatch, caplog) -> None:
+    rt = octo.Octo()
+    ran: list[str] = []
+    clock = [1_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # the lease's clock (shared lock row)
+
+    @rt.tick("job", every=1.0, immediate=True)
+    async def job() -> None:
+        ran.append(active[0])
+
+    # Two workers' schedulers sharing one lock table: the runtime's own and a second one.
+    other = TickRunner(rt)
+    other.add(tick_mod.Tick("job", job, 1.0, True, False))
+    active = ["first"]
+
+    async def both(now: float) -> None:
+        for name, runner in (("first", rt.ticks), ("other", other)):
+            active[0] = name
+            runner.step(now)
+            await settle(runner)
+
+    async def main() -> None:
+        with caplog.at_level(logging.INFO, logger="octo.error"):
+            for now in (0.0, 1.0, 2.0):
+                clock[0] += 1.0
+                await both(now)
+            assert ran == ["first"] * 3 and rt.ticks.leader and not other.leader
+            # The leader hangs (stops renewing); its lease runs out after LEADER_TTL.
+            clock[0] += tick_mod.LEADER_TTL / 2
+            other.step(2.5)
+            assert not other.leader, "took over before the lease expired"
+            clock[0] += tick_mod.LEADER_TTL
+            active[0] = "other"
+            other.step(3.0)
+            await settle(other)
+            other.step(4.0)
+            await settle(other)
+        assert ran == ["first"] * 3 + ["other"] * 2 and other.leader
+        assert caplog.text.count("now runs the tick schedule") == 2
+
+    run(main())
+
+
+def test_loop_runs_ticks_with_injection_and_never_faster_than_the_rate(run) -> None:
     rt = octo.Octo()
     rt.container.singleton(Counter)
     seen: list[Counter] = []
+    every = 0.1
 
-    @rt.tick("count", every=0.05, immediate=True)
+    @rt.tick("count", every=every, immediate=True)
     async def count(counter: Counter) -> None:
         counter.n += 1
         seen.append(counter)
 
-    run(run_for(rt, 0.52))
-    assert 8 <= len(seen) <= 12 and len({id(c) for c in seen}) == 1
+    async def main() -> float:
+        start = time.monotonic()
+        await rt.boot()
+        await wait_until(lambda: len(seen) >= 5, "five tick runs")
+        elapsed = time.monotonic() - start
+        await rt.stop()
+        return elapsed
+
+    elapsed = run(main())
+    # A loop slowed down runs fewer ticks, never more: at most one per interval (+ the
+    # immediate one and the one in flight when we looked).
+    assert len(seen) <= elapsed / every + 2, (len(seen), elapsed)
+    assert len({id(c) for c in seen}) == 1 and seen[0].n == len(seen)
     assert rt.tick_stats.get("count", "runs") == len(seen)
 
 
-def test_slow_tick_is_skipped_not_stacked(run, monkeypatch) -> None:
-    monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
-    rt = octo.Octo()
-    active = [0]
-    peak = [0]
-
-    @rt.tick("slow", every=0.05, immediate=True)
-    async def slow() -> None:
-        active[0] += 1
-        peak[0] = max(peak[0], active[0])
-        await asyncio.sleep(0.2)
-        active[0] -= 1
-
-    run(run_for(rt, 0.5))
-    assert peak[0] == 1
-    assert rt.tick_stats.get("slow", "skipped") >= 4
-
-
-def test_raising_tick_keeps_the_schedule(run, monkeypatch, caplog) -> None:
-    monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
+def test_raising_tick_keeps_the_schedule(run, caplog) -> None:
     rt = octo.Octo()
     calls = [0]
+    threads: list[threading.Thread] = []
 
-    @rt.tick("flaky", every=0.05, immediate=True)
+    @rt.tick("flaky", every=1.0, immediate=True)
     def flaky() -> None:  # a plain function: runs in a thread, off the loop
         calls[0] += 1
-        assert threading.current_thread() is not threading.main_thread()
+        threads.append(threading.current_thread())
         raise RuntimeError("tick failure")
 
     with caplog.at_level(logging.ERROR):
-        run(run_for(rt, 0.3))
-    assert calls[0] >= 4 and rt.tick_stats.get("flaky", "errors") == calls[0]
+        run(steps(rt.ticks, [0.0, 1.0, 2.0, 3.0]))
+    assert calls[0] == 4 and rt.tick_stats.get("flaky", "errors") == 4
+    assert rt.tick_stats.get("flaky", "runs") == 0
+    assert threading.main_thread() not in threads
     assert "tick 'flaky' raised" in caplog.text and "tick failure" in caplog.text
 
 
-def test_blocking_tick_does_not_stall_the_loop(run, monkeypatch) -> None:
-    monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
+def test_blocking_tick_runs_off_the_loop(run) -> None:
     rt = octo.Octo()
+    started, release = threading.Event(), threading.Event()
+    released: list[bool] = []
 
-    @rt.tick("block", every=0.05, immediate=True)
+    @rt.tick("block", every=1.0, immediate=True)
     def block() -> None:
-        time.sleep(0.3)
+        started.set()
+        # Run on the loop, this would hold the loop until the wait timed out (False).
+        released.append(release.wait(DEADLINE))
 
-    async def main() -> float:
-        await rt.boot()
-        await asyncio.sleep(0.1)
-        start = time.perf_counter()
-        await asyncio.sleep(0.01)
-        lag = time.perf_counter() - start
-        await rt.stop()
-        return lag
+    async def main() -> None:
+        rt.ticks.step(0.0)
+        await wait_until(started.is_set, "the tick to start")
+        ticked = asyncio.Event()
+        asyncio.get_running_loop().call_soon(ticked.set)  # the loop still turns
+        await asyncio.wait_for(ticked.wait(), DEADLINE)
+        release.set()
+        await settle(rt.ticks)
 
-    assert run(main()) < 0.1
+    run(main())
+    assert released == [True]
 
 
 def test_declaration_errors(monkeypatch) -> None:
@@ -102,10 +268,11 @@ def test_declaration_errors(monkeypatch) -> None:
     rt.tick("a", every=1)(lambda: None)
     with pytest.raises(TickError, match="declared twice"):
         rt.tick("a", every=1)(lambda: None)
+    with pytest.raises(TickError, match="every must be positive"):
+        rt.tick("b", every=0)(lambda: None)
 
 
-def test_unresolvable_tick_parameter_fails_at_boot(run, monkeypatch) -> None:
-    monkeypatch.delenv("OCTO_SERVER_ID", raising=False)
+def test_unresolvable_tick_parameter_fails_at_boot(run) -> None:
     rt = octo.Octo()
 
     @rt.tick("needs", every=1)

@@ -1,0 +1,1 @@
+"""A Django project whose sync views use the octo runtime's sync entry points."""
