@@ -25,6 +25,8 @@ NOT_REQUEST_DATA = {
     ("octo/master/arbiter.py", "target"): "the number of workers wanted",
     ("octo/master/arbiter.py", "reason"): "why a worker is recycled",
     ("octo/runtime/table.py", "path"): "a table's file",
+    ("octo/master/arbiter.py", "path"): "the server's runtime directory",
+    ("octo/master/control.py", "path"): "the control socket's file",
 }
 
 
