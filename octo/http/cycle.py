@@ -7,12 +7,13 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from octo.http.errors import ClientDisconnected, ProtocolMisuse
 from octo.http.response import CONTINUE, DateHeader
 from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
 
 if TYPE_CHECKING:
-    from octo.http.protocol import HttpProtocol
+    from .protocol import HttpProtocol
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
@@ -71,14 +72,6 @@ def _encode_headers(headers: Any) -> EncodedHeaders:
     return b"".join(parts), length, close
 
 
-class ClientDisconnected(OSError):
-    """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
-
-
-class ProtocolMisuse(RuntimeError):
-    """The application broke the ASGI message order; the message says how."""
-
-
 class RequestCycle:
     """Holds one request's body buffer and response state; created per request."""
 
@@ -86,7 +79,12 @@ class RequestCycle:
     # per-request ones are stored (cheaper than initialising twenty slots per request).
     body_size = 0
     waiter: asyncio.Future[None] | None = None
-    started = head_sent = complete = disconnected = chunked = body_returned = False
+    started = False
+    head_sent = False
+    complete = False
+    disconnected = False
+    chunked = False
+    body_returned = False
     status = 0
     headers: Any = ()
     remaining: int | None = None

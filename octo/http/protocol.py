@@ -14,13 +14,17 @@ import httptools
 
 from octo.config import TrustedProxies
 from octo.http import validate
-from octo.http.chunks import ChunkMeter
-from octo.http.cycle import ASGIApp, ClientDisconnected, RequestCycle, Scope
-from octo.http.flow import WriteFlow
+from octo.http.errors import ClientDisconnected
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, escape, format_access, peer
+
+# The core modules (this one, cycle, chunks, flow) import each other relatively: the same
+# sources are also compiled as the package octo._ccore (see octo/http/core.py).
+from .chunks import ChunkMeter
+from .cycle import ASGIApp, RequestCycle, Scope
+from .flow import WriteFlow
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
@@ -521,7 +525,9 @@ class HttpProtocol(asyncio.Protocol):
             raw_path, _, query = url.partition(b"?")
             raw_path, _, _ = raw_path.partition(b"#")
         else:
-            parsed = httptools.parse_url(url)
+            # Any on purpose: httptools' stub says path and query are bytes, but they are
+            # None when absent, and compiled code would check the stub's type.
+            parsed: Any = httptools.parse_url(url)
             raw_path = parsed.path or b"/"
             query = parsed.query or b""
         path = raw_path.decode("latin-1")
@@ -565,7 +571,7 @@ class HttpProtocol(asyncio.Protocol):
         # callback either (one more loop round per request): the cycle's ``run`` drops the
         # task from ``server.tasks`` itself, see ``app_done``.
         if EAGER:
-            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg]
+            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg,unused-ignore]
                                 eager_start=True)
         else:
             task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME)
@@ -862,8 +868,13 @@ class HttpProtocol(asyncio.Protocol):
             if not fut.done():
                 fut.set_result(None)
 
+        def unwatch(_: object) -> None:
+            # Not a lambda: typeshed says remove_writer returns bool, uvloop's returns None,
+            # and compiled code would check the lambda's inferred bool result.
+            self.loop.remove_writer(fd)
+
         self.loop.add_writer(fd, ready)
-        fut.add_done_callback(lambda _: self.loop.remove_writer(fd))
+        fut.add_done_callback(unwatch)
         return fut
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from octo.http.errors import InvalidTransition
+
 
 class Conn(enum.Enum):
     # Members are singletons: identity hashing keeps table lookups in C (Enum's own
@@ -64,10 +66,6 @@ TRANSITIONS: dict[tuple[Conn, Event], Conn] = {
     (Conn.CLOSED, Event.LAST_RESPONSE): Conn.CLOSED,
     (Conn.UPGRADED, Event.SHUTDOWN): Conn.UPGRADED,
 }
-
-
-class InvalidTransition(RuntimeError):
-    pass
 
 
 def next_state(state: Conn, event: Event) -> Conn:

@@ -1,0 +1,16 @@
+"""The HTTP layer's exceptions, kept in a module of their own: they subclass OSError and
+RuntimeError, which a compiled (mypyc) class cannot, so this module always stays Python."""
+
+from __future__ import annotations
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
+
+
+class ProtocolMisuse(RuntimeError):
+    """The application broke the ASGI message order; the message says how."""
+
+
+class InvalidTransition(RuntimeError):
+    """A connection-state change that ``states.TRANSITIONS`` does not allow."""
