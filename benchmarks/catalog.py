@@ -40,6 +40,7 @@ class Server:
     argv: tuple[str, ...]
     only: frozenset[str] | None = None  # scenario names it takes part in; None: all
     note: str = ""
+    env: tuple[tuple[str, str], ...] = ()  # added to the server's environment
 
     def serves(self, scenario: Scenario) -> bool:
         return self.only is None or scenario.name in self.only
@@ -136,6 +137,14 @@ SERVERS: tuple[Server, ...] = (
         argv=("{bin}/octo", "serve", "{app}", "--host", "{host}", "--port", "{port}",
               "--workers", "1", "--no-access-log", "--log-level", "warning"),
         note="master process + 1 worker",
+    ),
+    Server(
+        name="octo-pure",
+        argv=("{bin}/octo", "serve", "{app}", "--host", "{host}", "--port", "{port}",
+              "--workers", "1", "--no-access-log", "--log-level", "warning"),
+        note="octo with its pure-Python HTTP core (OCTO_CORE=python): the reference the "
+             "compiled core is built from",
+        env=(("OCTO_CORE", "python"),),
     ),
     Server(
         name="uvicorn",

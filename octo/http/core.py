@@ -9,6 +9,7 @@ both). ``OCTO_CORE`` chooses: ``auto`` (default: compiled when it is built and c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -31,6 +32,11 @@ class Core:
     protocol: ModuleType  # HttpProtocol, ServerState
     reason: str  # why the pure-Python core runs (empty for the compiled one)
 
+    def module(self, name: str) -> ModuleType:
+        """One of this core's modules (*name* in CORE_MODULES)."""
+        package = self.protocol.__name__.rpartition(".")[0]
+        return importlib.import_module(f"{package}.{name}")
+
     def describe(self) -> str:
         if self.name == "compiled":
             return "compiled HTTP core (mypyc)"
@@ -49,8 +55,9 @@ def source_digest() -> str | None:
     return digest.hexdigest()
 
 
+@functools.cache
 def _compiled() -> tuple[ModuleType | None, str]:
-    """The compiled protocol module, or None and why not."""
+    """The compiled protocol module, or None and why not (looked at once per process)."""
     try:
         modules = [importlib.import_module(f"{COMPILED_PACKAGE}.{name}")
                    for name in CORE_MODULES]

@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from octo.http.errors import ClientDisconnected, ProtocolMisuse
-from octo.http.response import CONTINUE, DateHeader
+from octo.http.response import CONTINUE, DateHeader, error_body
 from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
-
-if TYPE_CHECKING:
-    from .protocol import HttpProtocol
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
@@ -72,6 +69,65 @@ def _encode_headers(headers: Any) -> EncodedHeaders:
     return b"".join(parts), length, close
 
 
+class CycleHost:
+    """What a request cycle may use of the connection it belongs to, and nothing more.
+
+    The connection (``HttpProtocol``) implements it and drives its cycles through their
+    public methods; a cycle reaches the connection only through this interface. A base
+    class rather than a typing.Protocol so that compiled code calls it directly.
+    """
+
+    __slots__ = ()
+
+    loop: asyncio.AbstractEventLoop
+    server_header: bool  # send "server: octo"
+
+    def write(self, data: bytes) -> None:
+        """Hand response bytes to the transport."""
+        raise NotImplementedError
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport's buffer is over its high-water mark: ``drain`` before more."""
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Wait until the transport takes writes again (or the connection is gone)."""
+        raise NotImplementedError
+
+    @property
+    def stopping(self) -> bool:
+        """The server is stopping: the response says ``connection: close``."""
+        raise NotImplementedError
+
+    def want_body(self) -> None:
+        """The app waits for body bytes: read from the client."""
+        raise NotImplementedError
+
+    def body_consumed(self) -> None:
+        """The app took the body buffered so far."""
+        raise NotImplementedError
+
+    def can_sendfile(self) -> bool:
+        raise NotImplementedError
+
+    async def sendfile(self, fd: int, size: int) -> None:
+        """Send *size* bytes of *fd* zero-copy (only when ``can_sendfile()``)."""
+        raise NotImplementedError
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        """*cycle*'s last response byte is written."""
+        raise NotImplementedError
+
+    def app_done(self, cycle: RequestCycle) -> None:
+        """*cycle*'s app returned or raised."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close the connection now: a response cannot be completed."""
+        raise NotImplementedError
+
+
 class RequestCycle:
     """Holds one request's body buffer and response state; created per request."""
 
@@ -95,7 +151,7 @@ class RequestCycle:
     started_at = 0.0
     timed_out = False
 
-    def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
+    def __init__(self, conn: CycleHost, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:
         self.conn = conn
         self.scope = scope
@@ -138,7 +194,7 @@ class RequestCycle:
         if self.expect_continue:
             self.expect_continue = False
             if not self.started and not self.disconnected:
-                self.conn.transport.write(CONTINUE)
+                self.conn.write(CONTINUE)
         if self.body_returned or self.complete:
             # The whole body was delivered: the only thing left to report is a disconnect.
             while not self.disconnected and not self.complete:
@@ -213,7 +269,7 @@ class RequestCycle:
         if more:
             self._hold(out)
         elif self.held is None:
-            self.conn.transport.write(out)  # the common case: a whole response in one write
+            self.conn.write(out)  # the common case: a whole response in one write
         else:
             self.held.append(out)  # _finish writes it with what is held
 
@@ -236,9 +292,9 @@ class RequestCycle:
             if tail:
                 held.append(tail)
             if not self.disconnected:
-                self.conn.transport.write(b"".join(held))
+                self.conn.write(b"".join(held))
         elif tail:
-            self.conn.transport.write(tail)
+            self.conn.write(tail)
 
     def _finish(self) -> None:
         self.flush(_CHUNK_END if self.chunked and not self.head else b"")
@@ -262,7 +318,7 @@ class RequestCycle:
             self.remaining = length
         if close:
             self.keep_alive = False
-        parts = [DateHeader.prefix(self.status, conn.server.server_header), encoded]
+        parts = [DateHeader.prefix(self.status, conn.server_header), encoded]
         if self.status in _NO_BODY_STATUS or self.status < 200:
             pass
         elif length is None:
@@ -273,7 +329,7 @@ class RequestCycle:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: end marked by close
-        if conn.server.stopping or not self.keep_alive:
+        if conn.stopping or not self.keep_alive:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
         elif self.scope["http_version"] == "1.0":
@@ -287,8 +343,7 @@ class RequestCycle:
             size = os.fstat(fd).st_size
             head = self._build_head(size)
             self.head_sent = True
-            transport = self.conn.transport
-            transport.write(head)
+            self.conn.write(head)
             if not self.head and self.status not in _NO_BODY_STATUS:
                 if size >= SENDFILE_MIN and self.conn.can_sendfile():
                     await self.conn.sendfile(fd, size)
@@ -309,9 +364,9 @@ class RequestCycle:
             if not chunk:
                 raise OSError(f"file shrank while being sent ({sent} of {size} bytes)")
             if self.chunked:
-                self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:
-                self.conn.transport.write(chunk)
+                self.conn.write(chunk)
             sent += len(chunk)
             if self.conn.write_paused:
                 await self.conn.drain()
@@ -348,7 +403,7 @@ class RequestCycle:
                 self._fail(500, None)
             elif not self.complete:
                 error_log.error("ASGI app returned without completing the response")
-                conn.abort(self)
+                self.abort()
         finally:
             conn.app_done(self)
 
@@ -369,10 +424,25 @@ class RequestCycle:
         if self.disconnected:
             return
         if self.started and self.head_sent:
-            self.conn.abort(self)  # half a response went out: the only honest end is a close
+            self.abort()  # half a response went out: the only honest end is a close
             return
         try:
-            self.conn.send_error(self, status)
+            self.send_error(status)
         except Exception:
             error_log.exception("could not send the %d response; closing", status)
-            self.conn.abort(self)
+            self.abort()
+
+    def send_error(self, status: int) -> None:
+        """The server answers for the app (500 after an exception, 503 when cancelled)."""
+        self.started = True
+        self.status = status
+        self.keep_alive = False
+        self.headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        self._write_body(error_body(status), False)
+        self._finish()
+
+    def abort(self) -> None:
+        """End the exchange and the connection without completing the response."""
+        self.flush()  # what the app sent before it failed still goes out before the close
+        self.lose()
+        self.conn.abort()

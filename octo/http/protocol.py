@@ -23,7 +23,7 @@ from octo.logs import access_log, error_log, escape, format_access, peer
 # The core modules (this one, cycle, chunks, flow) import each other relatively: the same
 # sources are also compiled as the package octo._ccore (see octo/http/core.py).
 from .chunks import ChunkMeter
-from .cycle import ASGIApp, RequestCycle, Scope
+from .cycle import ASGIApp, CycleHost, RequestCycle, Scope
 from .flow import WriteFlow
 
 HIGH_WATER = 64 * 1024
@@ -88,13 +88,18 @@ class ServerState:
         self.now = loop.time()
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection. State changes go through ``states.TRANSITIONS``."""
+class HttpProtocol(CycleHost):
+    """One client connection (an asyncio protocol). State changes go through
+    ``states.TRANSITIONS``; its request cycles reach it through ``CycleHost`` alone.
+
+    Not an ``asyncio.Protocol`` subclass: event loops only call its methods, and a class
+    with a Python base would be compiled as a plain Python class (see octo.http.core).
+    """
 
     __slots__ = (
-        "server", "loop", "parser", "transport", "state", "deadline", "client", "sockname",
-        "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
-        "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
+        "server", "loop", "server_header", "parser", "transport", "state", "deadline",
+        "client", "sockname", "scheme", "trusted_peer", "url", "headers", "head_size", "line",
+        "line_pending", "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
         "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
         "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
@@ -104,6 +109,7 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, server: ServerState) -> None:
         self.server = server
         self.loop = server.loop
+        self.server_header = server.server_header
         self.parser = httptools.HttpRequestParser(self)
         self.state = Conn.IDLE
         self.deadline = 0.0
@@ -204,9 +210,18 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.flow.resume()
 
+    # -- CycleHost: what the request cycles may use -------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
     @property
     def write_paused(self) -> bool:
         return self.flow.paused
+
+    @property
+    def stopping(self) -> bool:
+        return self.server.stopping
 
     async def drain(self) -> None:
         if self.state is not Conn.CLOSED:
@@ -422,7 +437,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        headers.append((name.lower(), value.rstrip(b" \t")))  # trailing OWS is not the value
+        name = name.lower()
+        if not self.in_head:
+            # A chunked body's trailer field (self.headers is its TrailerFields): refused
+            # here, not by TrailerFields.append, which compiled code would not call (it
+            # appends to a list directly).
+            validate.check_trailer(name)
+        headers.append((name, value.rstrip(b" \t")))  # trailing OWS is not the value
         self.head_size += len(name) + len(value) + 4
         if len(headers) > self.server.limit_fields:
             raise RequestError(431, "more header fields than --limit-request-fields")
@@ -611,8 +632,11 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.state = TRANSITIONS[self.state, Event.KEEP_ALIVE]
         self.cycle = None
+        if self.state is Conn.CLOSED:  # the server began stopping after this head went out
+            self.transport.close()
+            return
         if self.queue:
-            self.state = Conn.ACTIVE
+            self.state = TRANSITIONS[self.state, Event.PIPELINED]
             self.loop.call_soon(self._start_next)
         elif self.in_message:
             # The next request's head already started arriving in an earlier read.
@@ -680,18 +704,7 @@ class HttpProtocol(asyncio.Protocol):
     def _write_error(self, exc: RequestError) -> None:
         self.transport.write(simple_response(exc.status, error_body(exc.status)))
 
-    def send_error(self, cycle: RequestCycle, status: int) -> None:
-        """The server answers for the app (500 after an exception, 503 when cancelled)."""
-        cycle.started = True
-        cycle.status = status
-        cycle.keep_alive = False
-        cycle.headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        cycle._write_body(error_body(status), False)
-        cycle._finish()
-
-    def abort(self, cycle: RequestCycle) -> None:
-        cycle.flush()  # what the app sent before it failed still goes out before the close
-        cycle.lose()
+    def abort(self) -> None:
         if self.state is not Conn.CLOSED:
             self.state = next_state(self.state, Event.REJECT)
             self.transport.close()
