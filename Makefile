@@ -13,7 +13,7 @@ PORT ?= 8000
 # editable install builds it too (and touches the stamp); without a C compiler the build
 # leaves the pure-Python core, which `make serve` then runs (`make test` refuses: it tests
 # both cores).
-CORE_SOURCES := $(addprefix octo/http/,protocol.py cycle.py chunks.py flow.py) setup.py
+CORE_SOURCES := $(addprefix octo/http/,protocol.py cycle.py chunks.py flow.py validate.py) setup.py
 CORE_STAMP := octo/_ccore/.built
 
 .PHONY: core serve serve-starlette serve-django test test-fast lint typecheck check bench \

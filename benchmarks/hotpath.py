@@ -106,12 +106,13 @@ async def run_protocol(make: Callable[[], Any], requests: int) -> float:
 
 def octo_factory(app: Any) -> Callable[[], Any]:
     from octo.config import Config
-    from octo.http.protocol import HttpProtocol, ServerState
+    from octo.http import core
     from octo.http.response import DateHeader
 
+    protocol = core.current().protocol  # OCTO_CORE=python|compiled chooses
     DateHeader.refresh(time.time())
-    state = ServerState(Config(app="x:y"), app, asyncio.get_running_loop())
-    return lambda: HttpProtocol(state)
+    state = protocol.ServerState(Config(app="x:y"), app, asyncio.get_running_loop())
+    return lambda: protocol.HttpProtocol(state)
 
 
 def proto_factory(app: Any, eager: bool) -> Callable[[], Any]:

@@ -9,8 +9,9 @@ from typing import Any
 
 from octo.http.errors import ClientDisconnected, ProtocolMisuse
 from octo.http.response import CONTINUE, DateHeader, error_body
-from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
+
+from .validate import TOKEN_CHARS  # a core module: see octo.http.core
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]

@@ -13,18 +13,18 @@ from urllib.parse import unquote
 import httptools
 
 from octo.config import TrustedProxies
-from octo.http import validate
 from octo.http.errors import ClientDisconnected
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
-from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, escape, format_access, peer
 
-# The core modules (this one, cycle, chunks, flow) import each other relatively: the same
-# sources are also compiled as the package octo._ccore (see octo/http/core.py).
+# The core modules (octo.http.core.CORE_MODULES) import each other relatively: the same
+# sources are also compiled as the package octo._ccore.
+from . import validate
 from .chunks import ChunkMeter
 from .cycle import ASGIApp, CycleHost, RequestCycle, Scope
 from .flow import WriteFlow
+from .validate import RequestError
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
@@ -439,9 +439,8 @@ class HttpProtocol(CycleHost):
         headers = self.headers
         name = name.lower()
         if not self.in_head:
-            # A chunked body's trailer field (self.headers is its TrailerFields): refused
-            # here, not by TrailerFields.append, which compiled code would not call (it
-            # appends to a list directly).
+            # A chunked body's trailer field (self.headers is its meter's trailers): refused
+            # as it arrives, before the parser reports the end of the body.
             validate.check_trailer(name)
         headers.append((name, value.rstrip(b" \t")))  # trailing OWS is not the value
         self.head_size += len(name) + len(value) + 4
@@ -509,7 +508,7 @@ class HttpProtocol(CycleHost):
         meter = self.meter = ChunkMeter(self.server.limit_chunk_line, self.server.limit_field,
                                         self.completed)
         self.meters.append((meter, cycle))
-        self.headers = meter.trailers  # the scope keeps the head's list (see TrailerFields)
+        self.headers = meter.trailers  # the scope keeps the head's list (see ChunkMeter)
 
     def on_chunk_header(self) -> None:
         meter = self.meter

@@ -43,6 +43,8 @@ from octo.worker import Worker, websocket_handler
 
 config = Config(app="plain:app", app_dir=sys.argv[1])
 Worker(config, []).load()
+from octo.http import core
+core.current()  # what the worker's listening sockets are served with
 assert websocket_handler(config) is not None  # WebSockets stay available
 print(json.dumps(sorted(sys.modules)))
 '''
