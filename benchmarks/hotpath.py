@@ -1,18 +1,18 @@
 """The HTTP hot path in memory: µs and instructions per request with no sockets.
 
     python benchmarks/hotpath.py --mode octo --app hello:app -n 20000
+    OCTO_CORE=python python benchmarks/hotpath.py ...             # the pure-Python core
     python benchmarks/hotpath.py --mode app --app hello:app        # the app alone
     valgrind --tool=callgrind python benchmarks/hotpath.py ... -n N  # twice: the slope is
                                                                      # instructions/request
 
 Modes:
-- ``octo``: octo's HttpProtocol on the running event loop, fed one keep-alive request per
-  loop callback through a transport that only keeps the last write; the request's Task
-  (3.11) runs between two callbacks, as in a worker between two reads.
+- ``octo``: octo's HttpProtocol (of the core ``OCTO_CORE`` chooses: octo.http.core) on the
+  running event loop, fed one keep-alive request per loop callback through a transport
+  that only keeps the last write; the request's Task (3.11) runs between two callbacks, as
+  in a worker between two reads.
 - ``app``: the ASGI app alone, its coroutine driven by hand with do-nothing ``receive`` and
   ``send`` coroutines and a prebuilt scope: what any server pays for calling it.
-- ``proto``: the prototype protocol of benchmarks/spike/fastproto.pyx (build it first with
-  ``cythonize -i``), same driving as octo; ``--eager`` steps the app without a Task.
 
 Prints ``µs/request`` (wall clock, best of --repeat) so compiled variants can be compared
 without valgrind; under callgrind use the difference of two runs with different -n.
@@ -115,13 +115,6 @@ def octo_factory(app: Any) -> Callable[[], Any]:
     return lambda: protocol.HttpProtocol(state)
 
 
-def proto_factory(app: Any, eager: bool) -> Callable[[], Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "spike"))
-    import fastproto  # type: ignore[import-not-found]
-
-    return lambda: fastproto.Protocol(app, eager=eager)
-
-
 async def run_app(app: Any, requests: int) -> float:
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": "/json", "raw_path": b"/json",
@@ -158,18 +151,15 @@ async def measure(args: argparse.Namespace) -> float:
     app = load_app(args.app)
     if args.mode == "app":
         return await run_app(app, args.requests)
-    factory = octo_factory(app) if args.mode == "octo" else proto_factory(app, args.eager)
-    return await run_protocol(factory, args.requests)
+    return await run_protocol(octo_factory(app), args.requests)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("octo", "app", "proto"), default="octo")
+    parser.add_argument("--mode", choices=("octo", "app"), default="octo")
     parser.add_argument("--app", default="hello:app", help="module:attr in benchmarks/apps")
     parser.add_argument("-n", "--requests", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
-    parser.add_argument("--eager", action="store_true",
-                        help="proto: step the app by hand, no Task (apps that never wait)")
     args = parser.parse_args()
     best = min(uvloop.run(measure(args)) for _ in range(args.repeat))
     print(f"{args.mode} {args.app}: {1e6 * best / args.requests:.2f} µs/request "
