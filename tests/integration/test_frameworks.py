@@ -194,7 +194,7 @@ def django_server(django_db: Path) -> Iterator[Server]:
     env = {DJANGO_DB_ENV: str(django_db)}
     command = [sys.executable, "-m", "examples.django_project"]
     with run_command(command, "--log-level", "info", env=env, ready_path="/hello",
-                     startup_timeout=30) as srv:
+                     startup_timeout=90) as srv:  # Django boots slowly on a busy machine
         yield srv
 
 
