@@ -152,13 +152,6 @@ class Worker:
             warning = unwrapped_runtime_warning(app, self.config.app)
             if warning:
                 error_log.warning("%s", warning)
-        # A plain Django application gets the per-request resets too (rt.wrap adds them
-        # itself for wrapped apps). Only an app that imported Django can be one: asking
-        # otherwise would import Django's ASGI handler into every worker (~17 MB of RSS).
-        if "django" in sys.modules:
-            from octo.runtime.integrations.django import adapt
-
-            app = adapt(app)
         served = wrap_asgi2(app)
         if self.retire_after:
             served = limit_requests(served, self.retire_after, self._max_requests_reached)

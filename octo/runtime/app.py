@@ -105,13 +105,10 @@ class Octo:
         return self._locks
 
     def wrap(self, app: Any) -> ASGIApp:
-        """Serve *app* inside the sandbox; Django's handler gets its per-request resets."""
-        from octo.runtime.integrations.django import adapt as adapt_django
-
-        inner = adapt_django(app)
+        """Serve *app* inside the sandbox."""
         if os.environ.get("OCTO_DETECT_LEAKS") == "1":
             self.leaks = LeakDetector(self, app)
-        return Sandboxed(self, inner)
+        return Sandboxed(self, app)
 
     async def boot(self) -> None:
         if self.booted:
