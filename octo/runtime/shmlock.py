@@ -65,6 +65,11 @@ _HAVE_PROC = os.path.exists("/proc/self/stat")
 _token = ctypes.c_int64(owner_token(os.getpid()))
 
 
+def own_token() -> int:
+    """This process's owner word (see :func:`owner_token`), kept up to date across fork."""
+    return int(_token.value)
+
+
 def _refresh_token() -> None:
     _token.value = owner_token(os.getpid())
 
