@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime.sandbox import Operation, enter, leave
-from octo.runtime.shmlock import holder_alive, own_token
 
 if TYPE_CHECKING:
     from octo.runtime.app import Octo
@@ -149,6 +148,10 @@ class TickRunner:
     def _claim(self, tick: Tick) -> int:
         """Mark *tick* as running here, in the shared tick table; 0 when marked, else the
         pid of the live worker whose run of it has not ended."""
+        # Here, not at the top: every worker imports this module (for SKIPPED), and one
+        # serving a plain ASGI app has no use for the lock module (ctypes, libatomic).
+        from octo.runtime.shmlock import holder_alive, own_token
+
         stats = self.runtime.tick_stats
         token = own_token()
         with stats.locked():
@@ -165,6 +168,8 @@ class TickRunner:
 
     def _finished(self, tick: Tick, task: asyncio.Task[None]) -> None:
         """A run ended (or was cancelled): clear its mark, if it is still ours."""
+        from octo.runtime.shmlock import own_token
+
         self.running.discard(task)
         tick.running = False
         stats = self.runtime.tick_stats
