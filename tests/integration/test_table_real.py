@@ -267,3 +267,33 @@ def test_a_waiter_in_another_worker_keeps_serving_while_it_waits(tmp_path) -> No
             path.write_text("")
         results = sorted(int(s.result(DEADLINE).text) for s in sections)
     assert results == list(range(1, len(sections) + 1)), results
+
+
+def test_a_waiter_takes_over_the_lock_of_a_worker_killed_in_its_async_section(
+        tmp_path) -> None:
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    with lock_server(tmp_path, 2) as srv, ThreadPoolExecutor(21) as pool:
+        pool.submit(get, srv.url + "/hold?a")  # never answered: its worker is killed
+        wait_until(lambda: marker(tmp_path, "holding", "a") != 0, "a to hold the lock",
+                   DEADLINE)
+        holder = marker(tmp_path, "holding", "a")
+        # Lock requests until one waits in the other worker; each ends as soon as it holds.
+        waiter = None
+        for n in range(20):
+            (tmp_path / f"release-w{n}").write_text("")
+            request = pool.submit(get, srv.url + f"/hold?w{n}")
+            wait_until(lambda n=n: marker(tmp_path, "waiting", f"w{n}") != 0,
+                       f"w{n} to wait", DEADLINE)
+            if marker(tmp_path, "waiting", f"w{n}") != holder:
+                waiter = request
+                break
+        assert waiter is not None, "no lock request reached the second worker"
+        assert len(list(tmp_path.glob("holding-*"))) == 1, "two sections held the lock"
+        os.kill(holder, signal.SIGKILL)
+        answer = waiter.result(DEADLINE)
+        # The killed section never wrote (its write came after its await): this one is
+        # the first to count.
+        assert (answer.status_code, answer.text) == (200, "1")
+        srv.wait_for_log(f"took over the lock of process {holder}", timeout=DEADLINE)
