@@ -160,8 +160,11 @@ class _LockBase:
             raise self._reentered()
         self._thread.acquire()
 
+    def _table(self) -> str:
+        return f"table {self.name!r}" if self.name else "a table"
+
     def _reentered(self) -> LockReentered:
-        table = f"table {self.name!r}" if self.name else "a table"
+        table = self._table()
         if self._task is not None:
             return LockReentered(
                 f"{table}: its lock is held by a task of this event loop (`async with "
@@ -210,8 +213,8 @@ class _LockBase:
     async def __aenter__(self) -> None:
         task = asyncio.current_task()
         if task is not None and task is self._task:
-            raise LockReentered(f"table {self.name!r}: `async with table.locked():` "
-                                "entered again by the task that holds it")
+            raise LockReentered(f"{self._table()}: `async with table.locked():` entered "
+                                "again by the task that holds it")
         delay = POLL_FIRST
         check_at = time.monotonic() + CHECK_EVERY
         while True:
