@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         WorkerStopping,
     )
     from octo.runtime.sandbox import Operation, current_operation
+    from octo.runtime.shmlock import LockReentered
     from octo.runtime.table import (
         Bytes,
         Float,
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
                      "WorkerErrorOccurred", "WorkerStarting", "WorkerStopping"],
                     "octo.runtime.events"),
     **dict.fromkeys(["Operation", "current_operation"], "octo.runtime.sandbox"),
+    "LockReentered": "octo.runtime.shmlock",
     **dict.fromkeys(["Bytes", "Float", "Int", "Str", "Table", "TableError", "TableFull",
                      "ValueTooLarge"], "octo.runtime.table"),
     **dict.fromkeys(["TaskFailed", "TaskQueueFull", "TaskWorkerLost"], "octo.runtime.tasks"),
@@ -89,6 +91,7 @@ __all__ = [
     "Int",
     "Lifetime",
     "Lock",
+    "LockReentered",
     "LockTimeout",
     "NotAwaited",
     "Octo",

@@ -15,6 +15,7 @@ import enum
 import logging
 import mmap
 import struct
+import time
 from dataclasses import dataclass
 
 from octo.master import orphan
@@ -26,6 +27,10 @@ _FORMAT = "=qqddqqdqq"
 SLOT_SIZE = 128
 WORD = 8
 NOTE_SIZE = 512  # bytes per worker for the last error it logged (a boot failure's reason)
+# A worker beats every 0.5 s from its event loop (octo.worker.CLOCK_INTERVAL). A sibling
+# whose last beat is older than this is blocked (or dying): its connection count is frozen,
+# so the balanced acceptor does not hold back for it.
+STALE_AFTER = 1.0
 _STRUCT = struct.Struct(_FORMAT)
 assert _STRUCT.size <= SLOT_SIZE
 # Word offsets within a slot.
@@ -159,16 +164,25 @@ class SlotWriter:
     def set_connections(self, count: int) -> None:
         self.slots.counts[self.index] = count
 
-    def fair_to_accept(self, slack: int) -> bool:
+    def fair_to_accept(self, slack: int, now: float | None = None) -> bool:
         """True unless this worker holds more than *slack* connections above the least
-        loaded accepting worker: lets an idle worker take the next connection."""
+        loaded accepting worker: lets an idle worker take the next connection.
+
+        Only siblings that beat within STALE_AFTER of *now* (monotonic; the clock is
+        system-wide, so it compares with their beats) count: a blocked worker accepts
+        nothing, and holding back for it would only delay every new connection."""
         counts = self.slots.counts
         mine = counts[self.index]
         high = self.slots.high[0]
         low = mine
+        fresh_since = (time.monotonic() if now is None else now) - STALE_AFTER
+        floats = self.slots.floats
         for index in range(high):
             count = counts[index]
-            if 0 <= count < low:
+            # Read a sibling's beat only when it would lower the bar: the common case
+            # (no sibling less loaded) costs nothing more.
+            if 0 <= count < low and \
+                    floats[index * (SLOT_SIZE // WORD) + _HEARTBEAT] >= fresh_since:
                 low = count
         return mine - low <= slack
 

@@ -89,10 +89,12 @@ class Octo:
 
     @property
     def tick_stats(self) -> Table:
-        """Per tick: runs, skipped (still running when due) and errors, shared by workers."""
+        """Per tick: runs, skipped (still running when due) and errors, shared by workers;
+        also which worker runs it now (``owner``/``run``, see ``octo.runtime.tick``)."""
         if self._tick_stats is None:
             self._tick_stats = self.table("ticks", 256, {"runs": Int, "skipped": Int,
-                                                         "errors": Int})
+                                                         "errors": Int, "owner": Int,
+                                                         "run": Int})
         return self._tick_stats
 
     def lock(self, name: str, ttl: float = 10.0) -> Lock:

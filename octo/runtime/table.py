@@ -140,7 +140,7 @@ class Table:
             self.path = None
             self.mem = mmap.mmap(-1, size)
             _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
-            self.lock: LocalLock | FileLock | AtomicLock = LocalLock()
+            self.lock: LocalLock | FileLock | AtomicLock = LocalLock(self.name)
             return
         directory = rundir.current()
         if directory is None:
@@ -159,10 +159,14 @@ class Table:
                 _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
                 _log_schema(directory, server_id, self.name, file_name)
         self.lock = (AtomicLock(self.mem, LOCK_OFFSET, self.name) if atomic_available()
-                     else FileLock(fd))
+                     else FileLock(fd, self.name))
 
     def locked(self) -> LocalLock | FileLock | AtomicLock:
-        """``with table.locked():`` around several ``*_unlocked`` calls made atomic."""
+        """The table's lock, around several ``*_unlocked`` calls made atomic together:
+        ``with table.locked():`` in sync code or a section with no ``await``, ``async with
+        table.locked():`` for a section that awaits (its waiters never block the event loop).
+        A blocking wait on the thread that holds the lock raises ``LockReentered`` rather
+        than deadlocking (see ``octo.runtime.shmlock``)."""
         return self.lock
 
     # -- slots ---------------------------------------------------------------------------

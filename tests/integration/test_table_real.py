@@ -172,3 +172,128 @@ def test_reload_keeps_rows_with_same_schema_and_starts_fresh_on_change(tmp_path)
         reload_and_wait(srv, ctl)  # changed schema: a fresh table, and a log line
         assert httpx.get(srv.url + "/", timeout=5).text == "0"
         assert "table 'data': schema changed, starting a fresh table" in srv.log()
+
+
+DEADLINE = 30.0  # only ends a hung test
+
+
+def marker(directory: Path, kind: str, name: str) -> int:
+    """The pid in a ``KIND-NAME-<pid>`` marker of tests/apps/lock_app.py (0: none yet)."""
+    found = list(directory.glob(f"{kind}-{name}-*"))
+    return int(found[0].name.rsplit("-", 1)[1]) if found else 0
+
+
+def get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=DEADLINE)
+
+
+def lock_server(directory: Path, workers: int):  # type: ignore[no-untyped-def]
+    return run_server("apps.lock_app:asgi", *APP_DIR, "--workers", str(workers),
+                      "--no-access-log", env={"OCTO_TEST_MARKERS": str(directory)})
+
+
+def test_two_requests_of_one_worker_hold_the_async_lock_across_awaits_in_turn(
+        tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with lock_server(tmp_path, 1) as srv, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(get, srv.url + "/hold?a")
+        wait_until(lambda: marker(tmp_path, "holding", "a") != 0, "a to hold the lock",
+                   DEADLINE)
+        second = pool.submit(get, srv.url + "/hold?b")
+        wait_until(lambda: marker(tmp_path, "waiting", "b") != 0, "b to wait", DEADLINE)
+        # b waits without blocking the worker's loop: the worker answers meanwhile.
+        assert get(srv.url + "/pid").text == str(marker(tmp_path, "holding", "a"))
+        assert marker(tmp_path, "holding", "b") == 0, "b entered while a held the lock"
+        (tmp_path / "release-a").write_text("")
+        assert (first.result(DEADLINE).status_code, first.result().text) == (200, "1")
+        wait_until(lambda: marker(tmp_path, "holding", "b") != 0, "b to take the lock",
+                   DEADLINE)
+        (tmp_path / "release-b").write_text("")
+        assert (second.result(DEADLINE).status_code, second.result().text) == (200, "2")
+        assert get(srv.url + "/count").text == "2"
+
+
+def test_a_sync_lock_held_across_an_await_fails_the_second_request_not_the_worker(
+        tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with lock_server(tmp_path, 1) as srv, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(get, srv.url + "/hold-sync?a")
+        wait_until(lambda: marker(tmp_path, "holding", "a") != 0, "a to hold the lock",
+                   DEADLINE)
+        # The second request would block the loop's thread on a lock that only this loop
+        # can release: it fails at once, and loudly, instead.
+        assert get(srv.url + "/hold-sync?b").status_code == 500
+        log = srv.wait_for_log("LockReentered", timeout=DEADLINE)
+        assert "table 'counts'" in log and "async with table.locked()" in log
+        assert get(srv.url + "/pid").status_code == 200
+        (tmp_path / "release-a").write_text("")
+        assert (first.result(DEADLINE).status_code, first.result().text) == (200, "1")
+
+
+def test_a_waiter_in_another_worker_keeps_serving_while_it_waits(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with lock_server(tmp_path, 2) as srv, ThreadPoolExecutor(21) as pool:
+        sections = [pool.submit(get, srv.url + "/hold?a")]
+        wait_until(lambda: marker(tmp_path, "holding", "a") != 0, "a to hold the lock",
+                   DEADLINE)
+        holder = marker(tmp_path, "holding", "a")
+        # More lock requests until one waits in the other worker (which worker accepts a
+        # connection is the kernel's and the workers' business; the tries are bounded).
+        waiter = 0
+        for n in range(20):
+            sections.append(pool.submit(get, srv.url + f"/hold?w{n}"))
+            wait_until(lambda n=n: marker(tmp_path, "waiting", f"w{n}") != 0,
+                       f"w{n} to wait", DEADLINE)
+            if (pid := marker(tmp_path, "waiting", f"w{n}")) != holder:
+                waiter = pid
+                break
+        assert waiter, "no lock request reached the second worker"
+        # That worker waits for the lock, and serves other requests meanwhile.
+        served: set[int] = set()
+        # A new connection for each request (no keep-alive), so both workers get some.
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0),
+                          timeout=DEADLINE) as client:
+            for _ in range(200):
+                served.add(int(client.get(srv.url + "/pid").text))
+                if waiter in served:
+                    break
+        assert waiter in served, f"worker {waiter} answered nothing while waiting"
+        assert len(list(tmp_path.glob("holding-*"))) == 1, "two sections held the lock"
+        for path in [tmp_path / "release-a", *(tmp_path / f"release-w{n}"
+                                                for n in range(len(sections) - 1))]:
+            path.write_text("")
+        results = sorted(int(s.result(DEADLINE).text) for s in sections)
+    assert results == list(range(1, len(sections) + 1)), results
+
+
+def test_a_waiter_takes_over_the_lock_of_a_worker_killed_in_its_async_section(
+        tmp_path) -> None:
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    with lock_server(tmp_path, 2) as srv, ThreadPoolExecutor(21) as pool:
+        pool.submit(get, srv.url + "/hold?a")  # never answered: its worker is killed
+        wait_until(lambda: marker(tmp_path, "holding", "a") != 0, "a to hold the lock",
+                   DEADLINE)
+        holder = marker(tmp_path, "holding", "a")
+        # Lock requests until one waits in the other worker; each ends as soon as it holds.
+        waiter = None
+        for n in range(20):
+            (tmp_path / f"release-w{n}").write_text("")
+            request = pool.submit(get, srv.url + f"/hold?w{n}")
+            wait_until(lambda n=n: marker(tmp_path, "waiting", f"w{n}") != 0,
+                       f"w{n} to wait", DEADLINE)
+            if marker(tmp_path, "waiting", f"w{n}") != holder:
+                waiter = request
+                break
+        assert waiter is not None, "no lock request reached the second worker"
+        assert len(list(tmp_path.glob("holding-*"))) == 1, "two sections held the lock"
+        os.kill(holder, signal.SIGKILL)
+        answer = waiter.result(DEADLINE)
+        # The killed section never wrote (its write came after its await): this one is
+        # the first to count.
+        assert (answer.status_code, answer.text) == (200, "1")
+        srv.wait_for_log(f"took over the lock of process {holder}", timeout=DEADLINE)
