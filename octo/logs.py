@@ -57,8 +57,12 @@ def setup(level: str, access: bool, config_file: str | None = None) -> None:
     access_log.disabled = not access
 
 
-def format_access(client: str, method: str, target: str, version: str, status: int) -> str:
-    return f'{escape(client)} - "{escape(method)} {escape(target)} HTTP/{version}" {status}'
+def format_access(client: str, method: str, target: str, version: str, status: int | str,
+                  ended: str | None = None) -> str:
+    """One access-log line; *ended* says why a response was cut short (status "-" when
+    none went out), e.g. ``... "GET /events HTTP/1.1" 200 (client disconnected)``."""
+    line = f'{escape(client)} - "{escape(method)} {escape(target)} HTTP/{version}" {status}'
+    return f"{line} ({ended})" if ended else line
 
 
 def _load_config(path: str) -> None:

@@ -221,7 +221,6 @@ class Worker:
         assert state is not None
         loop = asyncio.get_running_loop()
         last = 0
-        limit = self.config.max_execution_time
         while True:
             now = time.time()
             if int(now) != last:
@@ -230,8 +229,6 @@ class Worker:
             mono = state.now = loop.time()
             for conn in list(state.connections):
                 conn.tick(mono)
-                if limit and conn.cycle is not None:
-                    conn.cycle.enforce_deadline(mono, limit)
             self._beat(loop)
             expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)

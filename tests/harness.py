@@ -108,6 +108,12 @@ class Client:
         if await self.readable(rounds) and not self.protocol.eof_received():
             self.transport.close()
 
+    def leave(self) -> None:
+        """The client goes away (a close or a reset): the transport closes and the protocol
+        hears of it at once, as from a failed read."""
+        self.transport.closed = True
+        self.protocol.connection_lost(ConnectionResetError())
+
     def take(self) -> bytes:
         out = bytes(self.transport.buffer)
         self.transport.buffer.clear()

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import sys
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -82,6 +83,10 @@ class ServerState:
         # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
         # request, and deadlines only need to be right to within a tick.
         self.now = loop.time()
+        # --max-execution-time is measured from each request's real start on this clock
+        # (read only when the limit is set); tests replace it.
+        self.max_execution_time = config.max_execution_time
+        self.clock = time.monotonic
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -560,7 +565,8 @@ class HttpProtocol(asyncio.Protocol):
             cycle.keep_alive = False
             app = _service_unavailable
         server.in_flight += 1
-        cycle.started_at = server.now
+        if server.max_execution_time:
+            cycle.started_at = server.clock()
         # A fixed name: the default one is formatted per task ("Task-123"). No done
         # callback either (one more loop round per request): the cycle's ``run`` drops the
         # task from ``server.tasks`` itself, see ``app_done``.
@@ -572,6 +578,8 @@ class HttpProtocol(asyncio.Protocol):
         if not task.done():
             cycle.task = task
             server.tasks.add(task)
+            if server.max_execution_time and not cycle.timed_out:
+                cycle.arm_deadline()
 
     def want_body(self) -> None:
         self._resume_reading()
@@ -583,8 +591,11 @@ class HttpProtocol(asyncio.Protocol):
     def app_done(self, cycle: RequestCycle) -> None:
         server = self.server
         server.in_flight -= 1
+        cycle.disarm_deadline()
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
+        if not cycle.complete and server.access_log:
+            self._log_access(cycle)  # cut short: the line says why (see RequestCycle.ended)
         if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
             self.transport.close()
 
@@ -632,8 +643,9 @@ class HttpProtocol(asyncio.Protocol):
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
+        status = cycle.status if cycle.head_sent else "-"
         access_log.info(format_access(who, scope["method"], target, scope["http_version"],
-                                      cycle.status))
+                                      status, None if cycle.complete else cycle.ended))
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -662,9 +674,9 @@ class HttpProtocol(asyncio.Protocol):
             self.queue.clear()
             return
         if active is not None and active.started:
-            active.lose()
+            active.lose(f"rejected: {exc.status}")
         elif active is not None:
-            active.lose()
+            active.lose(f"rejected: {exc.status}")
             self._write_error(exc)
         else:
             self._write_error(exc)
@@ -683,9 +695,9 @@ class HttpProtocol(asyncio.Protocol):
         cycle._write_body(error_body(status), False)
         cycle._finish()
 
-    def abort(self, cycle: RequestCycle) -> None:
+    def abort(self, cycle: RequestCycle, why: str = "aborted") -> None:
         cycle.flush()  # what the app sent before it failed still goes out before the close
-        cycle.lose()
+        cycle.lose(why)
         if self.state is not Conn.CLOSED:
             self.state = next_state(self.state, Event.REJECT)
             self.transport.close()
@@ -777,7 +789,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(simple_response(408, error_body(408)))
         for cycle in (self.cycle, reading, *self.queue):
             if cycle is not None:
-                cycle.lose()
+                cycle.lose("aborted: --body-timeout")
         self.queue.clear()
         self._transition(Event.TIMEOUT)
         self.transport.close()
@@ -796,7 +808,7 @@ class HttpProtocol(asyncio.Protocol):
                           "aborting the connection", peer(self.client), self.server.send_timeout)
         for cycle in (self.cycle, self.reading, *self.queue):
             if cycle is not None:
-                cycle.lose()
+                cycle.lose("aborted: --send-timeout")
         self.queue.clear()
         if self.state is not Conn.CLOSED:
             self._transition(Event.TIMEOUT)
