@@ -364,6 +364,8 @@ class RequestCycle:
         except ClientDisconnected:
             error_log.debug("client went away while the app was sending")
         except BaseException as exc:
+            if isinstance(exc, GeneratorExit):
+                raise  # the pending coroutine is being closed (collected): no one to answer
             if isinstance(exc, asyncio.CancelledError):
                 if self.timed_out:
                     return  # our own deadline, answered already: the worker carries on
