@@ -38,6 +38,10 @@ class Config:
     access_log: bool = True
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None  # CA bundle to verify client certificates with
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED, as uvicorn
+    env_file: str | None = None  # dotenv file loaded before the app is imported
     lifespan: LifespanMode = "auto"
     server_header: bool = True
     # Process model (master).
@@ -114,9 +118,22 @@ class Config:
             raise ConfigError("timeout must be positive (it is the worker liveness limit)")
         if self.limit_concurrency is not None and self.limit_concurrency <= 0:
             raise ConfigError("limit_concurrency must be positive")
+        self._validate_tls()
+        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+
+    def _validate_tls(self) -> None:
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ConfigError("--ssl-keyfile and --ssl-certfile must be given together")
-        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError("--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 "
+                              "(required)")
+        if self.ssl_certfile is None and (self.ssl_keyfile_password is not None
+                                          or self.ssl_ca_certs or self.ssl_cert_reqs):
+            raise ConfigError("--ssl-keyfile-password, --ssl-ca-certs and --ssl-cert-reqs "
+                              "need --ssl-certfile and --ssl-keyfile")
+        if self.ssl_cert_reqs and not self.ssl_ca_certs:
+            raise ConfigError("--ssl-cert-reqs needs --ssl-ca-certs (the CAs that sign the "
+                              "client certificates)")
 
     def _validate_workers(self) -> None:
         if self.workers < 1:
