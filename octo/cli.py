@@ -102,7 +102,8 @@ def cli() -> None:
               help="Per-request deadline in seconds: 504 and the request is cancelled. [off]")
 @click.option("--max-requests", "--limit-max-requests", "max_requests", type=int,
               help="Recycle a worker after N requests. [off]")
-@click.option("--max-requests-jitter", type=int, help="Add 0..J to --max-requests. [0]")
+@click.option("--max-requests-jitter", "--limit-max-requests-jitter", "max_requests_jitter",
+              type=int, help="Add 0..J to --max-requests. [0]")
 @click.option("--max-memory", type=float, help="Recycle a worker above this RSS in MB. [off]")
 @click.option("--max-lifetime", type=float, help="Recycle a worker after S seconds. [off]")
 @click.option("--watch/--no-watch", "--reload/--no-reload", "watch", default=None,

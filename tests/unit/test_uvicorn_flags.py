@@ -1,5 +1,5 @@
 """uvicorn's flag names accepted by ``octo serve`` (--reload, --timeout-graceful-shutdown,
---limit-max-requests, --env-file, --ssl-keyfile-password, --ssl-ca-certs, --ssl-cert-reqs),
+--limit-max-requests(-jitter), --env-file, --ssl-keyfile-password, --ssl-ca-certs, --ssl-cert-reqs),
 and the --env-file reader."""
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def serve(*args: str) -> Any:
     (["--no-reload"], ["--no-watch"], "watch", False),
     (["--timeout-graceful-shutdown", "7"], ["--graceful-timeout", "7"], "graceful_timeout", 7.0),
     (["--limit-max-requests", "9"], ["--max-requests", "9"], "max_requests", 9),
+    (["--limit-max-requests-jitter", "4"], ["--max-requests-jitter", "4"],
+     "max_requests_jitter", 4),
 ])
 def test_a_uvicorn_flag_sets_what_octo_s_own_flag_sets(served, uvicorn: list[str],
                                                        octo_flag: list[str], setting: str,
