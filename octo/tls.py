@@ -27,9 +27,9 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
                 else " (do the key and certificate match?)")
         raise ConfigError(f"--ssl-certfile {config.ssl_certfile} / --ssl-keyfile "
                           f"{config.ssl_keyfile}: {exc.reason or exc}{hint}") from None
-    except OSError as exc:
-        raise ConfigError(f"--ssl-certfile/--ssl-keyfile: {exc.strerror or exc}: "
-                          f"{exc.filename}") from None
+    except OSError as exc:  # no file name in it: name both
+        raise ConfigError(f"--ssl-certfile {config.ssl_certfile} / --ssl-keyfile "
+                          f"{config.ssl_keyfile}: {exc.strerror or exc}") from None
     if config.ssl_ca_certs:
         try:
             ctx.load_verify_locations(config.ssl_ca_certs)

@@ -362,6 +362,8 @@ class RequestCycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
+            # Possibly before the transport reported the loss (a write failing first).
+            self.ended = self.ended or "client disconnected"
             error_log.debug("client went away while the app was sending")
         except BaseException as exc:
             if isinstance(exc, GeneratorExit):

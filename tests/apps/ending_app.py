@@ -1,14 +1,15 @@
-"""A Starlette app whose requests end early: slow ones for --max-execution-time, streams a
-client can leave (server-sent events) or stop reading."""
+"""A Starlette app whose requests end early: slow ones for --max-execution-time, streams and
+a file a client can leave (server-sent events, a large file) or stop reading."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.responses import FileResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 
@@ -47,5 +48,9 @@ async def big(request: Any) -> StreamingResponse:
     return StreamingResponse(_big_parts(), media_type="application/octet-stream")
 
 
+async def file(request: Any) -> FileResponse:
+    return FileResponse(os.environ["OCTO_TEST_FILE"])  # sent with http.response.pathsend
+
+
 app = Starlette(routes=[Route("/sleep", sleep), Route("/stream-slow", stream_slow),
-                        Route("/events", events), Route("/big", big)])
+                        Route("/events", events), Route("/big", big), Route("/file", file)])

@@ -118,8 +118,12 @@ def test_a_stream_past_the_limit_is_cut_and_logged_as_an_abort(limited) -> None:
 # -- a client leaving a stream -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def streams():
-    with run_server(APP, *APP_DIR, "--send-timeout", "2") as server:
+def streams(tmp_path_factory: pytest.TempPathFactory):
+    big = tmp_path_factory.mktemp("file") / "big.bin"
+    with big.open("wb") as fh:
+        fh.truncate(256 * 1024 * 1024)  # sparse: far more than the socket buffers hold
+    with run_server(APP, *APP_DIR, "--send-timeout", "2",
+                    env={"OCTO_TEST_FILE": str(big)}) as server:
         yield server
 
 
@@ -173,4 +177,19 @@ def test_a_client_that_stops_reading_a_stream_is_aborted_with_one_access_line(st
         sock.close()
     assert len(re.findall(rf"127\.0\.0\.1:{port} - ", log)) == 1, log
     assert "took no response bytes for 2.0s (--send-timeout)" in log
+    assert "ERROR" not in log and "Traceback" not in log, log
+
+
+def test_a_client_resetting_a_file_download_is_one_access_line_and_no_error(streams) -> None:
+    """The reset may reach the server as a failed sendfile() before the transport reports
+    the connection lost: the access line still says the client left."""
+    since = streams.log_size()
+    sock = get(streams, "/file")
+    port = sock.getsockname()[1]
+    assert read_head(sock).startswith(b"HTTP/1.1 200 OK")
+    sock.recv(65536)  # some of the file, then a reset
+    _reset(sock)
+    line = f'127.0.0.1:{port} - "GET /file HTTP/1.1" 200 (client disconnected)'
+    log = streams.wait_for_log(line, timeout=WAIT, since=since)
+    assert len(re.findall(rf"127\.0\.0\.1:{port} - ", log)) == 1, log
     assert "ERROR" not in log and "Traceback" not in log, log
