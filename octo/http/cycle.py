@@ -371,6 +371,7 @@ class RequestCycle:
             if isinstance(exc, asyncio.CancelledError):
                 if self.timed_out:
                     return  # our own deadline, answered already: the worker carries on
+                self.ended = self.ended or "cancelled"  # e.g. at the --graceful-timeout
                 if not self.started:
                     self._fail(503, None)
                 raise

@@ -247,6 +247,24 @@ def test_a_real_app_error_after_a_disconnect_is_still_an_error(run, caplog) -> N
     assert any("Exception in ASGI application" in m for m in messages(caplog, logging.ERROR))
 
 
+def test_a_stream_cancelled_by_the_server_says_so_on_its_access_line(run, caplog) -> None:
+    """As at the end of --graceful-timeout: the task is cancelled, then the connection
+    closed."""
+    async def main() -> None:
+        client = Client(streamer)
+        client.send(GET)
+        await client.settle(5, 0)
+        [task] = client.state.tasks
+        task.cancel()
+        client.transport.close()
+        await client.settle()
+
+    with caplog.at_level(logging.INFO):
+        run(main())
+    assert messages(caplog, logger="octo.access") == [
+        '127.0.0.1:50000 - "GET /slow HTTP/1.1" 200 (cancelled)']
+
+
 class ClientDisconnect(Exception):
     """Named like Starlette's."""
 
