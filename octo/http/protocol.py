@@ -591,7 +591,8 @@ class HttpProtocol(asyncio.Protocol):
     def app_done(self, cycle: RequestCycle) -> None:
         server = self.server
         server.in_flight -= 1
-        cycle.disarm_deadline()
+        if cycle.deadline_timer is not None:
+            cycle.disarm_deadline()
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
         if not cycle.complete and server.access_log:
