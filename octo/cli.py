@@ -40,14 +40,28 @@ def cli() -> None:
 @click.option("--header-timeout", type=float,
               help="Seconds a client has to send a whole request head (slowloris guard; the "
                    "timer does not restart per byte). [default: 10]")
-@click.option("--graceful-timeout", type=float,
-              help="Seconds to let in-flight requests finish on stop. [default: 30]")
+@click.option("--body-timeout", type=float,
+              help="Window in seconds over which a request body must arrive at "
+                   "--body-min-rate; a slower one gets 408 and a close. 0: off. [30]")
+@click.option("--body-min-rate", type=float,
+              help="Least request-body bytes per second, over each --body-timeout window "
+                   "(time the server is not reading does not count). [240]")
+@click.option("--send-timeout", type=float,
+              help="Abort a connection whose response makes no write progress for this "
+                   "many seconds (a client that stops reading). 0: off. [60]")
+@click.option("--graceful-timeout", "--timeout-graceful-shutdown", "graceful_timeout",
+              type=float, help="Seconds to let in-flight requests finish on stop. [30]")
 @click.option("--limit-concurrency", type=int,
               help="Answer 503 at once beyond this many concurrent requests/connections.")
 @click.option("--limit-request-line", type=int, help="Max request-target bytes (414). [8190]")
 @click.option("--limit-request-fields", type=int, help="Max header fields (431). [100]")
 @click.option("--limit-request-head", type=int, help="Max request line + headers bytes (431). "
                                                      "[65536]")
+@click.option("--limit-request-field-size", type=int,
+              help="Max bytes of one header or trailer line (431). [8190]")
+@click.option("--limit-chunk-extension", type=int,
+              help="Max bytes of one chunk-size line: size and chunk extensions (413). "
+                   "[16384]")
 @click.option("--limit-request-body", type=int, help="Max request body bytes (413). [64 MiB]")
 @click.option("--backlog", type=int, help="listen() backlog. [default: 2048]")
 @click.option("--lifespan", type=click.Choice(["auto", "on", "off"]), help="[default: auto]")
@@ -58,6 +72,13 @@ def cli() -> None:
 @click.option("--server-header/--no-server-header", default=None, help="[default: on]")
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
+@click.option("--ssl-keyfile-password",
+              help="Password of an encrypted --ssl-keyfile (OCTO_SSL_KEYFILE_PASSWORD keeps "
+                   "it out of the process list).")
+@click.option("--ssl-ca-certs", help="CA certificates file to verify client certificates.")
+@click.option("--ssl-cert-reqs", type=click.IntRange(0, 2),
+              help="Client certificates: 0 not asked, 1 optional, 2 required (with "
+                   "--ssl-ca-certs). [0]")
 @click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
 @click.option("--max-workers", type=int,
               help="The most workers `octo scale` and SIGTTIN may ask for. [4 per CPU, at "
@@ -79,13 +100,18 @@ def cli() -> None:
                    "seconds gets its stack dumped and is replaced. Not a request timeout. [30]")
 @click.option("--max-execution-time", type=float,
               help="Per-request deadline in seconds: 504 and the request is cancelled. [off]")
-@click.option("--max-requests", type=int, help="Recycle a worker after N requests. [off]")
-@click.option("--max-requests-jitter", type=int, help="Add 0..J to --max-requests. [0]")
+@click.option("--max-requests", "--limit-max-requests", "max_requests", type=int,
+              help="Recycle a worker after N requests. [off]")
+@click.option("--max-requests-jitter", "--limit-max-requests-jitter", "max_requests_jitter",
+              type=int, help="Add 0..J to --max-requests. [0]")
 @click.option("--max-memory", type=float, help="Recycle a worker above this RSS in MB. [off]")
 @click.option("--max-lifetime", type=float, help="Recycle a worker after S seconds. [off]")
-@click.option("--watch/--no-watch", default=None,
+@click.option("--watch/--no-watch", "--reload/--no-reload", "watch", default=None,
               help="Development: roll the workers when *.py files under --app-dir change.")
 @click.option("--watch-include", help="Extra comma-separated globs to watch (e.g. '*.html').")
+@click.option("--env-file", help="Load KEY=VALUE lines from this dotenv file into the "
+                                  "environment before the app is imported (set variables "
+                                  "win).")
 @click.option("--log-config", help="logging configuration file (.json dictConfig, or .ini).")
 @click.option("--detect-leaks/--no-detect-leaks", default=None,
               help="Debug: warn when app globals or singleton attributes change between "
@@ -104,12 +130,37 @@ def serve(app: str | None, **options: Any) -> None:
     if app is not None:
         options["app"] = app
     cfg = settings(options)
+    if cfg.env_file:
+        _load_env_file(cfg.env_file)
+        cfg = settings(options)  # OCTO_* variables from the file count too
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
+    _check_tls(cfg)
     setup_logging(cfg.log_level, cfg.access_log, cfg.log_config)
     from octo.master.arbiter import main as serve_main
 
     sys.exit(serve_main(cfg))
+
+
+def _load_env_file(path: str) -> None:
+    from octo.envfile import EnvFileError, load
+
+    try:
+        load(path)
+    except EnvFileError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _check_tls(cfg: config_mod.Config) -> None:
+    """Build the TLS context once before anything forks: a wrong file or password is one
+    line here, not a boot failure in every worker."""
+    if cfg.is_ssl:
+        from octo.tls import ssl_context
+
+        try:
+            ssl_context(cfg)
+        except config_mod.ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
 
 
 def settings(options: dict[str, Any]) -> config_mod.Config:

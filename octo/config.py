@@ -38,6 +38,10 @@ class Config:
     access_log: bool = True
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None  # CA bundle to verify client certificates with
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED, as uvicorn
+    env_file: str | None = None  # dotenv file loaded before the app is imported
     lifespan: LifespanMode = "auto"
     server_header: bool = True
     # Process model (master).
@@ -74,12 +78,19 @@ class Config:
     max_execution_time: float = 0.0  # per-request deadline; 0 = none
     timeout_keep_alive: float = 5.0
     header_timeout: float = 10.0
+    # A request body must arrive at --body-min-rate bytes/s, measured over each window of
+    # this many seconds; 0 = no limit (like the others below).
+    body_timeout: float = 30.0
+    body_min_rate: float = 240.0  # Kestrel's MinRequestBodyDataRate
+    send_timeout: float = 60.0  # no progress writing a response for this long: abort (nginx)
     graceful_timeout: float = 30.0
     # Limits, each with a log line when it fires.
     limit_concurrency: int | None = None
     limit_request_line: int = 8190
     limit_request_fields: int = 100
     limit_request_head: int = 65536
+    limit_request_field_size: int = 8190  # one header or trailer line (gunicorn's default)
+    limit_chunk_extension: int = 16384  # one chunk-size line: size and extensions (Node.js)
     limit_request_body: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -91,9 +102,13 @@ class Config:
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"unknown log level {self.log_level!r}")
-        for name in ("limit_request_line", "limit_request_fields", "limit_request_head"):
+        for name in ("limit_request_line", "limit_request_fields", "limit_request_head",
+                     "limit_request_field_size", "limit_chunk_extension"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        for name in ("body_timeout", "body_min_rate", "send_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative (0 turns it off)")
         if self.ws not in ("auto", "none", "wsproto", "websockets"):
             raise ConfigError(f"--ws {self.ws!r}: choose auto, none, wsproto or websockets")
         self._validate_workers()
@@ -103,9 +118,22 @@ class Config:
             raise ConfigError("timeout must be positive (it is the worker liveness limit)")
         if self.limit_concurrency is not None and self.limit_concurrency <= 0:
             raise ConfigError("limit_concurrency must be positive")
+        self._validate_tls()
+        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+
+    def _validate_tls(self) -> None:
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ConfigError("--ssl-keyfile and --ssl-certfile must be given together")
-        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError("--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 "
+                              "(required)")
+        if self.ssl_certfile is None and (self.ssl_keyfile_password is not None
+                                          or self.ssl_ca_certs or self.ssl_cert_reqs):
+            raise ConfigError("--ssl-keyfile-password, --ssl-ca-certs and --ssl-cert-reqs "
+                              "need --ssl-certfile and --ssl-keyfile")
+        if self.ssl_cert_reqs and not self.ssl_ca_certs:
+            raise ConfigError("--ssl-cert-reqs needs --ssl-ca-certs (the CAs that sign the "
+                              "client certificates)")
 
     def _validate_workers(self) -> None:
         if self.workers < 1:

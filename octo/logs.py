@@ -1,4 +1,4 @@
-"""Logging set-up and the access-log line (control characters escaped)."""
+"""Logging set-up, the access-log line, and the one escaping helper for request data."""
 
 from __future__ import annotations
 
@@ -11,16 +11,32 @@ logging.addLevelName(TRACE, "TRACE")
 error_log = logging.getLogger("octo.error")
 access_log = logging.getLogger("octo.access")
 
-# C0 and C1 controls and DEL become visible escapes so a client cannot forge log lines (a
-# \r\n would start a fake entry) or send terminal escape sequences (0x1b, 0x9b) to whoever
-# reads the log.
-_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(0x20), *range(0x7F, 0xA0)]}
+# Request data (path, method, headers, client address, reasons quoting them) reaches log
+# lines only through escape(). C0 and C1 controls and DEL become visible escapes so a client
+# cannot forge log lines (a \r\n would start a fake entry) or send terminal escape sequences
+# (0x1b, 0x9b) to whoever reads the log; so do the Unicode line and paragraph separators,
+# the bidirectional overrides (they reorder what a reader sees) and lone surrogates (they
+# cannot be encoded, so the line would be lost).
+_ESCAPES: dict[int, str] = {i: f"\\x{i:02x}" for i in [*range(0x20), *range(0x7F, 0xA0)]}
+_ESCAPES.update({i: f"\\u{i:04x}" for i in [0x2028, 0x2029, *range(0x202A, 0x202F),
+                                               *range(0x2066, 0x206A),
+                                               *range(0xD800, 0xE000)]})
 _ESCAPES[ord("\\")] = "\\\\"
 _ESCAPES[ord('"')] = '\\"'
 
 
-def escape(text: str) -> str:
+def escape(value: object) -> str:
+    """*value* (text, or bytes read as Latin-1) as safe text for one log line."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
     return text.translate(_ESCAPES)
+
+
+def peer(client: object) -> str:
+    """A client address (``(host, port)`` or None) for a log line, escaped: with proxy
+    headers the host comes from X-Forwarded-For."""
+    if isinstance(client, tuple) and len(client) == 2:
+        return escape(f"{client[0]}:{client[1]}")
+    return "-" if client is None else escape(client)
 
 
 def setup(level: str, access: bool, config_file: str | None = None) -> None:
@@ -41,8 +57,12 @@ def setup(level: str, access: bool, config_file: str | None = None) -> None:
     access_log.disabled = not access
 
 
-def format_access(client: str, method: str, target: str, version: str, status: int) -> str:
-    return f'{escape(client)} - "{escape(method)} {escape(target)} HTTP/{version}" {status}'
+def format_access(client: str, method: str, target: str, version: str, status: int | str,
+                  ended: str | None = None) -> str:
+    """One access-log line; *ended* says why a response was cut short (status "-" when
+    none went out), e.g. ``... "GET /events HTTP/1.1" 200 (client disconnected)``."""
+    line = f'{escape(client)} - "{escape(method)} {escape(target)} HTTP/{version}" {status}'
+    return f"{line} ({ended})" if ended else line
 
 
 def _load_config(path: str) -> None:

@@ -30,6 +30,7 @@ from octo.logs import error_log
 from octo.master import orphan
 from octo.master.slots import SlotState, SlotWriter
 from octo.runtime.tick import SKIPPED as TICKS_SKIPPED
+from octo.tls import ssl_context
 
 if TYPE_CHECKING:
     from octo.runtime.rundir import SocketPlace
@@ -214,7 +215,6 @@ class Worker:
         assert state is not None
         loop = asyncio.get_running_loop()
         last = 0
-        limit = self.config.max_execution_time
         while True:
             now = time.time()
             if int(now) != last:
@@ -223,8 +223,6 @@ class Worker:
             mono = state.now = loop.time()
             for conn in list(state.connections):
                 conn.tick(mono)
-                if limit and conn.cycle is not None:
-                    conn.cycle.enforce_deadline(mono, limit)
             self._beat(loop)
             expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)
@@ -408,16 +406,6 @@ def wrap_asgi2(app: Any) -> ASGIApp:
 
         return asgi3
     return app  # type: ignore[no-any-return]
-
-
-def ssl_context(config: Config) -> ssl.SSLContext | None:
-    if not config.is_ssl:
-        return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    assert config.ssl_certfile is not None
-    ctx.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 def describe(sock: socket.socket, tls: bool) -> str:

@@ -26,6 +26,7 @@ class FakeTransport:
         self.reading = True
         self.extra: dict[str, Any] = {"peername": peer, "sockname": ("127.0.0.1", 8000)}
         self.write_buffer = 0
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
@@ -35,6 +36,10 @@ class FakeTransport:
         if not self.closed:
             self.closed = True
             self.loop.call_soon(self.protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.close()
 
     def is_closing(self) -> bool:
         return self.closed
@@ -75,10 +80,39 @@ class Client:
         """Let tasks run; then wait up to *wait* seconds for the app tasks still running."""
         for _ in range(rounds):
             await asyncio.sleep(0)
-        if self.state.tasks and wait > 0:
-            await asyncio.wait(list(self.state.tasks), timeout=wait)
+        # Pipelined requests start one at a time, a loop round or two apart.
+        for _ in range(1000):
+            if self.state.tasks and wait > 0:
+                done, _ = await asyncio.wait(list(self.state.tasks), timeout=wait)
+                if not done:
+                    break  # the apps wait for something (more body, a disconnect)
+            elif not self.protocol.queue:
+                break
             for _ in range(rounds):
                 await asyncio.sleep(0)
+
+    async def readable(self, rounds: int = 2000) -> bool:
+        """Wait, as a transport would, until the protocol reads again; False if it closed
+        (or stayed paused)."""
+        for _ in range(rounds):
+            if self.closed:
+                return False
+            if self.transport.reading:
+                return True
+            await asyncio.sleep(0)
+        return False
+
+    async def half_close(self, rounds: int = 2000) -> None:
+        """The client's FIN, as an event loop delivers it: only while reading is not
+        paused, and a falsy eof_received() closes the transport."""
+        if await self.readable(rounds) and not self.protocol.eof_received():
+            self.transport.close()
+
+    def leave(self) -> None:
+        """The client goes away (a close or a reset): the transport closes and the protocol
+        hears of it at once, as from a failed read."""
+        self.transport.closed = True
+        self.protocol.connection_lost(ConnectionResetError())
 
     def take(self) -> bytes:
         out = bytes(self.transport.buffer)
@@ -91,15 +125,21 @@ class Client:
 
 
 async def exchange(app: Any, chunks: Iterable[bytes], config: Config | None = None,
-                   **kwargs: Any) -> tuple[bytes, bool]:
-    """Feed *chunks* one by one (yielding between them); return (output, closed)."""
+                   eof: bool = False, **kwargs: Any) -> tuple[bytes, bool]:
+    """Feed *chunks* one by one (yielding between them), then the client's half-close if
+    *eof*; return (output, closed)."""
     client = Client(app, config, **kwargs)
     for chunk in chunks:
-        if client.closed:
+        # A paused transport delivers nothing: the bytes wait in the socket.
+        if not await client.readable():
             break
         client.send(chunk)
         await asyncio.sleep(0)
-    await client.settle()
+    # Before a FIN the app may be waiting for the body the FIN cuts: no need to wait long.
+    await client.settle(wait=0.1 if eof else 2.0)
+    if eof:
+        await client.half_close()
+        await client.settle()
     return client.take(), client.closed
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from octo.http.response import CONTINUE, DateHeader
 from octo.http.validate import TOKEN_CHARS
-from octo.logs import error_log
+from octo.logs import error_log, escape
 
 if TYPE_CHECKING:
     from octo.http.protocol import HttpProtocol
@@ -79,6 +79,29 @@ class ProtocolMisuse(RuntimeError):
     """The application broke the ASGI message order; the message says how."""
 
 
+# Frameworks' own "the client went away" exceptions (Starlette's ClientDisconnect, raised
+# from the OSError send() raises, or when receive() reports the disconnect).
+_DISCONNECT_NAMES = frozenset(("ClientDisconnect", "ClientDisconnected"))
+
+
+def caused_by_disconnect(exc: BaseException, depth: int = 0) -> bool:
+    """Whether *exc*, raised by the app after its client went away, comes from that: an
+    OSError (a write to the closed connection), a framework's ClientDisconnect, one raised
+    while handling ``send``'s ClientDisconnected, or a group of only such exceptions."""
+    if isinstance(exc, BaseExceptionGroup):
+        return depth < 8 and all(caused_by_disconnect(inner, depth + 1)
+                                 for inner in exc.exceptions)
+    if isinstance(exc, OSError) or type(exc).__name__ in _DISCONNECT_NAMES:
+        return True
+    seen = 0
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and seen < 8:
+        if isinstance(inner, ClientDisconnected):
+            return True
+        inner, seen = inner.__cause__ or inner.__context__, seen + 1
+    return False
+
+
 class RequestCycle:
     """Holds one request's body buffer and response state; created per request."""
 
@@ -94,8 +117,11 @@ class RequestCycle:
     task: asyncio.Task[None] | None = None  # only when the app suspended (not eager-complete)
     held: list[bytes] | None = None  # response bytes not yet handed to the transport
     held_size = 0
-    started_at = 0.0
+    started_at = 0.0  # on ServerState.clock, read only under --max-execution-time
     timed_out = False
+    deadline_timer: asyncio.TimerHandle | None = None  # --max-execution-time
+    # Why a response that never completed ended, for its access-log line.
+    ended: str | None = None
 
     def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:
@@ -119,7 +145,9 @@ class RequestCycle:
         if self.waiter is not None:
             self.wake()
 
-    def lose(self) -> None:
+    def lose(self, why: str = "client disconnected") -> None:
+        if self.ended is None:
+            self.ended = why
         self.disconnected = True
         self.wake()
 
@@ -175,13 +203,13 @@ class RequestCycle:
                 self._finish()
         elif kind == "http.response.start":
             if self.started:
-                raise ProtocolMisuse("http.response.start sent twice")
+                self._misuse("http.response.start sent twice")
             self.started = True
             self.status = message["status"]
             self.headers = message.get("headers", ())
         elif kind == "http.response.pathsend":
             if not self.started or self.head_sent:
-                raise ProtocolMisuse("http.response.pathsend must follow http.response.start")
+                self._misuse("http.response.pathsend must follow http.response.start")
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
             await self._pathsend(message["path"])
@@ -190,10 +218,17 @@ class RequestCycle:
 
     def _refuse_body(self) -> None:
         if not self.started:
-            raise ProtocolMisuse("http.response.body sent before http.response.start")
+            self._misuse("http.response.body sent before http.response.start")
         if self.complete:
-            raise ProtocolMisuse("http.response.body sent after the response completed")
+            self._misuse("http.response.body sent after the response completed")
         raise ClientDisconnected("client disconnected")
+
+    def _misuse(self, what: str) -> NoReturn:
+        if self.timed_out:
+            # Answered (504) or aborted at the deadline: an app that caught the
+            # cancellation and sends on is told again, not reported for misusing ASGI.
+            raise asyncio.CancelledError("--max-execution-time passed")
+        raise ProtocolMisuse(what)
 
     def _write_body(self, body: bytes, more: bool) -> None:
         if not self.head_sent:
@@ -327,39 +362,86 @@ class RequestCycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
+            # Possibly before the transport reported the loss (a write failing first).
+            self.ended = self.ended or "client disconnected"
             error_log.debug("client went away while the app was sending")
         except BaseException as exc:
+            if isinstance(exc, GeneratorExit):
+                raise  # the pending coroutine is being closed (collected): no one to answer
             if isinstance(exc, asyncio.CancelledError):
                 if self.timed_out:
-                    self._fail(504, None)
-                    return  # our own deadline: the worker carries on
+                    return  # our own deadline, answered already: the worker carries on
+                self.ended = self.ended or "cancelled"  # e.g. at the --graceful-timeout
                 if not self.started:
                     self._fail(503, None)
                 raise
-            self._fail(500, exc)
+            if self.disconnected and caused_by_disconnect(exc):
+                # The client's choice, not the app's error (nor an error tracker's event).
+                error_log.debug("client went away: the app raised %s", type(exc).__name__)
+            else:
+                self._fail(500, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
             if result is not None:
                 error_log.error("ASGI app returned a value instead of None: %r", result)
             if not self.started:
-                error_log.error("ASGI app returned without sending a response")
+                if self.disconnected:  # nobody to answer: the app did the right thing
+                    error_log.debug("ASGI app returned without a response after a disconnect")
+                else:
+                    error_log.error("ASGI app returned without sending a response")
                 self._fail(500, None)
             elif not self.complete:
-                error_log.error("ASGI app returned without completing the response")
-                conn.abort(self)
+                if self.disconnected:  # it stopped because its client had gone
+                    error_log.debug("ASGI app returned mid-response after a disconnect")
+                else:
+                    error_log.error("ASGI app returned without completing the response")
+                    conn.abort(self)
         finally:
             conn.app_done(self)
 
-    def enforce_deadline(self, now: float, limit: float) -> None:
-        """--max-execution-time: cancel the app's task once the request is too old."""
+    def arm_deadline(self) -> None:
+        """--max-execution-time: expire once the request is that old, timed by the loop."""
+        server = self.conn.server
+        left = self.started_at + server.max_execution_time - server.clock()
+        self.deadline_timer = self.conn.loop.call_later(max(0.0, left), self._deadline_due)
+
+    def _deadline_due(self) -> None:
+        self.deadline_timer = None
+        self.expire(self.conn.server.clock())
+
+    def disarm_deadline(self) -> None:
+        timer = self.deadline_timer
+        if timer is not None:
+            self.deadline_timer = None
+            timer.cancel()
+
+    def expire(self, now: float) -> bool:
+        """Enforce --max-execution-time at *now* (ServerState.clock): before the limit,
+        wait again (a loop timer may fire a millisecond early: its clock is coarser);
+        after it, answer 504 if nothing of the response went out, else abort the
+        connection; then cancel the app. True if it fired."""
         task = self.task
-        if task is not None and not self.complete and not self.timed_out and \
-                now - self.started_at > limit:
+        if task is None or task.done() or self.complete or self.timed_out:
+            return False
+        limit = self.conn.server.max_execution_time
+        left = self.started_at + limit - now
+        if left > 0:
+            self.deadline_timer = self.conn.loop.call_later(left, self._deadline_due)
+            return False
+        self.timed_out = True
+        if self.head_sent:
+            error_log.warning("%s %s exceeded --max-execution-time %ss after its response "
+                              "started: connection aborted", escape(self.scope["method"]),
+                              escape(self.scope["path"]), limit)
+            self.conn.abort(self, "aborted: --max-execution-time")
+        else:
             error_log.warning("%s %s exceeded --max-execution-time %ss: cancelled, "
-                              "answering 504", self.scope["method"], self.scope["path"], limit)
-            self.timed_out = True
-            task.cancel()
+                              "answering 504", escape(self.scope["method"]),
+                              escape(self.scope["path"]), limit)
+            self._fail(504, None)
+        task.cancel()
+        return True
 
     def _fail(self, status: int, exc: BaseException | None) -> None:
         if exc is not None:

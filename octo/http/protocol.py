@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import sys
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -14,20 +15,31 @@ import httptools
 
 from octo.config import TrustedProxies
 from octo.http import validate
+from octo.http.chunks import ChunkMeter
 from octo.http.cycle import ASGIApp, ClientDisconnected, RequestCycle, Scope
 from octo.http.flow import WriteFlow
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.validate import RequestError
-from octo.logs import access_log, error_log, format_access
+from octo.logs import access_log, error_log, escape, format_access, peer
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
 _VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
+_CRLF = b"\r\n"
 EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
 TASK_NAME = "octo-request"
+
+
+class _Refused(Exception):
+    """A request found bad after the read that carried it was parsed."""
+
+    def __init__(self, error: RequestError, cycle: RequestCycle) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.cycle = cycle
 
 
 class ServerState:
@@ -51,7 +63,16 @@ class ServerState:
         self.limit_line = config.limit_request_line
         self.limit_fields = config.limit_request_fields
         self.limit_head = config.limit_request_head
+        self.limit_field = config.limit_request_field_size
+        self.head_check = min(self.limit_head, self.limit_field)  # one test per request
+        self.limit_chunk_line = config.limit_chunk_extension
+        # A read no longer than this cannot hold a chunk-size or trailer line over a limit.
+        self.short_read = min(self.limit_chunk_line + 2, self.limit_field)
         self.limit_body = config.limit_request_body
+        self.body_timeout = config.body_timeout
+        self.body_min_rate = config.body_min_rate
+        self.body_min_bytes = max(1, int(config.body_min_rate * config.body_timeout))
+        self.send_timeout = config.send_timeout
         self.keep_alive_timeout = config.timeout_keep_alive
         self.header_timeout = config.header_timeout
         self.scheme = "https" if config.is_ssl else "http"
@@ -62,6 +83,10 @@ class ServerState:
         # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
         # request, and deadlines only need to be right to within a tick.
         self.now = loop.time()
+        # --max-execution-time is measured from each request's real start on this clock
+        # (read only when the limit is set); tests replace it.
+        self.max_execution_time = config.max_execution_time
+        self.clock = time.monotonic
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -72,7 +97,9 @@ class HttpProtocol(asyncio.Protocol):
         "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
         "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
         "flow", "eof", "raw_head", "body_received", "in_message",
-        "in_head", "completed",
+        "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
+        "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
+        "file_waiter",
     )
 
     def __init__(self, server: ServerState) -> None:
@@ -96,6 +123,21 @@ class HttpProtocol(asyncio.Protocol):
         # middle of the next pipelined request while the previous one is still answered.
         self.in_message = self.in_head = False
         self.completed = 0  # messages parsed so far
+        # Raw accounting of the head being parsed, for reads that end inside it (the
+        # parser holds a partial field line itself): see _measure_head.
+        self.raw_line = 0
+        self.in_fields = False
+        self.head_tail = b""
+        # Chunked bodies whose lines are still to be measured (see chunks.ChunkMeter), and
+        # the one the parser is in.
+        self.meters: list[tuple[ChunkMeter, RequestCycle]] = []
+        self.meter: ChunkMeter | None = None
+        # --body-timeout and --send-timeout progress marks, kept by tick() alone.
+        self.body_cycle: RequestCycle | None = None
+        self.body_mark = self.send_size = 0
+        self.body_until = self.send_since = 0.0
+        self.file_sent: int | None = None  # bytes of a file sent so far, while sendfile runs
+        self.file_waiter: asyncio.Future[None] | None = None  # sendfile waiting to write
         self.flow = WriteFlow(self.loop)
 
     # -- transport callbacks ---------------------------------------------------------------
@@ -132,13 +174,30 @@ class HttpProtocol(asyncio.Protocol):
                 cycle.lose()
         self.queue.clear()
         self.flow.wake()
+        waiter = self.file_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # sendfile then sees the close
 
     def eof_received(self) -> bool | None:
-        # A client may half-close after its request; keep the socket to write the answer.
-        if self.cycle is not None:
-            self.eof = True
-            return True
-        return None
+        """The client half-closed. Complete requests are still answered (a client may
+        half-close after sending them); a message cut short by the EOF never will be: its
+        app sees http.disconnect, and the connection closes once nothing is left to say."""
+        self.eof = True
+        reading = self.reading
+        if reading is not None:  # inside a body: it can no longer complete
+            self.reading = None
+            reading.lose()
+            if reading in self.queue:
+                self.queue.remove(reading)
+        if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+            return None
+        active = self.cycle
+        if active is None or active is reading:
+            if active is not None:
+                self._transition(Event.EOF)
+                self.transport.close()
+            return None  # the transport closes itself
+        return True  # keep the write side open for the answers
 
     def pause_writing(self) -> None:
         self.flow.pause()
@@ -180,21 +239,15 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             self._on_upgrade(data[exc.args[0]:] if exc.args else b"")
         except RequestError as exc:
-            self.reject(exc)
+            self._refuse(exc, data, head_before, completed)
         except httptools.HttpParserError as exc:
             cause = exc.__context__
-            if isinstance(cause, RequestError):
-                self.reject(cause)
-            else:
-                self.reject(RequestError(400, f"invalid HTTP: {exc}"))
+            if not isinstance(cause, RequestError):
+                cause = RequestError(400, f"invalid HTTP: {exc}")
+            self._refuse(cause, data, head_before, completed)
         else:
-            if self.in_head and (head_before or completed == self.completed):
-                # httptools buffers a partial header itself: bound it by raw bytes. This
-                # read was all head unless an earlier request ended inside it (then the
-                # head's share is unknown, but bounded by the read size).
-                self.raw_head += len(data)
-                if self.raw_head > self.server.limit_head:
-                    self.reject(RequestError(431, "request head exceeds --limit-request-head"))
+            if self.in_head or self.meters:
+                self._measure(data, head_before, completed)
         start = self.to_start
         if start is not None:
             self.to_start = None
@@ -220,6 +273,139 @@ class HttpProtocol(asyncio.Protocol):
             validate.check_request_line(stripped[:end + 1])
         except RequestError as exc:
             self.reject(exc)
+
+    # -- raw accounting (only for reads that end inside a head or carry chunked framing) ---
+
+    def _measure(self, data: bytes, head_before: bool, completed: int) -> None:
+        after = -1
+        if self.meters:
+            try:
+                after = self._measure_chunks(data, head_before, completed)
+            except _Refused as refused:
+                self.reject(refused.error, refused.cycle)
+                return
+        if self.in_head:
+            try:
+                self._measure_head(data, head_before, completed, after)
+            except RequestError as exc:
+                self.reject(exc)
+
+    def _refuse(self, exc: RequestError, data: bytes, head_before: bool,
+                completed: int) -> None:
+        """The parser stopped on an error: a chunked body that ended before it in this read
+        is measured first (it is not served if it broke a limit)."""
+        if self.meters and self.meters[0][1].more_body is False:
+            try:
+                self._measure_chunks(data, head_before, completed, ended_only=True)
+            except _Refused as refused:
+                self.reject(refused.error, refused.cycle)
+                return
+        self.reject(exc)
+
+    def _measure_chunks(self, data: bytes, head_before: bool, completed: int,
+                        ended_only: bool = False) -> int:
+        """Follow each chunked body this read carried; return where the last one that ended
+        here ended if the message being parsed starts right there (-2: at an unknown CRLF
+        CRLF), else -1."""
+        end = -1
+        index = -1  # head_index of the body that ended at *end*
+        for meter, cycle in list(self.meters):
+            done = meter.reported_done = cycle.more_body is False
+            if ended_only and not done:
+                break
+            if done and not meter.started and len(data) <= self.server.short_read:
+                # The whole body came in a read too short to hold a line over a limit.
+                self.meters.remove((meter, cycle))
+                end, index = -2, meter.head_index  # -2: it ended with CRLF CRLF, somewhere
+                continue
+            body_now = meter.chunk_body if done else self.body_received
+            try:
+                if meter.started:
+                    end = meter.follow(data, 0, body_now)
+                elif meter.head_index == completed:  # the first message of this read
+                    end = meter.follow(data, self._head_end(data, 0, head_before), body_now)
+                elif end >= 0 and meter.head_index == index + 1:  # right after the last one
+                    end = meter.follow(data, self._head_end(data, end, False), body_now)
+                else:
+                    end = meter.locate(data, max(end, 0), body_now)
+            except RequestError as exc:
+                raise _Refused(exc, cycle) from None
+            if end == -1:
+                return -1  # it goes on in the next read
+            self.meters.remove((meter, cycle))
+            index = meter.head_index
+        return end if index + 1 == self.completed else -1
+
+    def _head_end(self, data: bytes, start: int, head_before: bool) -> int:
+        """Where the head that starts at *start* (or began in the previous read) ends."""
+        if head_before:
+            # Its CRLF CRLF may straddle the reads: the previous one's last bytes are kept.
+            tail = self.head_tail
+            found = (tail + data[:3]).find(b"\r\n\r\n")
+            if found != -1:
+                return found + 4 - len(tail)
+            found = data.find(b"\r\n\r\n")
+        else:
+            found = data.find(b"\r\n\r\n", _skip_blank_lines(data, start))
+        if found == -1:
+            raise RequestError(400, "chunked framing could not be followed (head end)")
+        return found + 4
+
+    def _measure_head(self, data: bytes, head_before: bool, completed: int,
+                      after: int) -> None:
+        """The read ended inside a head: bound what httptools holds of it (it buffers a
+        partial field line itself). Only this head's bytes count (see _head_start)."""
+        size = len(data)
+        if head_before and completed == self.completed:  # the whole read is this head's
+            self.raw_head += size
+            newline = data.rfind(b"\n")
+            if newline == -1:
+                self.raw_line += size
+            else:
+                self.raw_line = size - newline - 1
+                self.in_fields = True
+        else:
+            start = self._head_start(data, head_before, completed, after)
+            newline = data.rfind(b"\n", max(start, 0))
+            if start >= 0:
+                self.raw_head = size - start
+                self.in_fields = newline != -1
+                self.raw_line = size - (newline + 1 if newline != -1 else start)
+            else:
+                # After the last LF come bytes of this head only, unless that LF ended the
+                # head of the previous message, whose body (body_received bytes) follows.
+                tail = size - newline - 1
+                self.raw_head = max(0, tail - self.body_received)
+                self.in_fields = bool(self.headers)  # a whole field: that LF is this head's
+                self.raw_line = tail
+        self.head_tail = (self.head_tail + data[-3:])[-3:] if size < 3 else data[-3:]
+        server = self.server
+        if self.raw_head > server.limit_head:
+            raise RequestError(431, "request head exceeds --limit-request-head")
+        if self.in_fields and self.raw_line + 1 > server.limit_field:
+            raise RequestError(431, f"header field of {self.raw_line}+ bytes exceeds "
+                                    "--limit-request-field-size")
+
+    def _head_start(self, data: bytes, head_before: bool, completed: int, after: int) -> int:
+        """Where the head being parsed began in this read, or -1 when that is not known:
+        llhttp gives no offsets, but a message ends where a chunked body ended (*after*),
+        or, when it had no body or a chunked one, at the last CRLF CRLF in the read (a head
+        in progress holds none)."""
+        if completed == self.completed:
+            return _skip_blank_lines(data, 0)  # the read began with it
+        if after >= 0:
+            return _skip_blank_lines(data, after)
+        if self.body_received and after != -2:
+            return -1  # a Content-Length body ended somewhere before it
+        found = data.rfind(b"\r\n\r\n")
+        if found != -1:
+            return _skip_blank_lines(data, found + 4)
+        if head_before:  # the previous head's CRLF CRLF straddles the reads
+            tail = self.head_tail
+            found = (tail + data[:3]).find(b"\r\n\r\n")
+            if found != -1:
+                return _skip_blank_lines(data, found + 4 - len(tail))
+        return -1
 
     # -- parser callbacks ------------------------------------------------------------------
 
@@ -251,8 +437,8 @@ class HttpProtocol(asyncio.Protocol):
         method = parser.get_method()
         url = self.url
         self.in_head = False
-        if self.head_size > server.limit_head:
-            raise RequestError(431, "request head exceeds --limit-request-head")
+        if self.head_size > server.head_check:
+            self._check_head_size()
         if version != "1.1":
             validate.check_version(version)
         if method == b"CONNECT":
@@ -268,9 +454,11 @@ class HttpProtocol(asyncio.Protocol):
         scope = self._scope(method.decode("ascii"), version, url)
         if facts.forwarded and self.trusted_peer:
             _apply_proxy_headers(scope, self.headers, server.trusted)
-        more_body = facts.chunked or bool(length)
-        cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue, more_body,
-                             method == b"HEAD")
+        chunked = facts.chunked
+        cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue,
+                             chunked or bool(length), method == b"HEAD")
+        if chunked:
+            self._start_chunked(cycle)
         self.reading = cycle
         self.body_received = 0
         server.requests += 1
@@ -282,6 +470,33 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.queue.append(cycle)
             self._pause_reading()
+
+    def _check_head_size(self) -> None:
+        """The head is over the smaller of the two limits: which one, if any, it broke."""
+        server = self.server
+        if self.head_size > server.limit_head:
+            raise RequestError(431, "request head exceeds --limit-request-head")
+        for name, value in self.headers:
+            # Counted as the line "Name: value\r\n" would be, like gunicorn counts it.
+            size = len(name) + len(value) + 4
+            if size > server.limit_field:
+                raise RequestError(431, f"header field {name[:64].decode('latin-1')} of "
+                                        f"{size} bytes exceeds --limit-request-field-size")
+
+    def _start_chunked(self, cycle: RequestCycle) -> None:
+        """A chunked body follows: measure its lines, and keep its trailer fields out of
+        the request's headers (they arrive through on_header too)."""
+        meter = self.meter = ChunkMeter(self.server.limit_chunk_line, self.server.limit_field,
+                                        self.completed)
+        self.meters.append((meter, cycle))
+        self.headers = meter.trailers  # the scope keeps the head's list (see TrailerFields)
+
+    def on_chunk_header(self) -> None:
+        meter = self.meter
+        if meter is not None:
+            meter.reported_chunks += 1
+            meter.chunk_body = self.body_received
+
 
     def on_body(self, body: bytes) -> None:
         cycle = self.reading
@@ -316,7 +531,9 @@ class HttpProtocol(asyncio.Protocol):
             query = parsed.query or b""
         path = raw_path.decode("latin-1")
         if b"%" in raw_path:
-            path = unquote(path, encoding="utf-8", errors="surrogateescape")
+            # Invalid UTF-8 becomes U+FFFD, as with uvicorn and granian: a lone surrogate
+            # in the path breaks apps that encode it. raw_path keeps the bytes.
+            path = unquote(path, encoding="utf-8", errors="replace")
         scope: Scope = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -348,7 +565,8 @@ class HttpProtocol(asyncio.Protocol):
             cycle.keep_alive = False
             app = _service_unavailable
         server.in_flight += 1
-        cycle.started_at = server.now
+        if server.max_execution_time:
+            cycle.started_at = server.clock()
         # A fixed name: the default one is formatted per task ("Task-123"). No done
         # callback either (one more loop round per request): the cycle's ``run`` drops the
         # task from ``server.tasks`` itself, see ``app_done``.
@@ -360,6 +578,8 @@ class HttpProtocol(asyncio.Protocol):
         if not task.done():
             cycle.task = task
             server.tasks.add(task)
+            if server.max_execution_time and not cycle.timed_out:
+                cycle.arm_deadline()
 
     def want_body(self) -> None:
         self._resume_reading()
@@ -371,8 +591,12 @@ class HttpProtocol(asyncio.Protocol):
     def app_done(self, cycle: RequestCycle) -> None:
         server = self.server
         server.in_flight -= 1
+        if cycle.deadline_timer is not None:
+            cycle.disarm_deadline()
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
+        if not cycle.complete and server.access_log:
+            self._log_access(cycle)  # cut short: the line says why (see RequestCycle.ended)
         if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
             self.transport.close()
 
@@ -420,36 +644,40 @@ class HttpProtocol(asyncio.Protocol):
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
+        status = cycle.status if cycle.head_sent else "-"
         access_log.info(format_access(who, scope["method"], target, scope["http_version"],
-                                      cycle.status))
+                                      status, None if cycle.complete else cycle.ended))
 
     # -- errors -----------------------------------------------------------------------------
 
-    def reject(self, exc: RequestError) -> None:
-        """Answer a bad or over-limit request with its status, then close."""
+    def reject(self, exc: RequestError, bad: RequestCycle | None = None) -> None:
+        """Answer a bad or over-limit request with its status, then close. *bad* is the
+        request at fault when it was parsed already (default: the one whose body is being
+        read, if any): it is not served; complete requests before it still are."""
+        if bad is None:
+            bad = self.reading
         level = 30 if exc.status in (413, 414, 431, 503) else 20
-        client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
-        error_log.log(level, "%d from %s: %s", exc.status, client, exc.reason)
+        error_log.log(level, "%d from %s: %s", exc.status, peer(self.client), escape(exc.reason))
         self.line_pending = False
         if self.state is Conn.CLOSED:
             return
         pending = self.to_start
         self.to_start = None
-        if pending is not None and pending is not self.reading:
+        if pending is not None and pending is not bad:
             self._run(pending)  # a complete earlier request in the same read is still answered
             if self.closed():
                 return
         active = self.cycle
-        if active is not None and not active.complete and self.reading is not active:
+        if active is not None and not active.complete and active is not bad:
             # An earlier request is still being answered: finish it, then send the error.
             self.deferred_error = exc
             self._pause_reading()
             self.queue.clear()
             return
         if active is not None and active.started:
-            active.lose()
+            active.lose(f"rejected: {exc.status}")
         elif active is not None:
-            active.lose()
+            active.lose(f"rejected: {exc.status}")
             self._write_error(exc)
         else:
             self._write_error(exc)
@@ -468,9 +696,9 @@ class HttpProtocol(asyncio.Protocol):
         cycle._write_body(error_body(status), False)
         cycle._finish()
 
-    def abort(self, cycle: RequestCycle) -> None:
+    def abort(self, cycle: RequestCycle, why: str = "aborted") -> None:
         cycle.flush()  # what the app sent before it failed still goes out before the close
-        cycle.lose()
+        cycle.lose(why)
         if self.state is not Conn.CLOSED:
             self.state = next_state(self.state, Event.REJECT)
             self.transport.close()
@@ -507,19 +735,85 @@ class HttpProtocol(asyncio.Protocol):
         return self.state is Conn.CLOSED
 
     def tick(self, now: float) -> None:
-        """Called about twice a second by the worker clock: enforce the two deadlines."""
+        """Called about twice a second by the worker clock: enforce the deadlines. The
+        request path never reads the clock; progress is measured here, between ticks."""
         state = self.state
-        if state is Conn.HEAD and now > self.deadline:
+        if state is Conn.ACTIVE or state is Conn.CLOSING:
+            if self.reading is not None and self.server.body_timeout:
+                self._check_body(now)
+            if (self.flow.paused or self.file_sent is not None) and self.server.send_timeout:
+                self._check_send(now)
+            else:
+                self.send_since = 0.0
+        elif state is Conn.HEAD and now > self.deadline:
             error_log.warning("header read deadline (--header-timeout %ss) passed for %s; "
-                              "closing", self.server.header_timeout, self.client)
+                              "closing", self.server.header_timeout, peer(self.client))
             self._transition(Event.TIMEOUT)
             self.transport.write(simple_response(408, error_body(408)))
             self.transport.close()
         elif state is Conn.IDLE and (now > self.deadline or (
                 self.server.stopping and self._idle_for(now) >= SHUTDOWN_IDLE_GRACE)):
-            error_log.debug("closing idle connection from %s", self.client)
+            error_log.debug("closing idle connection from %s", peer(self.client))
             self._transition(Event.TIMEOUT)
             self.transport.close()
+        elif state is Conn.CLOSED and self.server.send_timeout:
+            # Closed by us, but the transport still flushes what the client does not read.
+            if self.transport.get_write_buffer_size():
+                self._check_send(now)
+
+    def _check_body(self, now: float) -> None:
+        """--body-timeout: over each window the body must grow by the --body-min-rate
+        share. Time the server is not reading (paused for a slow app or behind pipelined
+        requests, or before the app asked for an Expect: 100-continue body) does not count."""
+        reading = self.reading
+        assert reading is not None
+        received = self.body_received
+        server = self.server
+        if reading is not self.body_cycle or self.read_paused or reading.expect_continue:
+            self.body_cycle = reading
+            self.body_mark, self.body_until = received, now + server.body_timeout
+        elif now >= self.body_until:
+            if received - self.body_mark < server.body_min_bytes:
+                self._body_too_slow(received - self.body_mark)
+            else:
+                self.body_mark, self.body_until = received, now + server.body_timeout
+
+    def _body_too_slow(self, got: int) -> None:
+        server = self.server
+        error_log.warning("request body from %s too slow: %d bytes in %ss (--body-timeout %ss, "
+                          "--body-min-rate %s bytes/s); answering 408 and closing",
+                          peer(self.client), got, server.body_timeout, server.body_timeout,
+                          server.body_min_rate)
+        reading = self.reading
+        assert reading is not None
+        if not reading.started:
+            self.transport.write(simple_response(408, error_body(408)))
+        for cycle in (self.cycle, reading, *self.queue):
+            if cycle is not None:
+                cycle.lose("aborted: --body-timeout")
+        self.queue.clear()
+        self._transition(Event.TIMEOUT)
+        self.transport.close()
+
+    def _check_send(self, now: float) -> None:
+        """--send-timeout: abort once the client has taken none of the pending response
+        bytes for that long (the transport's buffer did not shrink, no file bytes went)."""
+        pending = self.transport.get_write_buffer_size() - (self.file_sent or 0)
+        if not self.send_since or pending < self.send_size:
+            self.send_size, self.send_since = pending, now  # progress (or a first look)
+            return
+        self.send_size = pending  # bytes the app added since are not the client's progress
+        if now - self.send_since <= self.server.send_timeout:
+            return
+        error_log.warning("client %s took no response bytes for %ss (--send-timeout); "
+                          "aborting the connection", peer(self.client), self.server.send_timeout)
+        for cycle in (self.cycle, self.reading, *self.queue):
+            if cycle is not None:
+                cycle.lose("aborted: --send-timeout")
+        self.queue.clear()
+        if self.state is not Conn.CLOSED:
+            self._transition(Event.TIMEOUT)
+        self.transport.abort()
 
     def _idle_for(self, now: float) -> float:
         return now - (self.deadline - float(self.server.keep_alive_timeout))
@@ -552,13 +846,14 @@ class HttpProtocol(asyncio.Protocol):
         """os.sendfile() on a duplicate of the socket fd; the transport's buffer is empty."""
         sock = self.transport.get_extra_info("socket")
         out = os.dup(sock.fileno())
-        offset = 0
+        offset = self.file_sent = 0  # progress for --send-timeout (see tick)
         try:
             while offset < size:
                 if self.state is Conn.CLOSED:
                     raise ClientDisconnected("client disconnected during sendfile")
                 try:
                     offset += os.sendfile(out, fd, offset, size - offset)
+                    self.file_sent = offset
                 except BlockingIOError:
                     await self._writable(out)
                 except OSError as exc:
@@ -568,10 +863,12 @@ class HttpProtocol(asyncio.Protocol):
                         raise ClientDisconnected("client disconnected during sendfile") from exc
                     raise
         finally:
+            self.file_sent = None
             os.close(out)
 
     def _writable(self, fd: int) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = self.loop.create_future()
+        self.file_waiter = fut
 
         def ready() -> None:
             self.loop.remove_writer(fd)
@@ -581,6 +878,14 @@ class HttpProtocol(asyncio.Protocol):
         self.loop.add_writer(fd, ready)
         fut.add_done_callback(lambda _: self.loop.remove_writer(fd))
         return fut
+
+
+def _skip_blank_lines(data: bytes, pos: int) -> int:
+    """The parser skips CR and LF between messages: where the next one starts."""
+    length = len(data)
+    while pos < length and data[pos] in _CRLF:
+        pos += 1
+    return pos
 
 
 def _apply_proxy_headers(scope: Scope, headers: list[tuple[bytes, bytes]],

@@ -28,6 +28,7 @@ class Event(enum.Enum):
     TIMEOUT = "timeout"  # header or keep-alive deadline passed
     REJECT = "reject"  # malformed or over-limit request
     LOST = "lost"  # peer went away
+    EOF = "eof"  # peer half-closed inside a request message
 
 
 _ANY = tuple(Conn)
@@ -50,8 +51,10 @@ TRANSITIONS: dict[tuple[Conn, Event], Conn] = {
     (Conn.CLOSING, Event.SHUTDOWN): Conn.CLOSING,
     (Conn.IDLE, Event.SHUTDOWN): Conn.CLOSED,
     (Conn.HEAD, Event.SHUTDOWN): Conn.CLOSED,
-    (Conn.IDLE, Event.TIMEOUT): Conn.CLOSED,
-    (Conn.HEAD, Event.TIMEOUT): Conn.CLOSED,
+    # Header, keep-alive, --body-timeout and --send-timeout deadlines.
+    **{(state, Event.TIMEOUT): Conn.CLOSED for state in (Conn.IDLE, Conn.HEAD, Conn.ACTIVE,
+                                                         Conn.CLOSING)},
+    **{(state, Event.EOF): Conn.CLOSED for state in (Conn.HEAD, Conn.ACTIVE, Conn.CLOSING)},
     **{(state, Event.REJECT): Conn.CLOSED for state in (Conn.IDLE, Conn.HEAD, Conn.ACTIVE,
                                                         Conn.CLOSING)},
     **{(state, Event.LOST): Conn.CLOSED for state in _ANY},

@@ -4,7 +4,8 @@ llhttp already rejects CL+TE, duplicate/list Content-Length, bad chunk sizes and
 bare CR/LF/NUL in values, obs-fold and bad header tokens. What it accepts and RFC 9112 does
 not, we reject here: extra spaces in the request line, versions other than 1.0/1.1, misplaced
 asterisk/authority forms, a Host count other than one on HTTP/1.1, Transfer-Encoding other
-than exactly ``chunked`` (or any Transfer-Encoding on HTTP/1.0), and unknown expectations.
+than exactly ``chunked`` (or any Transfer-Encoding on HTTP/1.0), unknown expectations, and
+trailer fields that must not be sent in a trailer.
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ _SP = b" "
 _VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 
 
+def _text(data: bytes) -> str:
+    """Request bytes for a reason: as they came (the log line escapes them)."""
+    return data.decode("latin-1")
+
+
 class RequestError(Exception):
-    """A request that must be refused: ``status`` to answer with, ``reason`` for the log."""
+    """A request that must be refused: ``status`` to answer with, ``reason`` for the log.
+
+    The reason may quote request bytes as they came; it is escaped where it is logged.
+    """
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -41,13 +50,13 @@ def check_request_line(line: bytes) -> None:
             and not line[:line.find(_SP)].translate(None, TOKEN_CHARS)):
         return
     if _REQUEST_LINE.match(line) is None:
-        raise RequestError(400, f"malformed request line {line[:80]!r}")
+        raise RequestError(400, f"malformed request line '{_text(line[:80])}'")
 
 
 def check_version(version: str) -> None:
     if version != "1.1" and version != "1.0":
         raise RequestError(400 if version.startswith("0") else 505,
-                           f"unsupported HTTP version {version!r}")
+                           f"unsupported HTTP version '{version}'")
 
 
 def check_target(method: bytes, url: bytes) -> None:
@@ -61,7 +70,7 @@ def check_target(method: bytes, url: bytes) -> None:
         return
     if b"://" in url and url[:url.index(b"://")].isalpha():
         return
-    raise RequestError(400, f"request target form not allowed here: {url[:80]!r}")
+    raise RequestError(400, f"request target form not allowed here: '{_text(url[:80])}'")
 
 
 class HeadFacts:
@@ -94,7 +103,7 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
             if not http11:
                 raise RequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
             if facts.chunked or value.strip().lower() != b"chunked":
-                raise RequestError(400, f"Transfer-Encoding {value[:60]!r} (only chunked)")
+                raise RequestError(400, f"Transfer-Encoding '{_text(value[:60])}' (only chunked)")
             facts.chunked = True
         elif name == b"connection":
             for token in value.lower().split(b","):
@@ -107,7 +116,7 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
                     connection_upgrade = True
         elif name == b"expect":
             if value.strip().lower() != b"100-continue":
-                raise RequestError(417, f"unsupported expectation {value[:60]!r}")
+                raise RequestError(417, f"unsupported expectation '{_text(value[:60])}'")
             facts.expect_continue = http11
         elif name == b"upgrade":
             facts.upgrade = value.strip().lower()
@@ -122,3 +131,37 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
     if not connection_upgrade:
         facts.upgrade = None
     return facts
+
+
+# RFC 9110 §6.5.1: fields a recipient needs before the content (framing, routing,
+# authentication, request modifiers, response control, content format) must not come in a
+# trailer; a client sending one is probably trying to smuggle it past a front proxy that
+# only inspects the head. Cookie and the forwarding headers belong to the same class.
+FORBIDDEN_TRAILERS = frozenset((
+    b"host", b"content-length", b"transfer-encoding", b"trailer", b"te", b"connection",
+    b"keep-alive", b"upgrade", b"proxy-connection", b"expect", b"max-forwards",
+    b"authorization", b"proxy-authorization", b"www-authenticate", b"proxy-authenticate",
+    b"cookie", b"set-cookie", b"cache-control", b"pragma", b"range", b"if-match",
+    b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range",
+    b"content-type", b"content-encoding", b"content-range", b"content-location",
+    b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+    b"x-forwarded-port", b"x-real-ip", b"via", b"age", b"date", b"location", b"retry-after",
+    b"vary",
+))
+
+
+def check_trailer(name: bytes) -> None:
+    """A trailer field (lowercased name) that may not be a trailer: RequestError(400)."""
+    if name in FORBIDDEN_TRAILERS:
+        raise RequestError(400, f"{name.decode('latin-1')} is not allowed in a trailer")
+
+
+class TrailerFields(list[tuple[bytes, bytes]]):
+    """A chunked body's trailer section, kept apart from the request's headers (merged, a
+    trailer would pass for a header field; no ASGI extension carries request trailers, so
+    they are dropped). Fields that must not be trailers are refused as they arrive, before
+    the parser reports the end of the body."""
+
+    def append(self, field: tuple[bytes, bytes]) -> None:
+        check_trailer(field[0])
+        super().append(field)

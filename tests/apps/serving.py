@@ -49,6 +49,18 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/scope":
         shown = f"{scope['scheme']} {scope['client'][0] if scope['client'] else None}"
         await _respond(send, 200, shown.encode())
+    elif path == "/headers":  # the request headers once the body is read (trailers!)
+        await _read_body(receive)
+        await _respond(send, 200, repr(scope["headers"]).encode())
+    elif path == "/upload":  # how reading the body ended
+        await _upload(receive, send)
+    elif path.startswith("/path/"):  # the decoded path, strictly encoded (as frameworks do)
+        await _respond(send, 200, path.encode("utf-8"))
+    elif path.startswith("/sleep"):
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+        await _respond(send, 200, b"slept")
+    elif path == "/stream-forever":
+        await _stream_forever(send)
     elif path == "/crash":
         raise RuntimeError("deliberate crash for the test")
     elif path == "/gc-frozen":
@@ -84,6 +96,28 @@ async def _stream_until_disconnect(receive: Any, send: Any) -> None:
     message = await waiter2
     await waiter
     print(f"APP: saw {message['type']}", file=sys.stderr, flush=True)
+
+
+async def _upload(receive: Any, send: Any) -> None:
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            break
+    print(f"APP: upload of {size} bytes ended with {message['type']}", file=sys.stderr,
+          flush=True)
+    if message["type"] == "http.request":
+        await _respond(send, 200, b"%d" % size)
+
+
+async def _stream_forever(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    try:
+        while True:
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+    except OSError as exc:
+        print(f"APP: stream stopped: {type(exc).__name__}", file=sys.stderr, flush=True)
 
 
 async def _lifespan(scope: Any, receive: Any, send: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -101,7 +102,7 @@ def check(vector: Vector, out: bytes, closed: bool, scopes: list[dict[str, Any]]
     assert closed is vector.closed, (
         f"connection {'closed' if closed else 'left open'}, expected "
         f"{'closed' if vector.closed else 'open'}")
-    if vector.closed:
+    if vector.closed and replies and not vector.eof:
         assert replies[-1].one(b"connection") == b"close", "last response lacks connection: close"
 
     if not any(r.one(b"x-method") == b"HEAD" for r in replies):
@@ -140,6 +141,10 @@ def check_scope(scope: dict[str, Any], seen: Seen) -> None:
     assert scope["http_version"] == seen.version
     for header in seen.headers:
         assert header in scope["headers"], f"{header!r} not in {scope['headers']!r}"
+    names = {name for name, _ in scope["headers"]}
+    for name in seen.absent:
+        assert name not in names, f"{name!r} reached the app's headers {scope['headers']!r}"
+    assert not any(0xD800 <= ord(c) < 0xE000 for c in scope["path"]), "lone surrogate in path"
 
 
 def cases() -> list[Any]:
@@ -153,7 +158,7 @@ def cases() -> list[Any]:
 
 
 @pytest.mark.parametrize(("vector", "mode"), cases())
-def test_vector(run: Any, vector: Vector, mode: str) -> None:
+def test_vector(run: Any, caplog: pytest.LogCaptureFixture, vector: Vector, mode: str) -> None:
     scopes: list[dict[str, Any]] = []
 
     async def recording_echo(scope: Any, receive: Any, send: Any) -> None:
@@ -161,8 +166,26 @@ def test_vector(run: Any, vector: Vector, mode: str) -> None:
         await echo(scope, receive, send)
 
     config = Config(app="x:y", **vector.config)
-    out, closed = run(exchange(recording_echo, chunks_for(vector.data, mode), config))
+    octo_log = logging.getLogger("octo")
+    octo_log.addHandler(caplog.handler)  # also when logging setup stopped propagation
+    try:
+        with caplog.at_level(logging.DEBUG, logger="octo"):
+            out, closed = run(exchange(recording_echo, chunks_for(vector.data, mode), config,
+                                       eof=vector.eof))
+    finally:
+        octo_log.removeHandler(caplog.handler)
     check(vector, out, closed, scopes)
+    check_log(caplog.records)
+
+
+def check_log(records: list[logging.LogRecord]) -> None:
+    """Whatever a vector sends, each log record stays one line of visible text: request
+    bytes quoted in it are escaped."""
+    for record in records:
+        message = record.getMessage()
+        unsafe = [c for c in message if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0
+                  or 0xD800 <= ord(c) < 0xE000 or c in "\u2028\u2029"]
+        assert not unsafe, f"unescaped {unsafe!r} in log line {message!r}"
 
 
 def test_corpus_size_and_known_bugs_name_real_vectors() -> None:

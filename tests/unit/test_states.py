@@ -28,7 +28,7 @@ def test_closed_is_terminal() -> None:
 
 @pytest.mark.parametrize("state, event", [
     (Conn.IDLE, Event.HEAD_DONE), (Conn.IDLE, Event.KEEP_ALIVE), (Conn.CLOSED, Event.HEAD_DONE),
-    (Conn.ACTIVE, Event.TIMEOUT),
+    (Conn.UPGRADED, Event.TIMEOUT), (Conn.IDLE, Event.EOF),
 ])
 def test_invalid_transitions_raise(state: Conn, event: Event) -> None:
     with pytest.raises(InvalidTransition, match=event.name):

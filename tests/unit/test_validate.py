@@ -4,6 +4,7 @@ import pytest
 
 from octo.http.validate import (
     RequestError,
+    TrailerFields,
     check_request_line,
     check_target,
     check_version,
@@ -97,3 +98,22 @@ def test_access_log_escapes_control_characters() -> None:
 def test_forwarding_headers_are_noted(extra: list[tuple[bytes, bytes]],
                                       forwarded: bool) -> None:
     assert inspect_headers([(b"host", b"a"), *extra], True).forwarded is forwarded
+
+
+@pytest.mark.parametrize("name", [b"host", b"content-length", b"transfer-encoding", b"cookie",
+                                  b"set-cookie", b"authorization", b"x-forwarded-for",
+                                  b"trailer", b"connection", b"content-type"])
+def test_forbidden_trailers_are_refused_as_they_arrive(name: bytes) -> None:
+    fields = TrailerFields()
+    fields.append((b"x-checksum", b"1"))
+    with pytest.raises(RequestError) as info:
+        fields.append((name, b"v"))
+    assert info.value.status == 400 and name.decode() in info.value.reason
+    assert fields == [(b"x-checksum", b"1")]
+
+
+def test_allowed_trailers_are_kept_apart() -> None:
+    fields = TrailerFields()
+    for field in [(b"x-checksum", b"abc"), (b"server-timing", b"db;dur=5"), (b"x-admin", b"1")]:
+        fields.append(field)
+    assert len(fields) == 3
