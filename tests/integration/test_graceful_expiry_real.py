@@ -69,3 +69,18 @@ def test_a_response_already_streaming_is_cut_not_answered_twice() -> None:
     assert b"HTTP/1.1 503" not in first + rest
     assert "not answered when" not in log
     assert "graceful timeout: 1 connections still open" in log
+
+
+def test_the_503_log_line_escapes_the_path(tmp_path: Path) -> None:
+    never = tmp_path / "never"
+    forged = b"%0d%0a2026-01-01%2000:00:00,000%20[1]%20ERROR%20forged%e2%80%a8x"
+    with run_server(*APP) as server:
+        with socket.create_connection((server.host, server.port), timeout=30) as sock:
+            hold(server, sock, b"GET /hold" + forged + b"?%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                 % bytes(never))
+            server.process.send_signal(signal.SIGTERM)
+            assert parse_responses(read_until_closed(sock))[0].status == 503
+        assert server.process.wait(30) == 0
+        log = server.log()
+    assert "GET /hold\\x0d\\x0a2026-01-01 00:00:00,000 [1] ERROR forged\\u2028x from" in log
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines()), log
