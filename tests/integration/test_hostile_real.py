@@ -283,6 +283,22 @@ def test_a_body_trickled_at_a_few_bytes_a_second_is_cut(srv) -> None:
     assert "ended with http.disconnect" in srv.wait_for_log("ended with", since=since), log
 
 
+@pytest.mark.parametrize("framing", [b"Content-Length: 1000\r\n\r\n",
+                                     b"Transfer-Encoding: chunked\r\n\r\n3e8\r\n"],
+                         ids=["content-length", "chunked"])
+def test_a_body_byte_then_silence_is_cut_at_the_body_timeout(srv, framing: bytes) -> None:
+    """One body byte, then nothing: the next byte would come long after --body-timeout
+    (2 s here). The client only waits for the server's answer and close."""
+    since = srv.log_size()
+    with connect(srv) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n" + framing + b"x")
+        out = read_until_closed(sock, limit=30)
+    assert [r.status for r in parse_responses(out)] == [408], out
+    log = srv.wait_for_log("--body-timeout 2.0s", since=since)
+    assert re.search(r"too slow: [01] bytes in 2\.0s", log), log
+    srv.wait_for_log("upload of 1 bytes ended with http.disconnect", since=since)
+
+
 def test_a_body_above_the_minimum_rate_is_not_cut(srv) -> None:
     with connect(srv) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n"
