@@ -315,10 +315,12 @@ class Worker:
                                   len(state.connections))
                 break
             await asyncio.sleep(0.05)
+        why = ("the stop was forced" if self.force else
+               f"--graceful-timeout {self.config.graceful_timeout}s ran out")
+        for conn in list(state.connections):
+            conn.expire(why)  # 503 for what was not answered yet, before the apps are cut
         for task in list(state.tasks):
             task.cancel()
-        for conn in list(state.connections):
-            conn.transport.close()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
 

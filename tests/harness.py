@@ -93,13 +93,18 @@ class Client:
 
     async def readable(self, rounds: int = 2000) -> bool:
         """Wait, as a transport would, until the protocol reads again; False if it closed
-        (or stayed paused)."""
-        for _ in range(rounds):
+        (or stayed paused for *rounds* loop rounds in which it wrote nothing: a long
+        pipeline is answered one request per round or two before reading resumes)."""
+        idle, written = 0, len(self.transport.buffer)
+        while idle < rounds:
             if self.closed:
                 return False
             if self.transport.reading:
                 return True
             await asyncio.sleep(0)
+            idle += 1
+            if len(self.transport.buffer) != written:
+                idle, written = 0, len(self.transport.buffer)
         return False
 
     async def half_close(self, rounds: int = 2000) -> None:

@@ -835,6 +835,26 @@ class HttpProtocol(asyncio.Protocol):
                 cycle.lose()
             self.queue.clear()
 
+    def expire(self, why: str) -> None:
+        """The stop ran out of time (*why* names the flag): a request whose response has
+        not started gets a 503 with ``Connection: close``, logged, rather than a bare close
+        (the client can tell it was not served and retry); one whose response started can
+        only be cut. Either way the connection closes."""
+        if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.started and not cycle.disconnected:
+            error_log.warning("%s %s from %s not answered when %s: answering 503 and closing",
+                              escape(cycle.scope["method"]), escape(cycle.scope["path"]),
+                              peer(self.client), why)
+            for queued in self.queue:  # never started: Connection: close tells the client
+                queued.lose()
+            self.queue.clear()
+            self.send_error(cycle, 503)  # its response_done closes the connection
+        if not self.closed():  # a response under way is cut (the app sees it)
+            self._transition(Event.TIMEOUT)
+            self.transport.close()
+
     # -- zero-copy file sending ---------------------------------------------------------------
 
     def can_sendfile(self) -> bool:
