@@ -204,8 +204,7 @@ def django_server(django_db: Path) -> Iterator[Server]:
     """``python -m examples.django_project`` (migrate, demo users, exec octo) on a tmp DB."""
     env = {DJANGO_DB_ENV: str(django_db)}
     command = [sys.executable, "-m", "examples.django_project"]
-    with run_command(command, "--log-level", "info", env=env, ready_path="/hello",
-                     startup_timeout=30) as srv:
+    with run_command(command, "--log-level", "info", env=env, ready_path="/hello") as srv:
         yield srv
 
 

@@ -25,8 +25,7 @@ DEADLINE = 60.0
 @pytest.fixture(scope="module")
 def django_sync() -> Iterator[Server]:
     with run_server(APP, "--app-dir", str(ROOT / "tests"), "--workers", "2",
-                    "--task-workers", "2", "--no-access-log", ready_path="/tally?user=x",
-                    startup_timeout=60) as srv:
+                    "--task-workers", "2", "--no-access-log", ready_path="/tally?user=x") as srv:
         yield srv
 
 
