@@ -463,15 +463,21 @@ class HttpProtocol(asyncio.Protocol):
             raise RequestError(413, f"Content-Length {length} exceeds --limit-request-body")
         if self.state is Conn.CLOSED:
             return  # the request line was rejected already
-        scope = self._scope(method.decode("ascii"), version, url)
+        request_id = None
+        ids = server.request_ids
+        if ids is not None:
+            incoming = facts.request_id
+            # Generated inline (the common case): a call would cost more than the id.
+            request_id = f"{ids.prefix}{next(ids.counter):x}" if incoming is None else \
+                ids.accept(incoming)
+        scope = self._scope(method.decode("ascii"), version, url, request_id)
         if facts.forwarded and self.trusted_peer:
             _apply_proxy_headers(scope, self.headers, server.trusted)
         chunked = facts.chunked
         cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue,
                              chunked or bool(length), method == b"HEAD")
-        ids = server.request_ids
-        if ids is not None:
-            cycle.request_id = scope["state"]["request_id"] = ids.accept(facts.request_id)
+        if request_id is not None:
+            cycle.request_id = request_id
         if chunked:
             self._start_chunked(cycle)
         self.reading = cycle
@@ -535,7 +541,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- scope ------------------------------------------------------------------------------
 
-    def _scope(self, method: str, version: str, url: bytes) -> Scope:
+    def _scope(self, method: str, version: str, url: bytes, request_id: str | None) -> Scope:
         server = self.server
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
@@ -564,10 +570,13 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "extensions": PATHSEND,
         }
-        if server.lifespan_state is not None:
-            scope["state"] = server.lifespan_state.copy()
-        elif server.request_ids is not None:
-            scope["state"] = {}  # the request id goes there
+        state = server.lifespan_state
+        if state is not None:
+            state = scope["state"] = state.copy()
+            if request_id is not None:
+                state["request_id"] = request_id
+        elif request_id is not None:
+            scope["state"] = {"request_id": request_id}
         return scope
 
     # -- running requests -------------------------------------------------------------------

@@ -24,7 +24,8 @@ class RequestIds:
         self.counter = itertools.count(1)
 
     def accept(self, incoming: bytes | None) -> str:
-        """*incoming* if it is a usable id (1..MAX_LENGTH safe characters), else a new one."""
+        """*incoming* if it is a usable id (1..MAX_LENGTH safe characters), else a new one
+        (the protocol makes one inline, the same way, when nothing came)."""
         if incoming is not None and 0 < len(incoming) <= MAX_LENGTH and not incoming.translate(
                 None, SAFE):
             return incoming.decode("ascii")

@@ -44,6 +44,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     (root / "big.bin").write_bytes(os.urandom(BIG))
     (root / "site.css").write_bytes(b"body { color: red }\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "inner.txt").write_bytes(b"inner")
     (root / "page.html").write_bytes(b"<p>page</p>")
     (root / "page.html.gz").write_bytes(gzip.compress(b"<p>page, from the .gz</p>"))
     (root / "leak.txt").symlink_to(base / "secret.txt")
@@ -69,6 +71,7 @@ def test_files_come_from_the_worker_not_the_app(srv: Server, site: Path) -> None
         assert client.get("/static/site.css").headers["content-type"] == "text/css; charset=utf-8"
         assert client.get("/static/missing.css").status_code == 404  # not the app's "hello"
         assert client.get("/linked/site.css").text == "body { color: red }\n"
+        assert client.get("/static/sub/inner.txt").text == "inner"  # (the %2f twin is 404)
         assert client.get("/other").text == "hello"
         etag = response.headers["etag"]
         again = client.get("/static/big.bin", headers={"If-None-Match": etag})
@@ -98,6 +101,7 @@ def test_files_come_from_the_worker_not_the_app(srv: Server, site: Path) -> None
     b"/static/..%5csecret.txt", b"/static/site.css%00.png", b"/static/leak.txt",
     b"/static//etc/passwd", b"/static/%2f%2fetc/passwd", b"/linked/../secret.txt",
     b"/static/./../secret.txt", b"/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    b"/static/sub%2finner.txt", b"/static/sub%5Cinner.txt", b"/static/%2fsub/inner.txt",
 ])
 def test_traversal_attempts_are_404(srv: Server, target: bytes) -> None:
     head, body = raw_get(srv, target)

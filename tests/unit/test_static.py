@@ -86,7 +86,7 @@ def get(site: Path, target: str, *headers: str, method: str = "GET",
     b"css%2f..%2f..%2fsecret.txt", b"..%5csecret.txt", b"..\\secret.txt",
     b"page.html%00.png", b"page.html\x00", b"./page.html", b"css//site.css", b"",
     b".env", b"css/.hidden", b"%2e/page.html", b"%252e%252e/secret.txt/x",
-    b"\xff.txt", b"%ff.txt",
+    b"\xff.txt", b"%ff.txt", b"css%2fsite.css", b"css%5Csite.css",
 ])
 def test_relative_path_refuses_what_could_escape_or_hide(rest: bytes) -> None:
     result = relative_path(rest)
