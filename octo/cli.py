@@ -139,6 +139,12 @@ def serve(app: str | None, **options: Any) -> None:
     cfg = settings(options)
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
+    from octo.http.static import StaticConfigError
+
+    try:
+        cfg.static_mounts(check=True)
+    except StaticConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     setup_logging(cfg.log_level, cfg.access_log, cfg.log_config, cfg.app_dir)
     from octo.master.arbiter import main as serve_main
 

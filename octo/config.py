@@ -156,11 +156,15 @@ class Config:
             except AccessFormatError as exc:
                 raise ConfigError(str(exc)) from None
 
-    def static_mounts(self) -> list[Any]:
-        """The ``--static`` mounts (octo.http.static.Mount), parsed."""
+    def static_mounts(self, check: bool = False) -> list[Any]:
+        """The ``--static`` mounts (octo.http.static.Mount), parsed; *check*: their
+        directories must exist (StaticConfigError)."""
         from octo.http.static import Mount
 
-        return [Mount.parse(spec) for spec in self.static]
+        mounts = [Mount.parse(spec) for spec in self.static]
+        for mount in mounts if check else ():
+            mount.check()
+        return mounts
 
     def _validate_workers(self) -> None:
         if self.workers < 1:

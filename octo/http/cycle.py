@@ -333,7 +333,8 @@ class RequestCycle:
             return
         if self.remaining is not None and not self.head:
             self.remaining -= size
-        self.sent_bytes += size
+        if not self.head and self.status not in _NO_BODY_STATUS:
+            self.sent_bytes += size  # what the access log reports: none for HEAD
         self._finish()
 
     async def _copy_file(self, fd: int, offset: int, size: int) -> None:

@@ -63,11 +63,16 @@ class Mount:
         if not sep or not prefix.startswith("/") or not directory:
             raise StaticConfigError(f"--static {spec!r}: expected /PREFIX=DIRECTORY, e.g. "
                                     "/static=./public")
-        if not Path(directory).is_dir():
-            raise StaticConfigError(f"--static {spec!r}: {directory} is not a directory")
         if any(part in (".", "..") for part in prefix.split("/")) or "%" in prefix:
             raise StaticConfigError(f"--static {spec!r}: the prefix must be a plain path")
         return cls(prefix.rstrip("/"), directory)
+
+    def check(self) -> None:
+        """StaticConfigError unless the directory exists (checked when serving starts, not
+        by the control commands, which read the same settings from anywhere)."""
+        if not Path(self.directory).is_dir():
+            raise StaticConfigError(f"--static {self.prefix or '/'}={self.directory}: "
+                                    f"{self.directory} is not a directory")
 
 
 def relative_path(rest: bytes) -> str | None:

@@ -183,6 +183,11 @@ def test_starlette_lifespan_shutdown_on_sigterm(octo_server: ServerFactory) -> N
 # --------------------------------------------------------------------------- Django
 
 
+# migrate (a fresh database), collectstatic and the boot: over a minute on a busy machine;
+# the deadline only ends a hung start.
+STARTUP = 180.0
+
+
 @pytest.fixture(scope="module")
 def django_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("django") / "demo.sqlite3"
@@ -196,7 +201,7 @@ def django_server(django_db: Path) -> Iterator[Server]:
            "EXAMPLE_DJANGO_STATIC": str(django_db.parent / "static")}
     command = [sys.executable, "-m", "examples.django_project"]
     with run_command(command, "--log-level", "info", env=env, ready_path="/hello",
-                     startup_timeout=30) as srv:
+                     startup_timeout=STARTUP) as srv:
         yield srv
 
 

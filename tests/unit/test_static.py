@@ -18,6 +18,7 @@ from octo.http.response import http_date
 from octo.http.static import (
     UNSATISFIABLE,
     Mount,
+    StaticConfigError,
     StaticFiles,
     content_type,
     not_modified,
@@ -313,13 +314,23 @@ def test_content_types() -> None:
 def test_mounts_are_checked_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--static"):
         Config(app="x:y", static=("static=./x",))
-    with pytest.raises(ConfigError, match="not a directory"):
-        Config(app="x:y", static=(f"/static={tmp_path / 'missing'}",))
+    missing = Config(app="x:y", static=(f"/static={tmp_path / 'missing'}",))
+    with pytest.raises(StaticConfigError, match="not a directory"):
+        missing.static_mounts(check=True)  # by `octo serve`; `octo status` need not see it
     with pytest.raises(ConfigError, match="plain path"):
         Config(app="x:y", static=(f"/a/../b={tmp_path}",))
     assert Mount.parse(f"/assets/={tmp_path}").prefix == "/assets"
     cfg = Config(app="x:y", static=f"/a={tmp_path},/b={tmp_path}")  # type: ignore[arg-type]
     assert cfg.static == (f"/a={tmp_path}", f"/b={tmp_path}")
+
+
+def test_head_counts_no_body_bytes(site: Path, run, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, "octo.access")
+    get(site, "/static/data.bin", method="HEAD", run=run)
+    get(site, "/static/data.bin", "Range: bytes=0-9", run=run)
+    assert [r.__dict__["bytes"] for r in caplog.records if r.name == "octo.access"] == [0, 10]
 
 
 def test_longest_prefix_wins(tmp_path: Path) -> None:
