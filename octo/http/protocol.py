@@ -468,7 +468,7 @@ class HttpProtocol(asyncio.Protocol):
         if ids is not None:
             incoming = facts.request_id
             # Generated inline (the common case): a call would cost more than the id.
-            request_id = f"{ids.prefix}{next(ids.counter):x}" if incoming is None else \
+            request_id = f"{ids.prefix}{next(ids.counter)}" if incoming is None else \
                 ids.accept(incoming)
         scope = self._scope(method.decode("ascii"), version, url, request_id)
         if facts.forwarded and self.trusted_peer:

@@ -1,6 +1,6 @@
 """Request ids: the client's (or proxy's) ``X-Request-ID`` when it is safe, else one made here.
 
-A generated id is this worker's random prefix and a counter (``3f9a0c12b7e4-1a``): unique
+A generated id is this worker's random prefix and a counter (``3f9a0c12b7e4-26``): unique
 across workers and restarts without a random draw per request.
 """
 
@@ -29,4 +29,4 @@ class RequestIds:
         if incoming is not None and 0 < len(incoming) <= MAX_LENGTH and not incoming.translate(
                 None, SAFE):
             return incoming.decode("ascii")
-        return self.prefix + format(next(self.counter), "x")
+        return f"{self.prefix}{next(self.counter)}"
