@@ -89,7 +89,7 @@ class ServerState:
             self.request_ids = RequestIds()
         self.echo_request_id = config.echo_request_id and self.request_ids is not None
         self.access = AccessLog(config.access_log_format, config.access_log_json,
-                                self.request_id_header)
+                                self.request_id_header, config.log_config is not None)
         mounts = config.static_mounts()
         self.static = StaticFiles(mounts, config.static_max_age) if mounts else None
         # One startswith() per request decides whether it is a static file: () when none.
@@ -589,8 +589,8 @@ class HttpProtocol(asyncio.Protocol):
         prefixes = server.static_prefixes
         if prefixes and cycle.scope["raw_path"].startswith(prefixes):
             app = server.static  # type: ignore[assignment]
-        if server.access_log:
-            cycle.began = perf_counter()
+        if server.access_log and server.access.structured:
+            cycle.began = perf_counter()  # for the duration field
         if limit is not None and (server.in_flight >= limit or len(server.connections) > limit):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False

@@ -43,9 +43,12 @@ def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 def test_default_line_is_unchanged_and_the_record_carries_fields(run, caplog) -> None:
     caplog.set_level(logging.INFO, "octo.access")
-    serve(run, REQUEST)
-    [record] = access_records(caplog)
-    assert record.getMessage() == '127.0.0.1:50000 - "GET /p%20q?a=1 HTTP/1.1" 201'
+    serve(run, REQUEST)  # the default handler: the line alone, no fields built
+    serve(run, REQUEST, log_config="logging.json")  # a formatter that may read them
+    plain, record = access_records(caplog)
+    line = '127.0.0.1:50000 - "GET /p%20q?a=1 HTTP/1.1" 201'
+    assert plain.getMessage() == record.getMessage() == line
+    assert "request_id" not in plain.__dict__
     fields: Any = record.__dict__
     assert fields["method"] == "GET" and fields["path"] == "/p%20q" and fields["query"] == "a=1"
     assert fields["status"] == 201 and fields["bytes"] == 5 and fields["duration"] >= 0

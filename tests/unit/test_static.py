@@ -328,8 +328,8 @@ def test_head_counts_no_body_bytes(site: Path, run, caplog) -> None:
     import logging
 
     caplog.set_level(logging.INFO, "octo.access")
-    get(site, "/static/data.bin", method="HEAD", run=run)
-    get(site, "/static/data.bin", "Range: bytes=0-9", run=run)
+    get(site, "/static/data.bin", method="HEAD", run=run, log_config="logging.json")
+    get(site, "/static/data.bin", "Range: bytes=0-9", run=run, log_config="logging.json")
     assert [r.__dict__["bytes"] for r in caplog.records if r.name == "octo.access"] == [0, 10]
 
 
