@@ -69,6 +69,24 @@ def cli() -> None:
               type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
               help="[default: info]")
 @click.option("--access-log/--no-access-log", default=None, help="[default: on]")
+@click.option("--access-log-format",
+              help="Access line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s "
+                   "%(M)s %({x-request-id}i)s'. [the default line]")
+@click.option("--access-log-json/--no-access-log-json", default=None,
+              help="One JSON object per request: time, method, path, status, bytes, "
+                   "duration, client, request_id, pid, user_agent. [off]")
+@click.option("--request-id/--no-request-id", default=None,
+              help="Give each request an id: the --request-id-header value when safe, else "
+                   "a generated one; in scope['state']['request_id'] and the access log. [on]")
+@click.option("--request-id-header", help="Header carrying the request id. [X-Request-ID]")
+@click.option("--echo-request-id/--no-echo-request-id", default=None,
+              help="Send the request id back in the --request-id-header response header. "
+                   "[off]")
+@click.option("--static", multiple=True, metavar="/PREFIX=DIR",
+              help="Serve files under DIR at /PREFIX without calling the app (repeatable).")
+@click.option("--static-max-age", type=int,
+              help="Cache-Control max-age in seconds for static files (0: no-cache); names "
+                   "with a content hash (app.3f2a9c.js) get a year, immutable. [3600]")
 @click.option("--server-header/--no-server-header", default=None, help="[default: on]")
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
@@ -129,6 +147,7 @@ def serve(app: str | None, **options: Any) -> None:
     """Serve the ASGI application APP, given as module:attribute."""
     if app is not None:
         options["app"] = app
+    options["static"] = options.get("static") or None  # not given: env / [tool.octo]
     cfg = settings(options)
     if cfg.env_file:
         _load_env_file(cfg.env_file)
@@ -136,7 +155,13 @@ def serve(app: str | None, **options: Any) -> None:
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
     _check_tls(cfg)
-    setup_logging(cfg.log_level, cfg.access_log, cfg.log_config)
+    from octo.http.static import StaticConfigError
+
+    try:
+        cfg.static_mounts(check=True)
+    except StaticConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    setup_logging(cfg.log_level, cfg.access_log, cfg.log_config, cfg.app_dir)
     from octo.master.arbiter import main as serve_main
 
     sys.exit(serve_main(cfg))

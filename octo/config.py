@@ -36,6 +36,16 @@ class Config:
     log_level: LogLevel = "info"
     log_config: str | None = None
     access_log: bool = True
+    # None: the default line; else gunicorn's atoms (see octo.http.access).
+    access_log_format: str | None = None
+    access_log_json: bool = False
+    # Request ids: the incoming header's value when it is safe, else a generated one.
+    request_id: bool = True
+    request_id_header: str = "x-request-id"
+    echo_request_id: bool = False
+    # Static files: "/prefix=directory" mounts served by the worker (octo.http.static).
+    static: tuple[str, ...] = ()
+    static_max_age: int = 3600
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile_password: str | None = None
@@ -134,6 +144,45 @@ class Config:
         if self.ssl_cert_reqs and not self.ssl_ca_certs:
             raise ConfigError("--ssl-cert-reqs needs --ssl-ca-certs (the CAs that sign the "
                               "client certificates)")
+        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+        self._validate_edge()
+
+    def _validate_edge(self) -> None:
+        """Static mounts, the access-log format and the request-id header."""
+        from octo.http.access import AccessFormatError, compile_format
+        from octo.http.static import StaticConfigError
+        from octo.http.validate import TOKEN_CHARS
+
+        if isinstance(self.static, str):
+            self.static = tuple(item for item in self.static.split(",") if item.strip())
+        self.static = tuple(self.static)
+        try:
+            self.static_mounts()
+        except StaticConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.static_max_age < 0:
+            raise ConfigError("--static-max-age must not be negative")
+        if self.access_log_format is not None and self.access_log_json:
+            raise ConfigError("--access-log-format and --access-log-json exclude each other")
+        header = self.request_id_header.encode("latin-1", "replace")
+        if not header or header.translate(None, TOKEN_CHARS):
+            raise ConfigError(f"--request-id-header {self.request_id_header!r} is not a "
+                              "header name")
+        if self.access_log_format is not None:
+            try:
+                compile_format(self.access_log_format, header.lower())
+            except AccessFormatError as exc:
+                raise ConfigError(str(exc)) from None
+
+    def static_mounts(self, check: bool = False) -> list[Any]:
+        """The ``--static`` mounts (octo.http.static.Mount), parsed; *check*: their
+        directories must exist (StaticConfigError)."""
+        from octo.http.static import Mount
+
+        mounts = [Mount.parse(spec) for spec in self.static]
+        for mount in mounts if check else ():
+            mount.check()
+        return mounts
 
     def _validate_workers(self) -> None:
         if self.workers < 1:
@@ -261,7 +310,7 @@ def coerce(name: str, raw: Any) -> Any:
     field = FIELDS[name]
     kind = str(field.type)
     if not isinstance(raw, str):
-        return raw
+        return tuple(raw) if isinstance(raw, list) and kind.startswith("tuple") else raw
     text = raw.strip()
     try:
         if kind == "bool":

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from octo.http.response import CONTINUE, DateHeader
+from octo.http.static import FILE_MESSAGE
 from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
 
@@ -75,6 +76,13 @@ class ClientDisconnected(OSError):
     """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
 
 
+class FileShrank(OSError):
+    """A file being sent ended before the length its response promised."""
+
+    def __init__(self, sent: int, size: int) -> None:
+        super().__init__(f"file shrank while being sent ({sent} of {size} bytes went out)")
+
+
 class ProtocolMisuse(RuntimeError):
     """The application broke the ASGI message order; the message says how."""
 
@@ -118,6 +126,8 @@ class RequestCycle:
     held: list[bytes] | None = None  # response bytes not yet handed to the transport
     held_size = 0
     started_at = 0.0  # on ServerState.clock, read only under --max-execution-time
+    began = 0.0  # perf_counter() when the app was called, for the access log's duration
+    request_id: str | None = None
     timed_out = False
     deadline_timer: asyncio.TimerHandle | None = None  # --max-execution-time
     # Why a response that never completed ended, for its access-log line.
@@ -213,6 +223,10 @@ class RequestCycle:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
             await self._pathsend(message["path"])
+        elif kind == FILE_MESSAGE:  # --static (octo.http.static): an open file's bytes
+            if not self.started or self.head_sent:
+                raise ProtocolMisuse(f"{FILE_MESSAGE} must follow http.response.start")
+            await self._send_file(message["fd"], message["offset"], message["size"])
         else:
             raise ProtocolMisuse(f"unexpected ASGI message type {kind!r}")
 
@@ -310,6 +324,8 @@ class RequestCycle:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: end marked by close
+        if conn.server.echo_request_id and self.request_id is not None:
+            self._echo_request_id(parts, encoded)
         if conn.server.stopping or not self.keep_alive:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
@@ -318,33 +334,51 @@ class RequestCycle:
         parts.append(b"\r\n")
         return b"".join(parts)
 
+    def _echo_request_id(self, parts: list[bytes], encoded: bytes) -> None:
+        """--echo-request-id: the id in the response, unless the app sent that header."""
+        name = self.conn.server.request_id_header
+        assert name is not None and self.request_id is not None
+        if (b"\n" + encoded.lower()).find(b"\n" + name + b":") == -1:
+            parts += (name, b": ", self.request_id.encode("latin-1"), b"\r\n")
+
     async def _pathsend(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
-            head = self._build_head(size)
-            self.head_sent = True
-            transport = self.conn.transport
-            transport.write(head)
-            if not self.head and self.status not in _NO_BODY_STATUS:
-                if size >= SENDFILE_MIN and self.conn.can_sendfile():
-                    await self.conn.sendfile(fd, size)
-                else:
-                    await self._copy_file(fd, size)
-            if self.remaining is not None and not self.head:
-                self.remaining -= size
-            self.sent_bytes += size
+            await self._send_file(fd, 0, os.fstat(fd).st_size)
         finally:
             os.close(fd)
+
+    async def _send_file(self, fd: int, offset: int, size: int) -> None:
+        """The head, then *size* bytes of *fd* from *offset*: zero-copy where possible. A
+        file that shrinks while it is sent cannot give the promised length: the connection
+        is closed (what went out is all the client gets), like nginx does."""
+        head = self._build_head(size)
+        self.head_sent = True
+        self.conn.transport.write(head)
+        try:
+            if not self.head and self.status not in _NO_BODY_STATUS:
+                if size >= SENDFILE_MIN and self.conn.can_sendfile():
+                    await self.conn.sendfile(fd, offset, size)
+                else:
+                    await self._copy_file(fd, offset, size)
+        except FileShrank as exc:
+            error_log.warning("%s; closing the connection", exc)
+            self.complete = True  # nothing more can be sent for this response
+            self.conn.abort(self)
+            return
+        if self.remaining is not None and not self.head:
+            self.remaining -= size
+        if not self.head and self.status not in _NO_BODY_STATUS:
+            self.sent_bytes += size  # what the access log reports: none for HEAD
         self._finish()
 
-    async def _copy_file(self, fd: int, size: int) -> None:
+    async def _copy_file(self, fd: int, offset: int, size: int) -> None:
         """Fallback when zero-copy is not possible (TLS, or bytes still queued)."""
         sent = 0
         while sent < size:
-            chunk = os.pread(fd, min(256 * 1024, size - sent), sent)
+            chunk = os.pread(fd, min(256 * 1024, size - sent), offset + sent)
             if not chunk:
-                raise OSError(f"file shrank while being sent ({sent} of {size} bytes)")
+                raise FileShrank(sent, size)
             if self.chunked:
                 self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections import deque
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,13 +16,16 @@ import httptools
 
 from octo.config import TrustedProxies
 from octo.http import validate
+from octo.http.access import AccessLog
 from octo.http.chunks import ChunkMeter
-from octo.http.cycle import ASGIApp, ClientDisconnected, RequestCycle, Scope
+from octo.http.cycle import ASGIApp, ClientDisconnected, FileShrank, RequestCycle, Scope
 from octo.http.flow import WriteFlow
+from octo.http.request_id import RequestIds
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
+from octo.http.static import StaticFiles
 from octo.http.validate import RequestError
-from octo.logs import access_log, error_log, escape, format_access, peer
+from octo.logs import access_log, error_log, escape, peer
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
@@ -79,6 +83,18 @@ class ServerState:
         self.upgrade_handler: Any = None  # set by the WebSocket layer
         self.websockets: set[Any] = set()  # upgraded connections (for shutdown)
         self.access_log = access_log.isEnabledFor(20)
+        self.request_id_header: bytes | None = None
+        self.request_ids: RequestIds | None = None
+        if config.request_id:
+            self.request_id_header = config.request_id_header.lower().encode("latin-1")
+            self.request_ids = RequestIds()
+        self.echo_request_id = config.echo_request_id and self.request_ids is not None
+        self.access = AccessLog(config.access_log_format, config.access_log_json,
+                                self.request_id_header, config.log_config is not None)
+        mounts = config.static_mounts()
+        self.static = StaticFiles(mounts, config.static_max_age) if mounts else None
+        # One startswith() per request decides whether it is a static file: () when none.
+        self.static_prefixes = self.static.prefixes if self.static is not None else ()
         self.on_connections: Any = None  # called with the open-connection count on changes
         # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
         # request, and deadlines only need to be right to within a tick.
@@ -445,18 +461,28 @@ class HttpProtocol(asyncio.Protocol):
             raise RequestError(501, "CONNECT is not supported")
         if url[:1] != b"/":
             validate.check_target(method, url)
-        facts = validate.inspect_headers(self.headers, version == "1.1")
+        facts = validate.inspect_headers(self.headers, version == "1.1",
+                                         server.request_id_header)
         length = facts.content_length
         if length is not None and length > server.limit_body:
             raise RequestError(413, f"Content-Length {length} exceeds --limit-request-body")
         if self.state is Conn.CLOSED:
             return  # the request line was rejected already
-        scope = self._scope(method.decode("ascii"), version, url)
+        request_id = None
+        ids = server.request_ids
+        if ids is not None:
+            incoming = facts.request_id
+            # Generated inline (the common case): a call would cost more than the id.
+            request_id = f"{ids.prefix}{next(ids.counter)}" if incoming is None else \
+                ids.accept(incoming)
+        scope = self._scope(method.decode("ascii"), version, url, request_id)
         if facts.forwarded and self.trusted_peer:
             _apply_proxy_headers(scope, self.headers, server.trusted)
         chunked = facts.chunked
         cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue,
                              chunked or bool(length), method == b"HEAD")
+        if request_id is not None:
+            cycle.request_id = request_id
         if chunked:
             self._start_chunked(cycle)
         self.reading = cycle
@@ -520,7 +546,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- scope ------------------------------------------------------------------------------
 
-    def _scope(self, method: str, version: str, url: bytes) -> Scope:
+    def _scope(self, method: str, version: str, url: bytes, request_id: str | None) -> Scope:
         server = self.server
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
@@ -549,8 +575,13 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "extensions": PATHSEND,
         }
-        if server.lifespan_state is not None:
-            scope["state"] = server.lifespan_state.copy()
+        state = server.lifespan_state
+        if state is not None:
+            state = scope["state"] = state.copy()
+            if request_id is not None:
+                state["request_id"] = request_id
+        elif request_id is not None:
+            scope["state"] = {"request_id": request_id}
         return scope
 
     # -- running requests -------------------------------------------------------------------
@@ -560,6 +591,11 @@ class HttpProtocol(asyncio.Protocol):
         self.cycle = cycle
         limit = server.limit_concurrency
         app = server.app
+        prefixes = server.static_prefixes
+        if prefixes and cycle.scope["raw_path"].startswith(prefixes):
+            app = server.static  # type: ignore[assignment]
+        if server.access_log and server.access.structured:
+            cycle.began = perf_counter()  # for the duration field
         if limit is not None and (server.in_flight >= limit or len(server.connections) > limit):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
@@ -596,14 +632,14 @@ class HttpProtocol(asyncio.Protocol):
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
         if not cycle.complete and server.access_log:
-            self._log_access(cycle)  # cut short: the line says why (see RequestCycle.ended)
+            server.access(cycle)  # cut short: the line says why (see RequestCycle.ended)
         if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
             self.transport.close()
 
     def response_done(self, cycle: RequestCycle) -> None:
         """The last byte of *cycle*'s response is written: reuse or close the connection."""
         if self.server.access_log:
-            self._log_access(cycle)
+            self.server.access(cycle)
         keep = (cycle.keep_alive and not self.eof and cycle.more_body is False
                 and self.deferred_error is None)
         if self.state is Conn.CLOSED:
@@ -636,17 +672,6 @@ class HttpProtocol(asyncio.Protocol):
             self._run(self.queue.popleft())
             if not self.queue:
                 self._resume_reading()
-
-    def _log_access(self, cycle: RequestCycle) -> None:
-        scope = cycle.scope
-        client = scope["client"]
-        who = f"{client[0]}:{client[1]}" if client else "-"
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        status = cycle.status if cycle.head_sent else "-"
-        access_log.info(format_access(who, scope["method"], target, scope["http_version"],
-                                      status, None if cycle.complete else cycle.ended))
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -862,26 +887,31 @@ class HttpProtocol(asyncio.Protocol):
                 and self.transport.get_write_buffer_size() == 0
                 and self.transport.get_extra_info("socket") is not None)
 
-    async def sendfile(self, fd: int, size: int) -> None:
-        """os.sendfile() on a duplicate of the socket fd; the transport's buffer is empty."""
+    async def sendfile(self, fd: int, offset: int, size: int) -> None:
+        """os.sendfile() of *size* bytes of *fd* from *offset*, on a duplicate of the socket
+        fd; the transport's buffer is empty. FileShrank if the file ends early."""
         sock = self.transport.get_extra_info("socket")
         out = os.dup(sock.fileno())
-        offset = self.file_sent = 0  # progress for --send-timeout (see tick)
+        sent = self.file_sent = 0  # progress for --send-timeout (see tick)
         try:
-            while offset < size:
+            while sent < size:
                 if self.state is Conn.CLOSED:
                     raise ClientDisconnected("client disconnected during sendfile")
                 try:
-                    offset += os.sendfile(out, fd, offset, size - offset)
-                    self.file_sent = offset
+                    count = os.sendfile(out, fd, offset + sent, size - sent)
                 except BlockingIOError:
                     await self._writable(out)
+                    continue
                 except OSError as exc:
                     if exc.errno in (errno.EPIPE, errno.ECONNRESET):
                         # The client's choice, not the app's error: ``send`` raises the
                         # ASGI disconnect (an OSError), logged at debug level.
                         raise ClientDisconnected("client disconnected during sendfile") from exc
                     raise
+                if count == 0:  # end of file before *size*: it was truncated meanwhile
+                    raise FileShrank(sent, size)
+                sent += count
+                self.file_sent = sent
         finally:
             self.file_sent = None
             os.close(out)

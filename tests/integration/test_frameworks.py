@@ -194,6 +194,11 @@ def test_starlette_lifespan_shutdown_on_sigterm(octo_server: ServerFactory) -> N
 # --------------------------------------------------------------------------- Django
 
 
+# migrate (a fresh database), collectstatic and the boot: over a minute on a busy machine;
+# the deadline only ends a hung start.
+STARTUP = 180.0
+
+
 @pytest.fixture(scope="module")
 def django_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("django") / "demo.sqlite3"
@@ -201,10 +206,13 @@ def django_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def django_server(django_db: Path) -> Iterator[Server]:
-    """``python -m examples.django_project`` (migrate, demo users, exec octo) on a tmp DB."""
-    env = {DJANGO_DB_ENV: str(django_db)}
+    """``python -m examples.django_project`` (migrate, demo users, collectstatic, exec octo)
+    on a tmp DB and a tmp STATIC_ROOT."""
+    env = {DJANGO_DB_ENV: str(django_db),
+           "EXAMPLE_DJANGO_STATIC": str(django_db.parent / "static")}
     command = [sys.executable, "-m", "examples.django_project"]
-    with run_command(command, "--log-level", "info", env=env, ready_path="/hello") as srv:
+    with run_command(command, "--log-level", "info", env=env, ready_path="/hello",
+                     startup_timeout=STARTUP) as srv:
         yield srv
 
 
@@ -237,6 +245,24 @@ def test_django_hello(django: Server) -> None:
             assert response.status_code == 200
             assert response.text == "Hello from Django on octo!\n"
             assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_django_admin_static_files_are_served_by_octo(django: Server,
+                                                     django_db: Path) -> None:
+    collected = django_db.parent / "static" / "admin" / "css" / "base.css"
+    assert collected.is_file()  # collectstatic ran, into the tmp STATIC_ROOT
+    with httpx.Client(base_url=django.url, timeout=TIMEOUT) as c:
+        login = c.get("/admin/login/")
+        assert login.status_code == 200 and "/static/admin/css/base.css" in login.text
+        css = c.get("/static/admin/css/base.css")
+        assert css.status_code == 200 and css.content == collected.read_bytes()
+        assert css.headers["content-type"] == "text/css; charset=utf-8"
+        assert "etag" in css.headers and css.headers["cache-control"].startswith("public")
+        again = c.get("/static/admin/css/base.css", headers={"If-None-Match": css.headers["etag"]})
+        assert again.status_code == 304
+        # Django (DEBUG off) serves no static files itself: octo answered.
+        assert c.get("/static/admin/css/missing.css").headers["content-type"].startswith(
+            "text/plain")
 
 
 def _credentials(username: str) -> dict[str, str]:

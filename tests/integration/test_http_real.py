@@ -169,7 +169,9 @@ def test_app_crash_is_500_with_traceback(srv) -> None:
 
 
 def test_lifespan_state_reaches_requests(srv) -> None:
-    assert httpx.get(srv.url + "/state", timeout=10).text == "[('booted', True)]"
+    # A copy of the lifespan state, with this request's id (--request-id, on by default).
+    text = httpx.get(srv.url + "/state", timeout=10).text
+    assert text.startswith("[('booted', True), ('request_id', '") and text.endswith("')]")
 
 
 def test_pathsend_large_file_zero_copy(tmp_path: Path) -> None:
