@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import json
 import os
 import signal
 import socket
@@ -29,7 +30,8 @@ from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
 from octo.master import orphan
 from octo.master.slots import SlotState, SlotWriter
-from octo.runtime.tick import SKIPPED as TICKS_SKIPPED
+from octo.runtime import tick
+from octo.stats import TASKS, clock, table_usage
 
 if TYPE_CHECKING:
     from octo.runtime.rundir import SocketPlace
@@ -74,6 +76,9 @@ class Worker:
         self.force = False
         self.started_at = time.time()
         self.pulse: asyncio.TimerHandle | None = None
+        self.background: set[asyncio.Task[None]] = set()
+        self.tables_written = b""  # the table usage last put in the slot
+        self.long_wait_seen = slot.slots.long_wait()[0] if slot is not None else 0
 
     def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
         """Blocking entry point; returns the process exit code."""
@@ -250,8 +255,35 @@ class Worker:
         if self.slot is None or self.state is None:
             return
         state = self.state
-        self.slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
-                       max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
+        slot = self.slot
+        slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
+                  max(self.lags, default=0.0), len(state.connections), tick.SKIPPED[0])
+        slot.write_stats(state.stats, clock(), state.in_flight, time.process_time(),
+                         len(state.websockets), (tick.RUNS[0], tick.FAILED[0]),
+                         (TASKS.queued(), TASKS.handed, TASKS.waited))
+        tables = json.dumps(table_usage()).encode()
+        if tables != self.tables_written:
+            slot.write_tables(tables)
+            self.tables_written = tables
+        self._announce_long_wait(loop)
+
+    def _announce_long_wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fire LongWaitDetected in the app's runtime when the master chose this worker to
+        announce a new long-wait episode (--max-wait-time)."""
+        assert self.slot is not None
+        episode, index, wait, limit = self.slot.slots.long_wait()
+        if episode == self.long_wait_seen:
+            return
+        self.long_wait_seen = episode
+        if index != self.slot.index or "octo.runtime.app" not in sys.modules:
+            return
+        from octo.runtime.app import booted_runtimes
+        from octo.runtime.events import LongWaitDetected
+
+        for runtime in booted_runtimes():
+            task = loop.create_task(runtime.events.dispatch(LongWaitDetected(wait, limit)))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

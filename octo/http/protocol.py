@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import sys
+from bisect import bisect_right
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -20,6 +21,7 @@ from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, format_access
+from octo.stats import BOUNDS, RequestStats, clock, request_start_age
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
@@ -43,6 +45,7 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.requests = 0
+        self.stats = RequestStats()  # for --metrics: read by the worker's heartbeat
         self.stopping = False
         self.server_header = config.server_header
         self.root_path = config.root_path
@@ -72,7 +75,7 @@ class HttpProtocol(asyncio.Protocol):
         "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
         "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
         "flow", "eof", "raw_head", "body_received", "in_message",
-        "in_head", "completed",
+        "in_head", "completed", "began",
     )
 
     def __init__(self, server: ServerState) -> None:
@@ -96,6 +99,7 @@ class HttpProtocol(asyncio.Protocol):
         # middle of the next pipelined request while the previous one is still answered.
         self.in_message = self.in_head = False
         self.completed = 0  # messages parsed so far
+        self.began = 0.0  # when the current request's first byte was parsed (stats.clock)
         self.flow = WriteFlow(self.loop)
 
     # -- transport callbacks ---------------------------------------------------------------
@@ -228,6 +232,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.head_size = self.raw_head = 0
         self.in_message = self.in_head = True
+        self.began = clock()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -273,6 +278,9 @@ class HttpProtocol(asyncio.Protocol):
                              method == b"HEAD")
         self.reading = cycle
         self.body_received = 0
+        cycle.began = self.began
+        if facts.request_start is not None and self.trusted_peer:
+            cycle.request_start = facts.request_start
         server.requests += 1
         self.state = TRANSITIONS[self.state, Event.HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
@@ -347,6 +355,17 @@ class HttpProtocol(asyncio.Protocol):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
+        # Queue wait (first byte to the app call) and busy time, for --metrics.
+        now = clock()
+        stats = server.stats
+        waits = stats.wait
+        wait = now - cycle.began
+        waits.counts[bisect_right(BOUNDS, wait)] += 1
+        waits.total += wait
+        if cycle.request_start is not None:
+            _proxy_wait(stats, cycle.request_start)
+        if not server.in_flight:
+            stats.busy_since = now
         server.in_flight += 1
         cycle.started_at = server.now
         # A fixed name: the default one is formatted per task ("Task-123"). No done
@@ -371,6 +390,16 @@ class HttpProtocol(asyncio.Protocol):
     def app_done(self, cycle: RequestCycle) -> None:
         server = self.server
         server.in_flight -= 1
+        now = clock()
+        stats = server.stats
+        if not server.in_flight:
+            stats.busy += now - stats.busy_since
+        duration = now - cycle.began
+        durations = stats.duration
+        durations.counts[bisect_right(BOUNDS, duration)] += 1
+        durations.total += duration
+        status = cycle.status  # 0: the client left before a response started
+        stats.status[status // 100 if 100 <= status < 600 else 0] += 1
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
         if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
@@ -457,6 +486,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.close()
 
     def _write_error(self, exc: RequestError) -> None:
+        self.server.stats.count_status(exc.status)  # answered by the server, not the app
         self.transport.write(simple_response(exc.status, error_body(exc.status)))
 
     def send_error(self, cycle: RequestCycle, status: int) -> None:
@@ -513,6 +543,7 @@ class HttpProtocol(asyncio.Protocol):
             error_log.warning("header read deadline (--header-timeout %ss) passed for %s; "
                               "closing", self.server.header_timeout, self.client)
             self._transition(Event.TIMEOUT)
+            self.server.stats.count_status(408)
             self.transport.write(simple_response(408, error_body(408)))
             self.transport.close()
         elif state is Conn.IDLE and (now > self.deadline or (
@@ -603,6 +634,15 @@ def _apply_proxy_headers(scope: Scope, headers: list[tuple[bytes, bytes]],
             else:
                 if hosts:
                     scope["client"] = (hosts[0], 0)
+
+
+def _proxy_wait(stats: RequestStats, value: bytes) -> None:
+    """X-Request-Start of a trusted proxy: the wait since the proxy got the request."""
+    age = request_start_age(value)
+    if age is not None:
+        waits = stats.proxy_wait
+        waits.counts[bisect_right(BOUNDS, age)] += 1
+        waits.total += age
 
 
 async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:

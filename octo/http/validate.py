@@ -68,7 +68,7 @@ class HeadFacts:
     """What the connection needs to know about one request head."""
 
     __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked",
-                 "forwarded")
+                 "forwarded", "request_start")
 
     def __init__(self) -> None:
         self.keep_alive = True
@@ -77,6 +77,7 @@ class HeadFacts:
         self.content_length: int | None = None
         self.chunked = False
         self.forwarded = False  # X-Forwarded-For/-Proto present (used only from trusted peers)
+        self.request_start: bytes | None = None  # X-Request-Start (likewise)
 
 
 def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFacts:
@@ -113,6 +114,8 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
             facts.upgrade = value.strip().lower()
         elif name == b"x-forwarded-for" or name == b"x-forwarded-proto":
             facts.forwarded = True
+        elif name == b"x-request-start":
+            facts.request_start = value
     if http11 and hosts != 1:
         raise RequestError(400, f"HTTP/1.1 request with {hosts} Host headers")
     if hosts > 1:
