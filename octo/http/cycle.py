@@ -96,7 +96,7 @@ class RequestCycle:
     held_size = 0
     started_at = 0.0
     timed_out = False
-    began = 0.0  # first byte of the request (octo.stats.clock)
+    began = 0.0  # when the request was queued, else its app call (octo.stats.clock)
     request_start: bytes | None = None  # X-Request-Start of a trusted proxy
 
     def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,

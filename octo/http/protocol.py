@@ -75,7 +75,7 @@ class HttpProtocol(asyncio.Protocol):
         "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
         "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
         "flow", "eof", "raw_head", "body_received", "in_message",
-        "in_head", "completed", "began",
+        "in_head", "completed",
     )
 
     def __init__(self, server: ServerState) -> None:
@@ -99,7 +99,6 @@ class HttpProtocol(asyncio.Protocol):
         # middle of the next pipelined request while the previous one is still answered.
         self.in_message = self.in_head = False
         self.completed = 0  # messages parsed so far
-        self.began = 0.0  # when the current request's first byte was parsed (stats.clock)
         self.flow = WriteFlow(self.loop)
 
     # -- transport callbacks ---------------------------------------------------------------
@@ -232,7 +231,6 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.head_size = self.raw_head = 0
         self.in_message = self.in_head = True
-        self.began = clock()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -278,7 +276,6 @@ class HttpProtocol(asyncio.Protocol):
                              method == b"HEAD")
         self.reading = cycle
         self.body_received = 0
-        cycle.began = self.began
         if facts.request_start is not None and self.trusted_peer:
             cycle.request_start = facts.request_start
         server.requests += 1
@@ -288,6 +285,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.cycle is None and self.to_start is None:
             self.to_start = cycle
         else:
+            cycle.began = clock()  # it waits for the requests before it: see _run
             self.queue.append(cycle)
             self._pause_reading()
 
@@ -355,13 +353,19 @@ class HttpProtocol(asyncio.Protocol):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
-        # Queue wait (first byte to the app call) and busy time, for --metrics.
+        # For --metrics: the queue wait, from the request's head being parsed to the app
+        # call. Most requests start in the read that completed their head (no wait, and no
+        # clock read for it); a pipelined one waits for those before it on the connection.
         now = clock()
         stats = server.stats
         waits = stats.wait
-        wait = now - cycle.began
-        waits.counts[bisect_right(BOUNDS, wait)] += 1
-        waits.total += wait
+        began = cycle.began
+        if began:
+            waits.counts[bisect_right(BOUNDS, now - began)] += 1
+            waits.total += now - began
+        else:
+            waits.counts[0] += 1
+            cycle.began = now
         if cycle.request_start is not None:
             _proxy_wait(stats, cycle.request_start)
         if not server.in_flight:
