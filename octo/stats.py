@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 import weakref
-from bisect import bisect_right
+from bisect import bisect_left
 from typing import Any
 
-# Histogram bucket upper bounds in seconds (Prometheus' ``le``), the last bucket is +Inf.
+# Histogram bucket upper bounds in seconds (Prometheus' ``le``, inclusive: hence
+# bisect_left), the last bucket is +Inf.
 # The defaults of prometheus_client, extended down to 1 ms and up to 30 s.
 BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BUCKETS = len(BOUNDS) + 1
@@ -34,7 +35,7 @@ class Histogram:
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_right(BOUNDS, value)] += 1
+        self.counts[bisect_left(BOUNDS, value)] += 1
         self.total += value
 
     @property
@@ -49,8 +50,8 @@ class RequestStats:
 
     def __init__(self) -> None:
         self.status = [0] * STATUS_CLASSES
-        self.duration = Histogram()  # first byte of the request to the app's return
-        self.wait = Histogram()  # first byte of the request to the app being called
+        self.duration = Histogram()  # the request queued (or its app called) to the return
+        self.wait = Histogram()  # the request's head parsed to the app being called
         self.proxy_wait = Histogram()  # X-Request-Start (from a trusted proxy) to the app call
         self.busy = 0.0  # seconds with at least one request in flight (closed periods)
         self.busy_since = 0.0  # start of the open period, while requests are in flight

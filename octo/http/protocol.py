@@ -6,7 +6,7 @@ import asyncio
 import errno
 import os
 import sys
-from bisect import bisect_right
+from bisect import bisect_left
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -361,7 +361,7 @@ class HttpProtocol(asyncio.Protocol):
         waits = stats.wait
         began = cycle.began
         if began:
-            waits.counts[bisect_right(BOUNDS, now - began)] += 1
+            waits.counts[bisect_left(BOUNDS, now - began)] += 1
             waits.total += now - began
         else:
             waits.counts[0] += 1
@@ -400,7 +400,7 @@ class HttpProtocol(asyncio.Protocol):
             stats.busy += now - stats.busy_since
         duration = now - cycle.began
         durations = stats.duration
-        durations.counts[bisect_right(BOUNDS, duration)] += 1
+        durations.counts[bisect_left(BOUNDS, duration)] += 1
         durations.total += duration
         status = cycle.status  # 0: the client left before a response started
         stats.status[status // 100 if 100 <= status < 600 else 0] += 1
@@ -645,7 +645,7 @@ def _proxy_wait(stats: RequestStats, value: bytes) -> None:
     age = request_start_age(value)
     if age is not None:
         waits = stats.proxy_wait
-        waits.counts[bisect_right(BOUNDS, age)] += 1
+        waits.counts[bisect_left(BOUNDS, age)] += 1
         waits.total += age
 
 

@@ -147,10 +147,11 @@ def _requests(out: Writer, snap: Snapshot) -> None:
                "(none: the client left before a response started).")
     for label, count in zip(STATUS_LABELS, summed.status, strict=True):
         out.sample("octo_requests_total", count, {"status_class": label})
-    out.histogram("octo_request_duration_seconds", "From the request's first byte to the "
+    out.histogram("octo_request_duration_seconds", "From the request's head parsed to the "
                   "app's return.", summed.duration)
-    out.histogram("octo_request_queue_wait_seconds", "From the request's first byte read by "
-                  "a worker to the app being called.", summed.wait)
+    out.histogram("octo_request_queue_wait_seconds", "From the request's head parsed by a "
+                  "worker to the app being called (waiting for the requests before it on "
+                  "its connection).", summed.wait)
     out.histogram("octo_request_proxy_wait_seconds", "From X-Request-Start (sent by a proxy "
                   "in --forwarded-allow-ips) to the app being called.", summed.proxy_wait)
     out.one("octo_requests_in_flight", "gauge", "HTTP requests whose app is running.",
