@@ -97,10 +97,10 @@ class TaskStats:
     def __init__(self) -> None:
         self.handed = 0
         self.waited = 0.0
-        self.queues: weakref.WeakSet[Any] = weakref.WeakSet()  # objects with queued()
+        self.queues: weakref.WeakSet[Any] = weakref.WeakSet()  # objects with .queued
 
     def queued(self) -> int:
-        return sum(queue.queued() for queue in list(self.queues))
+        return sum(queue.queued for queue in list(self.queues))
 
 
 TASKS = TaskStats()

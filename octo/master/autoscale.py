@@ -150,7 +150,7 @@ class Autoscaler:
         if self.above >= SUSTAIN and current < policy.maximum:
             decision = Decision(+1, f"{hot} for {self.above} s")
         elif self.below >= SUSTAIN and current > policy.minimum:
-            decision = Decision(-1, f"idle (busy {sample.busy:.0%} < --scale-down-busy "
+            decision = Decision(-1, f"idle (busy {sample.busy:.1%} < --scale-down-busy "
                                     f"{policy.down_busy:.0%}) for {self.below} s")
         if decision is not None:
             self.last_change = now
@@ -165,5 +165,5 @@ class Autoscaler:
             return (f"queue wait {sample.wait * 1000:.0f} ms > --scale-up-wait "
                     f"{policy.up_wait * 1000:.0f} ms")
         if sample.busy > policy.up_busy:
-            return f"busy {sample.busy:.0%} > --scale-up-busy {policy.up_busy:.0%}"
+            return f"busy {sample.busy:.1%} > --scale-up-busy {policy.up_busy:.0%}"
         return ""
