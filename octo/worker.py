@@ -42,6 +42,7 @@ EXIT_BOOT_ERROR = 3  # lifespan startup failed
 EXIT_APP_LOAD_ERROR = 4  # module:attr could not be imported or is not an ASGI app
 
 CLOCK_INTERVAL = 0.5
+TABLES_EVERY = 4  # pulses between two reports of the tables' usage
 ATTACH_WAIT = 2.0  # seconds connections accepted while closing get to finish attaching
 
 
@@ -78,6 +79,7 @@ class Worker:
         self.pulse: asyncio.TimerHandle | None = None
         self.background: set[asyncio.Task[None]] = set()
         self.tables_written = b""  # the table usage last put in the slot
+        self.reports = 0
         self.long_wait_seen = slot.slots.long_wait()[0] if slot is not None else 0
 
     def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
@@ -116,7 +118,7 @@ class Worker:
         _freeze_boot_objects()
         self.phase = SlotState.READY
         self._pulse(loop)
-        clock = loop.create_task(self._clock())
+        ticking = loop.create_task(self._clock())
         await self.stop_requested.wait()
         self.phase = SlotState.STOPPING
         self._beat(loop)
@@ -124,9 +126,10 @@ class Worker:
         # Keep beating through the app's shutdown: a retiring worker whose shutdown awaits
         # longer than --timeout is not blocked, and the master still checks it.
         await lifespan.shutdown()
-        clock.cancel()
+        ticking.cancel()
         if self.pulse is not None:
             self.pulse.cancel()
+        self._report(loop)
         return EXIT_OK
 
     def _watch_lifeline(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -248,6 +251,7 @@ class Worker:
         callback already queued, so on a saturated loop clock beats came two iterations
         apart and a busy worker could pass for a blocked one."""
         self._beat(loop)
+        self._report(loop)
         self.pulse = loop.call_later(CLOCK_INTERVAL, self._pulse, loop)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -258,13 +262,23 @@ class Worker:
         slot = self.slot
         slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
                   max(self.lags, default=0.0), len(state.connections), tick.SKIPPED[0])
+
+    def _report(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Copy the --metrics counters into the slot (from the pulse, twice a second, and
+        once more at the end: the master adds a gone worker's last counts to its totals)."""
+        if self.slot is None or self.state is None:
+            return
+        state = self.state
+        slot = self.slot
         slot.write_stats(state.stats, clock(), state.in_flight, time.process_time(),
                          len(state.websockets), (tick.RUNS[0], tick.FAILED[0]),
                          (TASKS.queued(), TASKS.handed, TASKS.waited))
-        tables = json.dumps(table_usage()).encode()
-        if tables != self.tables_written:
-            slot.write_tables(tables)
-            self.tables_written = tables
+        self.reports += 1
+        if self.reports % TABLES_EVERY == 1:  # table usage moves slowly: every 2 s
+            tables = json.dumps(table_usage()).encode()
+            if tables != self.tables_written:
+                slot.write_tables(tables)
+                self.tables_written = tables
         self._announce_long_wait(loop)
 
     def _announce_long_wait(self, loop: asyncio.AbstractEventLoop) -> None:
