@@ -229,7 +229,9 @@ def test_hostile_metrics_clients_do_not_stall_the_master(appdir: Path) -> None:
         silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
         huge = socket.create_connection(("127.0.0.1", port), timeout=10)
         half = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
         try:
+            stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\n")  # and no more
             half.sendall(b"GET /metr")
             half.shutdown(socket.SHUT_WR)  # half a request line, then end of input
             huge.sendall(b"GET /metrics HTTP/1.1\r\nX-Filler: " + b"a" * 20000)
@@ -248,7 +250,7 @@ def test_hostile_metrics_clients_do_not_stall_the_master(appdir: Path) -> None:
                 answer = b"HTTP/1.0 431"
             assert answer.startswith(b"HTTP/1.0 431")
         finally:
-            for sock in (*silent, huge, half):
+            for sock in (*silent, huge, half, stalled):
                 sock.close()
 
 
