@@ -206,13 +206,39 @@ def _fail(message: str) -> NoReturn:
 @_control_options
 @_timeout_option("Seconds to wait for the answer. [5]")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status(as_json: bool, wait_timeout: float | None, **where: Any) -> None:
-    """Show the running server's workers."""
-    reply = _ask({"cmd": "status"}, where, wait_timeout)
-    if as_json:
-        click.echo(json.dumps(reply, indent=2))
-    else:
-        click.echo(format_status(reply))
+@click.option("--watch", is_flag=True,
+              help="Refresh the view every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="With --watch: seconds between refreshes.")
+def status(as_json: bool, wait_timeout: float | None, watch: bool, interval: float,
+           **where: Any) -> None:
+    """Show the running server's workers (--watch: a refreshing view)."""
+    if not watch:
+        reply = _ask({"cmd": "status"}, where, wait_timeout)
+        click.echo(json.dumps(reply, indent=2) if as_json else format_status(reply))
+        return
+    if interval <= 0:
+        raise click.UsageError("--interval must be positive")
+    _watch_status(where, wait_timeout, interval, as_json)
+
+
+def _watch_status(where: dict[str, Any], wait_timeout: float | None, interval: float,
+                  as_json: bool) -> None:
+    """Redraw the status until Ctrl-C (exit 0) or the server is gone (exit 1): on a
+    terminal in place, elsewhere (a pipe, a log) one block per refresh."""
+    clear = sys.stdout.isatty()
+    try:
+        while True:
+            reply = _ask({"cmd": "status"}, where, wait_timeout)
+            shown = json.dumps(reply) if as_json else format_status(reply)
+            stamp = time.strftime("%H:%M:%S")
+            if clear:
+                click.echo("\x1b[H\x1b[2J", nl=False)
+            click.echo(f"{stamp}  every {interval:g}s, Ctrl-C to quit\n{shown}\n", nl=clear)
+            sys.stdout.flush()
+            time.sleep(interval)  # the refresh period itself
+    except KeyboardInterrupt:
+        return
 
 
 @cli.command()

@@ -409,3 +409,34 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+def test_status_watch_refreshes_until_ctrl_c(appdir: Path) -> None:
+    import subprocess
+    import sys
+
+    with serve(appdir) as srv:
+        wait_for(lambda: ready_workers(appdir), "a ready worker")
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "octo", "status", "--watch", "--interval", "0.2",
+             "--control", str(appdir / "octo.ctl")], stdout=subprocess.PIPE, text=True)
+        try:
+            assert watcher.stdout is not None
+            heads = 0
+            deadline = time.monotonic() + TIMEOUT
+            while heads < 3 and time.monotonic() < deadline:
+                line = watcher.stdout.readline()
+                assert line, "the watch ended early"
+                heads += line.startswith("master ")
+            assert heads == 3  # three refreshes of the view
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(TIMEOUT) == 0
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+        srv.stop()
+        done = subprocess.run([sys.executable, "-m", "octo", "status", "--watch", "--control",
+                               str(appdir / "octo.ctl")], capture_output=True, text=True,
+                              timeout=TIMEOUT)
+        assert done.returncode == 1 and "no octo server is running" in done.stderr
