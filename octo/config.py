@@ -153,6 +153,12 @@ class Config:
             raise ConfigError("--scale-up-wait must be positive")
 
     @property
+    def reads_load(self) -> bool:
+        """Something reads the workers' counters (--metrics, --max-wait-time, autoscaling):
+        only then do they copy them into their slots and the master sample them."""
+        return self.metrics is not None or self.max_wait_time > 0 or self.autoscale
+
+    @property
     def autoscale(self) -> bool:
         """The master adds and removes HTTP workers itself (--workers MIN:MAX)."""
         return self.min_workers > 0

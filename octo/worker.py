@@ -266,8 +266,8 @@ class Worker:
     def _report(self, loop: asyncio.AbstractEventLoop) -> None:
         """Copy the --metrics counters into the slot (from the pulse, twice a second, and
         once more at the end: the master adds a gone worker's last counts to its totals)."""
-        if self.slot is None or self.state is None:
-            return
+        if self.slot is None or self.state is None or not self.config.reads_load:
+            return  # nobody reads them: no cost while idle
         state = self.state
         slot = self.slot
         slot.write_stats(state.stats, clock(), state.in_flight, time.process_time(),

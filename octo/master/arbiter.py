@@ -199,7 +199,7 @@ class Arbiter:
             error_log.info("--shutdown-delay %s s passed: stopping", self.config.shutdown_delay)
             self.stop(graceful=True)
             return
-        if now >= self.next_step:
+        if now >= self.next_step and self.config.reads_load:
             self.next_step = now + STEP
             self._step(now)
         self._check_watch()
