@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -227,6 +228,9 @@ def _watch_status(where: dict[str, Any], wait_timeout: float | None, interval: f
     """Redraw the status until Ctrl-C (exit 0) or the server is gone (exit 1): on a
     terminal in place, elsewhere (a pipe, a log) one block per refresh."""
     clear = sys.stdout.isatty()
+    # Ctrl-C quits even when started with SIGINT ignored (from a background job or nohup,
+    # where Python installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             reply = _ask({"cmd": "status"}, where, wait_timeout)
