@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
     from octo.runtime.events import (
         Event,
+        LongWaitDetected,
         OperationTerminated,
         RequestHandled,
         RequestReceived,
@@ -53,8 +54,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
                     "octo.runtime.container"),
-    **dict.fromkeys(["Event", "OperationTerminated", "RequestHandled", "RequestReceived",
-                     "RequestTerminated", "TaskReceived", "TickReceived",
+    **dict.fromkeys(["Event", "LongWaitDetected", "OperationTerminated", "RequestHandled",
+                     "RequestReceived", "RequestTerminated", "TaskReceived", "TickReceived",
                      "WorkerErrorOccurred", "WorkerStarting", "WorkerStopping"],
                     "octo.runtime.events"),
     **dict.fromkeys(["Operation", "current_operation"], "octo.runtime.sandbox"),
@@ -93,6 +94,7 @@ __all__ = [
     "Lock",
     "LockReentered",
     "LockTimeout",
+    "LongWaitDetected",
     "NotAwaited",
     "Octo",
     "Operation",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -97,10 +99,33 @@ def cli() -> None:
 @click.option("--ssl-cert-reqs", type=click.IntRange(0, 2),
               help="Client certificates: 0 not asked, 1 optional, 2 required (with "
                    "--ssl-ca-certs). [0]")
-@click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
+@click.option("--workers", "-w",
+              help="Worker processes, 'auto' for one per CPU, or MIN:MAX to autoscale "
+                   "between MIN and MAX. [1]")
 @click.option("--max-workers", type=int,
-              help="The most workers `octo scale` and SIGTTIN may ask for. [4 per CPU, at "
-                   "most one per 64 MiB of memory]")
+              help="The most workers `octo scale`, SIGTTIN and the autoscaler may ask for. "
+                   "[4 per CPU, at most one per 64 MiB of memory]")
+@click.option("--min-workers", type=int,
+              help="Autoscale (with --max-workers): never fewer HTTP workers than this. [off]")
+@click.option("--scale-up-wait", type=float,
+              help="Autoscaling: add a worker when the mean request queue wait stays above "
+                   "this many seconds. [0.05]")
+@click.option("--scale-up-busy", type=float,
+              help="Autoscaling: add a worker when the workers are busy (a request in "
+                   "flight) more than this share of the time, 0-1. [0.8]")
+@click.option("--scale-down-busy", type=float,
+              help="Autoscaling: remove a worker when they are busy less than this. [0.3]")
+@click.option("--scale-cooldown", type=float,
+              help="Autoscaling: seconds after a change before the next one. [5]")
+@click.option("--metrics",
+              help="Serve /metrics (Prometheus), /livez, /readyz and a dashboard at / on "
+                   "HOST:PORT, from the master. [off]")
+@click.option("--max-wait-time", type=float,
+              help="Warn (and fire LongWaitDetected) when requests wait longer than this "
+                   "many seconds before the app is called. [off]")
+@click.option("--shutdown-delay", type=float,
+              help="On SIGTERM, fail /readyz and keep serving this many seconds before "
+                   "stopping (for load balancers, Kubernetes). [0]")
 @click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
               help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
                    "none: upgrades are served as plain HTTP. [auto]")
@@ -258,13 +283,42 @@ def _fail(message: str) -> NoReturn:
 @_control_options
 @_timeout_option("Seconds to wait for the answer. [5]")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status(as_json: bool, wait_timeout: float | None, **where: Any) -> None:
-    """Show the running server's workers."""
-    reply = _ask({"cmd": "status"}, where, wait_timeout)
-    if as_json:
-        click.echo(json.dumps(reply, indent=2))
-    else:
-        click.echo(format_status(reply))
+@click.option("--watch", is_flag=True,
+              help="Refresh the view every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="With --watch: seconds between refreshes.")
+def status(as_json: bool, wait_timeout: float | None, watch: bool, interval: float,
+           **where: Any) -> None:
+    """Show the running server's workers (--watch: a refreshing view)."""
+    if not watch:
+        reply = _ask({"cmd": "status"}, where, wait_timeout)
+        click.echo(json.dumps(reply, indent=2) if as_json else format_status(reply))
+        return
+    if interval <= 0:
+        raise click.UsageError("--interval must be positive")
+    _watch_status(where, wait_timeout, interval, as_json)
+
+
+def _watch_status(where: dict[str, Any], wait_timeout: float | None, interval: float,
+                  as_json: bool) -> None:
+    """Redraw the status until Ctrl-C (exit 0) or the server is gone (exit 1): on a
+    terminal in place, elsewhere (a pipe, a log) one block per refresh."""
+    clear = sys.stdout.isatty()
+    # Ctrl-C quits even when started with SIGINT ignored (from a background job or nohup,
+    # where Python installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while True:
+            reply = _ask({"cmd": "status"}, where, wait_timeout)
+            shown = json.dumps(reply) if as_json else format_status(reply)
+            stamp = time.strftime("%H:%M:%S")
+            if clear:
+                click.echo("\x1b[H\x1b[2J", nl=False)
+            click.echo(f"{stamp}  every {interval:g}s, Ctrl-C to quit\n{shown}\n", nl=clear)
+            sys.stdout.flush()
+            time.sleep(interval)  # the refresh period itself
+    except KeyboardInterrupt:
+        return
 
 
 @cli.command()
@@ -388,20 +442,48 @@ def _bench_plan(url: str, connections: int, duration: float | None, requests: in
 
 def format_status(reply: dict[str, Any]) -> str:
     ceiling = f"  max {reply['max_workers']}" if reply.get("max_workers") else ""
+    scaling = reply.get("autoscale")
+    if scaling:
+        ceiling = f"  autoscale {scaling['min']}..{scaling['max']}"
     head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
             f"generation {reply['generation']}{ceiling}"
-            f"{'  STOPPING' if reply['stopping'] else ''}")
+            f"{'  STOPPING' if reply['stopping'] else ''}"
+            f"{'  DRAINING' if reply.get('draining') and not reply['stopping'] else ''}")
     columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "CONNS", "RSS", "CPU%",
                "BEAT", "LAG", "TICKSKIP"]
     rows = [columns, *(_status_row(w) for w in reply["workers"])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]
+    lines += _load_lines(reply)
     last = reply.get("reload")
     if last and last["state"] != "done":
         lines.append(f"reload to generation {last['generation']}: {last['state']}"
                      + (f" ({last['error']})" if last["error"] else ""))
     return "\n".join([head, *lines])
+
+
+def _load_lines(reply: dict[str, Any]) -> list[str]:
+    """The load of the last second, a long wait, restarts (what --metrics also shows)."""
+    lines = []
+    load = reply.get("load")
+    if load:
+        wait = "-" if load["wait"] is None else f"{load['wait'] * 1000:.1f}ms"
+        lines.append(f"load: queue wait {wait}  busy {load['busy']:.0%}")
+    watch = reply.get("long_wait")
+    if watch and watch["active"]:
+        since = time.strftime("%H:%M:%S", time.localtime(watch["since"])) \
+            if watch["since"] else "?"
+        lines.append(f"LONG WAIT since {since}: requests wait above --max-wait-time "
+                     f"{watch['limit']}s (peak {watch['peak'] * 1000:.0f}ms; LongWaitDetected "
+                     f"episode {watch['episodes']})")
+    elif watch and watch["episodes"]:
+        lines.append(f"long waits: {watch['episodes']} episode(s), none now")
+    restarts = reply.get("restarts")
+    if restarts:
+        lines.append("restarts: " + ", ".join(f"{cause} {count}" for cause, count
+                                              in sorted(restarts.items())))
+    return lines
 
 
 def _status_row(w: dict[str, Any]) -> list[str]:

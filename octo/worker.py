@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import json
 import os
 import signal
 import socket
@@ -29,7 +30,8 @@ from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
 from octo.master import orphan
 from octo.master.slots import SlotState, SlotWriter
-from octo.runtime.tick import SKIPPED as TICKS_SKIPPED
+from octo.runtime import tick
+from octo.stats import TASKS, clock, table_usage
 from octo.tls import ssl_context
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ EXIT_BOOT_ERROR = 3  # lifespan startup failed
 EXIT_APP_LOAD_ERROR = 4  # module:attr could not be imported or is not an ASGI app
 
 CLOCK_INTERVAL = 0.5
+TABLES_EVERY = 4  # pulses between two reports of the tables' usage
 ATTACH_WAIT = 2.0  # seconds connections accepted while closing get to finish attaching
 
 
@@ -75,6 +78,10 @@ class Worker:
         self.force = False
         self.started_at = time.time()
         self.pulse: asyncio.TimerHandle | None = None
+        self.background: set[asyncio.Task[None]] = set()
+        self.tables_written = b""  # the table usage last put in the slot
+        self.reports = 0
+        self.long_wait_seen = slot.slots.long_wait()[0] if slot is not None else 0
 
     def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
         """Blocking entry point; returns the process exit code."""
@@ -112,7 +119,7 @@ class Worker:
         _freeze_boot_objects()
         self.phase = SlotState.READY
         self._pulse(loop)
-        clock = loop.create_task(self._clock())
+        ticking = loop.create_task(self._clock())
         await self.stop_requested.wait()
         self.phase = SlotState.STOPPING
         self._beat(loop)
@@ -120,9 +127,10 @@ class Worker:
         # Keep beating through the app's shutdown: a retiring worker whose shutdown awaits
         # longer than --timeout is not blocked, and the master still checks it.
         await lifespan.shutdown()
-        clock.cancel()
+        ticking.cancel()
         if self.pulse is not None:
             self.pulse.cancel()
+        self._report(loop)
         return EXIT_OK
 
     def _watch_lifeline(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -234,6 +242,7 @@ class Worker:
         callback already queued, so on a saturated loop clock beats came two iterations
         apart and a busy worker could pass for a blocked one."""
         self._beat(loop)
+        self._report(loop)
         self.pulse = loop.call_later(CLOCK_INTERVAL, self._pulse, loop)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -241,8 +250,45 @@ class Worker:
         if self.slot is None or self.state is None:
             return
         state = self.state
-        self.slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
-                       max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
+        slot = self.slot
+        slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
+                  max(self.lags, default=0.0), len(state.connections), tick.SKIPPED[0])
+
+    def _report(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Copy the --metrics counters into the slot (from the pulse, twice a second, and
+        once more at the end: the master adds a gone worker's last counts to its totals)."""
+        if self.slot is None or self.state is None or not self.config.reads_load:
+            return  # nobody reads them: no cost while idle
+        state = self.state
+        slot = self.slot
+        slot.write_stats(state.stats, clock(), state.in_flight, time.process_time(),
+                         len(state.websockets), (tick.RUNS[0], tick.FAILED[0]),
+                         (TASKS.queued(), TASKS.handed, TASKS.waited))
+        self.reports += 1
+        if self.reports % TABLES_EVERY == 1:  # table usage moves slowly: every 2 s
+            tables = json.dumps(table_usage()).encode()
+            if tables != self.tables_written:
+                slot.write_tables(tables)
+                self.tables_written = tables
+        self._announce_long_wait(loop)
+
+    def _announce_long_wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fire LongWaitDetected in the app's runtime when the master chose this worker to
+        announce a new long-wait episode (--max-wait-time)."""
+        assert self.slot is not None
+        episode, index, wait, limit = self.slot.slots.long_wait()
+        if episode == self.long_wait_seen:
+            return
+        self.long_wait_seen = episode
+        if index != self.slot.index or "octo.runtime.app" not in sys.modules:
+            return
+        from octo.runtime.app import booted_runtimes
+        from octo.runtime.events import LongWaitDetected
+
+        for runtime in booted_runtimes():
+            task = loop.create_task(runtime.events.dispatch(LongWaitDetected(wait, limit)))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from octo.logs import access_log, escape, format_access
+from octo.stats import clock
 
 if TYPE_CHECKING:
     from octo.http.cycle import RequestCycle
@@ -91,7 +92,7 @@ class AccessLog:
             "status": cycle.status if cycle.head_sent else None,
             "ended": None if cycle.complete else cycle.ended,  # why it was cut short
             "bytes": cycle.sent_bytes,
-            "duration": round(time.perf_counter() - cycle.began, 6),
+            "duration": round(clock() - cycle.began, 6),  # from its queueing, see _run
             "client": escape(f"{client[0]}:{client[1]}") if client else "-",
             "request_id": cycle.request_id,
             "pid": self.pid,

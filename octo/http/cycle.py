@@ -126,12 +126,13 @@ class RequestCycle:
     held: list[bytes] | None = None  # response bytes not yet handed to the transport
     held_size = 0
     started_at = 0.0  # on ServerState.clock, read only under --max-execution-time
-    began = 0.0  # perf_counter() when the app was called, for the access log's duration
     request_id: str | None = None
     timed_out = False
     deadline_timer: asyncio.TimerHandle | None = None  # --max-execution-time
     # Why a response that never completed ended, for its access-log line.
     ended: str | None = None
+    began = 0.0  # when the request was queued, else its app call (octo.stats.clock)
+    request_start: bytes | None = None  # X-Request-Start of a trusted proxy
 
     def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:

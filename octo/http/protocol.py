@@ -7,8 +7,8 @@ import errno
 import os
 import sys
 import time
+from bisect import bisect_left
 from collections import deque
-from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,6 +26,7 @@ from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.static import StaticFiles
 from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, escape, peer
+from octo.stats import BOUNDS, RequestStats, clock, request_start_age
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
@@ -59,6 +60,7 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.requests = 0
+        self.stats = RequestStats()  # for --metrics: read by the worker's heartbeat
         self.stopping = False
         self.server_header = config.server_header
         self.root_path = config.root_path
@@ -487,6 +489,8 @@ class HttpProtocol(asyncio.Protocol):
             self._start_chunked(cycle)
         self.reading = cycle
         self.body_received = 0
+        if facts.request_start is not None and self.trusted_peer:
+            cycle.request_start = facts.request_start
         server.requests += 1
         self.state = TRANSITIONS[self.state, Event.HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
@@ -494,6 +498,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.cycle is None and self.to_start is None:
             self.to_start = cycle
         else:
+            cycle.began = clock()  # it waits for the requests before it: see _run
             self.queue.append(cycle)
             self._pause_reading()
 
@@ -594,12 +599,27 @@ class HttpProtocol(asyncio.Protocol):
         prefixes = server.static_prefixes
         if prefixes and cycle.scope["raw_path"].startswith(prefixes):
             app = server.static  # type: ignore[assignment]
-        if server.access_log and server.access.structured:
-            cycle.began = perf_counter()  # for the duration field
         if limit is not None and (server.in_flight >= limit or len(server.connections) > limit):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
+        # For --metrics: the queue wait, from the request's head being parsed to the app
+        # call. Most requests start in the read that completed their head (no wait, and no
+        # clock read for it); a pipelined one waits for those before it on the connection.
+        now = clock()
+        stats = server.stats
+        waits = stats.wait
+        began = cycle.began
+        if began:
+            waits.counts[bisect_left(BOUNDS, now - began)] += 1
+            waits.total += now - began
+        else:
+            waits.counts[0] += 1
+            cycle.began = now
+        if cycle.request_start is not None:
+            _proxy_wait(stats, cycle.request_start)
+        if not server.in_flight:
+            stats.busy_since = now
         server.in_flight += 1
         if server.max_execution_time:
             cycle.started_at = server.clock()
@@ -629,6 +649,16 @@ class HttpProtocol(asyncio.Protocol):
         server.in_flight -= 1
         if cycle.deadline_timer is not None:
             cycle.disarm_deadline()
+        now = clock()
+        stats = server.stats
+        if not server.in_flight:
+            stats.busy += now - stats.busy_since
+        duration = now - cycle.began
+        durations = stats.duration
+        durations.counts[bisect_left(BOUNDS, duration)] += 1
+        durations.total += duration
+        status = cycle.status  # 0: the client left before a response started
+        stats.status[status // 100 if 100 <= status < 600 else 0] += 1
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
         if not cycle.complete and server.access_log:
@@ -710,6 +740,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.close()
 
     def _write_error(self, exc: RequestError) -> None:
+        self.server.stats.count_status(exc.status)  # answered by the server, not the app
         self.transport.write(simple_response(exc.status, error_body(exc.status)))
 
     def send_error(self, cycle: RequestCycle, status: int) -> None:
@@ -774,6 +805,7 @@ class HttpProtocol(asyncio.Protocol):
             error_log.warning("header read deadline (--header-timeout %ss) passed for %s; "
                               "closing", self.server.header_timeout, peer(self.client))
             self._transition(Event.TIMEOUT)
+            self.server.stats.count_status(408)
             self.transport.write(simple_response(408, error_body(408)))
             self.transport.close()
         elif state is Conn.IDLE and (now > self.deadline or (
@@ -958,6 +990,15 @@ def _apply_proxy_headers(scope: Scope, headers: list[tuple[bytes, bytes]],
             else:
                 if hosts:
                     scope["client"] = (hosts[0], 0)
+
+
+def _proxy_wait(stats: RequestStats, value: bytes) -> None:
+    """X-Request-Start of a trusted proxy: the wait since the proxy got the request."""
+    age = request_start_age(value)
+    if age is not None:
+        waits = stats.proxy_wait
+        waits.counts[bisect_left(BOUNDS, age)] += 1
+        waits.total += age
 
 
 async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:

@@ -77,7 +77,7 @@ class HeadFacts:
     """What the connection needs to know about one request head."""
 
     __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked",
-                 "forwarded", "request_id")
+                 "forwarded", "request_id", "request_start")
 
     def __init__(self) -> None:
         self.keep_alive = True
@@ -87,6 +87,7 @@ class HeadFacts:
         self.chunked = False
         self.forwarded = False  # X-Forwarded-For/-Proto present (used only from trusted peers)
         self.request_id: bytes | None = None  # the --request-id-header value, unchecked
+        self.request_start: bytes | None = None  # X-Request-Start (likewise)
 
 
 def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
@@ -127,6 +128,8 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
             facts.forwarded = True
         elif name == request_id_header:
             facts.request_id = value
+        elif name == b"x-request-start":
+            facts.request_start = value
     if http11 and hosts != 1:
         raise RequestError(400, f"HTTP/1.1 request with {hosts} Host headers")
     if hosts > 1:

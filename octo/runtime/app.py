@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
 from typing import Any, TypeVar, cast
 
@@ -27,6 +28,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+_BOOTED: weakref.WeakSet[Octo] = weakref.WeakSet()
+
+
+def booted_runtimes() -> list[Octo]:
+    """The runtimes booted in this process (their events hear LongWaitDetected)."""
+    return list(_BOOTED)
 
 
 class Octo:
@@ -126,6 +135,7 @@ class Octo:
             await self.events.dispatch(ev.WorkerStarting())
             await self.container.boot()
             self.booted = True
+            _BOOTED.add(self)
             self.ticks.start()
 
     async def stop(self) -> None:

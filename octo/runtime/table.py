@@ -33,6 +33,7 @@ from typing import Any
 from octo.logs import error_log
 from octo.runtime import rundir, shmfiles
 from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available
+from octo.stats import TABLES
 
 _HEADER = struct.Struct("<8sQQQ")  # magic, capacity, used, lock word
 HEADER_SIZE = _HEADER.size
@@ -108,6 +109,7 @@ class Table:
         self._open(server_id)
         self.ints = memoryview(self.mem).cast("q")
         self.floats = memoryview(self.mem).cast("d")
+        TABLES[name] = self
 
     def _layout(self) -> None:
         """Column offsets: numeric columns first so each lands on an 8-byte boundary."""
@@ -383,6 +385,11 @@ class Table:
     def __len__(self) -> int:
         with self.lock:
             return int(self.ints[2])
+
+    def usage(self) -> tuple[int, int]:
+        """(rows used, capacity), read without the lock (one aligned word): for --metrics,
+        which must never wait on a table."""
+        return int(self.ints[2]), self.capacity
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(key, row) pairs; each row is read under the lock, so it is never torn."""

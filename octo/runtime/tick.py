@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 
 LEADER_TTL = 1.0
 POLL = 0.05
-SKIPPED = [0]  # ticks skipped by this process (read into the worker's status slot)
+# Ticks this process skipped, ran and saw fail (read into the worker's status slot).
+SKIPPED = [0]
+RUNS = [0]
+FAILED = [0]
 
 
 class TickError(ValueError):
@@ -196,8 +199,10 @@ class TickRunner:
                 ctx = contextvars.copy_context()
                 call = functools.partial(ctx.run, functools.partial(tick.fn, **kwargs))
                 await asyncio.get_running_loop().run_in_executor(None, call)
+            RUNS[0] += 1
             runtime.tick_stats.incr(tick.name, "runs")
         except Exception:
+            FAILED[0] += 1
             runtime.tick_stats.incr(tick.name, "errors")
             error_log.exception("tick %r raised; the schedule goes on", tick.name)
         finally:
