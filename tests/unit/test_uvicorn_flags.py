@@ -5,6 +5,7 @@ and the --env-file reader."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from octo.envfile import EnvFileError, load, parse
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """``octo serve`` up to the point it would start the master: the settings it would
-    serve with, and the environment then."""
+    serve with, and the environment then. ``--env-file`` writes into this process's
+    environment: it is put back afterwards (an OCTO_MAX_REQUESTS=5 left behind made every
+    server the suite started later recycle its workers after 5 requests)."""
     seen: list[Any] = []
+    saved = dict(os.environ)
 
     def fake_main(cfg: Config) -> int:
         seen.append((cfg, dict(os.environ)))
@@ -31,7 +35,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setattr(octo.cli, "setup_logging", lambda *a: None)
     for name in [k for k in os.environ if k.startswith("OCTO_")]:
         monkeypatch.delenv(name)
-    return seen
+    yield seen
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def serve(*args: str) -> Any:
