@@ -37,10 +37,17 @@ def _process_local_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def settle(runner: TickRunner) -> None:
-    """Let every tick run started so far finish (they are tasks on this loop)."""
+    """Let every tick run started so far finish (they are tasks on this loop), down to the
+    done callback that clears its mark. Waiting for the tasks alone is not that: on 3.12
+    the waiter could resume before the callback had run, and the next step saw the tick
+    still running."""
     await asyncio.sleep(0)
     if runner.running:
         await asyncio.wait_for(asyncio.gather(*runner.running), DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while runner.running:  # emptied by each run's done callback
+        assert time.monotonic() < deadline, "a tick run's done callback never ran"
+        await asyncio.sleep(0)
 
 
 async def wait_until(predicate: Callable[[], bool], what: str) -> None:
