@@ -107,6 +107,27 @@ ServerFactory = Callable[..., Server]
 """The ``octo_server`` fixture: ``octo_server("module:app", *args, **run_command_kwargs)``."""
 
 
+def read_until_closed(sock: socket.socket, limit: float = 10.0, reset: bool = False) -> bytes:
+    """Everything the server sends until it closes the connection. Fails the test when it
+    is still open after *limit* seconds, or when it is reset instead of closed (unless
+    *reset*: the caller allows it, and gets what came before)."""
+    sock.settimeout(limit)
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise AssertionError(f"connection still open after {limit}s; got "
+                                 f"{out[:300]!r}") from None
+        except ConnectionResetError:
+            if reset:
+                return out
+            raise AssertionError(f"reset instead of closed; got {out[:300]!r}") from None
+        if not chunk:
+            return out
+        out += chunk
+
+
 def listening_socket(host: str = "127.0.0.1") -> socket.socket:
     """A TCP socket bound to an ephemeral port and listening, inheritable by a child."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,24 +9,10 @@ import socket
 from pathlib import Path
 
 from harness import parse_responses
-from server import ROOT, Server, run_server
+from server import ROOT, Server, read_until_closed, run_server
 
 APP = ("apps.serving:app", "--app-dir", str(ROOT / "tests"), "--graceful-timeout", "1")
 
-
-def read_until_closed(sock: socket.socket, limit: float = 30.0) -> bytes:
-    sock.settimeout(limit)
-    out = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise AssertionError(f"still open after {limit}s; got {out[:300]!r}") from None
-        except ConnectionResetError:
-            raise AssertionError(f"reset instead of closed; got {out[:300]!r}") from None
-        if not chunk:
-            return out
-        out += chunk
 
 
 def hold(server: Server, sock: socket.socket, request: bytes) -> None:
@@ -43,7 +29,7 @@ def test_a_request_held_past_the_graceful_timeout_gets_503(tmp_path: Path) -> No
             hold(server, sock, b"GET /hold?%s HTTP/1.1\r\nHost: x\r\n\r\n" % bytes(never)
                  + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a second one, never started
             server.process.send_signal(signal.SIGTERM)
-            out = read_until_closed(sock)
+            out = read_until_closed(sock, 30)
         assert server.process.wait(30) == 0
         log = server.log()
     [reply] = parse_responses(out)
@@ -79,7 +65,7 @@ def test_the_503_log_line_escapes_the_path(tmp_path: Path) -> None:
             hold(server, sock, b"GET /hold" + forged + b"?%s HTTP/1.1\r\nHost: x\r\n\r\n"
                  % bytes(never))
             server.process.send_signal(signal.SIGTERM)
-            assert parse_responses(read_until_closed(sock))[0].status == 503
+            assert parse_responses(read_until_closed(sock, 30))[0].status == 503
         assert server.process.wait(30) == 0
         log = server.log()
     assert "GET /hold\\x0d\\x0a2026-01-01 00:00:00,000 [1] ERROR forged\\u2028x from" in log

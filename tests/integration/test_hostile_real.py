@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from harness import Response, parse_responses
-from server import ROOT, Server, run_server
+from server import ROOT, Server, read_until_closed, run_server
 
 APP = "apps.serving:app"
 DJANGO_APP = "apps.django_hostile.asgi:application"
@@ -47,29 +47,13 @@ def connect(server: Server, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection((server.host, server.port), timeout=timeout)
 
 
-def read_until_closed(sock: socket.socket, limit: float = 10.0) -> bytes:
-    """Everything until the server closes; fails the test if it does not within *limit*."""
-    sock.settimeout(limit)
-    out = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise AssertionError(f"connection still open after {limit}s; got "
-                                 f"{out[:300]!r}") from None
-        except ConnectionResetError:
-            return out
-        if not chunk:
-            return out
-        out += chunk
-
 
 def exchange(server: Server, data: bytes, half_close: bool = False) -> bytes:
     with connect(server) as sock:
         sock.sendall(data)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        return read_until_closed(sock)
+        return read_until_closed(sock, reset=True)
 
 
 # -- item 3 ----------------------------------------------------------------------------------
@@ -292,7 +276,7 @@ def test_a_body_byte_then_silence_is_cut_at_the_body_timeout(srv, framing: bytes
     since = srv.log_size()
     with connect(srv) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n" + framing + b"x")
-        out = read_until_closed(sock, limit=30)
+        out = read_until_closed(sock, 30, reset=True)
     assert [r.status for r in parse_responses(out)] == [408], out
     log = srv.wait_for_log("--body-timeout 2.0s", since=since)
     assert re.search(r"too slow: [01] bytes in 2\.0s", log), log
@@ -306,7 +290,7 @@ def test_a_body_above_the_minimum_rate_is_not_cut(srv) -> None:
         for _ in range(30):  # 1000 bytes/s for 3 s: over two --body-timeout windows
             sock.sendall(b"x" * 100)
             time.sleep(0.1)
-        out = read_until_closed(sock)
+        out = read_until_closed(sock, reset=True)
     assert [(r.status, r.body) for r in parse_responses(out)] == [(200, b"3000")]
 
 
@@ -337,7 +321,7 @@ def test_a_client_that_never_reads_a_file_is_aborted(tmp_path: Path) -> None:
         _never_read(server, b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n", "--send-timeout")
         with connect(server) as probe:  # the worker goes on serving
             probe.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert parse_responses(read_until_closed(probe))[0].body == b"hello"
+            assert parse_responses(read_until_closed(probe, reset=True))[0].body == b"hello"
         assert "Traceback" not in server.log()
 
 

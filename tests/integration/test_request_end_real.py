@@ -12,7 +12,7 @@ import time
 
 import pytest
 from harness import parse_responses
-from server import ROOT, Server, run_server
+from server import ROOT, Server, read_until_closed, run_server
 
 pytest.importorskip("starlette")
 
@@ -32,12 +32,6 @@ def get(server: Server, target: str) -> socket.socket:
     return sock
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    out = b""
-    while chunk := sock.recv(65536):
-        out += chunk
-    return out
-
 
 def read_head(sock: socket.socket) -> bytes:
     data = b""
@@ -56,7 +50,7 @@ def timed_requests(server: Server, target: str) -> list[tuple[float, bytes]]:
     def one(i: int) -> None:
         start = time.monotonic()
         with get(server, target) as sock:
-            out = read_until_closed(sock)
+            out = read_until_closed(sock, WAIT)
         results[i] = (time.monotonic() - start, out)
 
     threads = []
@@ -102,7 +96,7 @@ def test_a_stream_past_the_limit_is_cut_and_logged_as_an_abort(limited) -> None:
     since = limited.log_size()
     start = time.monotonic()
     with get(limited, "/stream-slow") as sock:
-        out = read_until_closed(sock)
+        out = read_until_closed(sock, WAIT)
     elapsed = time.monotonic() - start
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and b"first part" in body
@@ -161,7 +155,7 @@ def test_a_client_leaving_an_event_stream_is_one_access_line_and_no_error(stream
     assert "ERROR" not in log and "Traceback" not in log, log
     # The worker carries on.
     with get(streams, "/sleep?s=0") as fresh:
-        assert read_until_closed(fresh).endswith(b"slept")
+        assert read_until_closed(fresh, WAIT).endswith(b"slept")
 
 
 def test_a_client_that_stops_reading_a_stream_is_aborted_with_one_access_line(streams) -> None:
