@@ -122,6 +122,22 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect_body=b'{"message": "Hello, world!"}',
     ),
     Scenario(
+        name="django_sync",
+        description="the same Django project, a sync view (run in a thread, as Django runs "
+                    "every sync view under ASGI)",
+        app="django_bench.asgi:application",
+        path="/json-sync",
+        expect_body=b'{"message": "Hello, world!"}',
+    ),
+    Scenario(
+        name="django_handler",
+        description="the sync view, served as most projects serve Django: the ASGIHandler "
+                    "that get_asgi_application() returns, no lifespan",
+        app="django_bench.asgi:django_app",
+        path="/json-sync",
+        expect_body=b'{"message": "Hello, world!"}',
+    ),
+    Scenario(
         name="hello_close",
         description="hello with keep-alive off: every request on a new connection "
                     "(Connection: close)",

@@ -104,7 +104,9 @@ def _resolve(table: dict[str, str], value: str, path: Path) -> str:
 # Object groups, first match wins: (label, test on the object's path).
 GROUPS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("interpreter (libpython)", re.compile(r"/libpython3[^/]*\.so|/bin/python3[.\d]*$")),
-    ("octo compiled", re.compile(r"/octo/[^ ]*\.so$|/octo__mypyc[^/]*\.so$")),
+    # octo's own package only: a checkout in a directory named octo has its venv's other
+    # packages under /octo/ too (the README's clone did: httptools counted as octo's).
+    ("octo compiled", re.compile(r"/octo/(?!.*/site-packages/)[^ ]*\.so$|/octo__mypyc[^/]*\.so$")),
     ("httptools", re.compile(r"/httptools/")),
     ("uvloop", re.compile(r"/uvloop/")),
     ("granian (Rust)", re.compile(r"/granian/")),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
     from octo.runtime.events import (
         Event,
+        LongWaitDetected,
         OperationTerminated,
         RequestHandled,
         RequestReceived,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         WorkerStopping,
     )
     from octo.runtime.sandbox import Operation, current_operation
+    from octo.runtime.shmlock import LockReentered
     from octo.runtime.table import (
         Bytes,
         Float,
@@ -52,11 +54,12 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
                     "octo.runtime.container"),
-    **dict.fromkeys(["Event", "OperationTerminated", "RequestHandled", "RequestReceived",
-                     "RequestTerminated", "TaskReceived", "TickReceived",
+    **dict.fromkeys(["Event", "LongWaitDetected", "OperationTerminated", "RequestHandled",
+                     "RequestReceived", "RequestTerminated", "TaskReceived", "TickReceived",
                      "WorkerErrorOccurred", "WorkerStarting", "WorkerStopping"],
                     "octo.runtime.events"),
     **dict.fromkeys(["Operation", "current_operation"], "octo.runtime.sandbox"),
+    "LockReentered": "octo.runtime.shmlock",
     **dict.fromkeys(["Bytes", "Float", "Int", "Str", "Table", "TableError", "TableFull",
                      "ValueTooLarge"], "octo.runtime.table"),
     **dict.fromkeys(["TaskFailed", "TaskQueueFull", "TaskWorkerLost"], "octo.runtime.tasks"),
@@ -89,7 +92,9 @@ __all__ = [
     "Int",
     "Lifetime",
     "Lock",
+    "LockReentered",
     "LockTimeout",
+    "LongWaitDetected",
     "NotAwaited",
     "Octo",
     "Operation",

@@ -3,8 +3,10 @@
 With one shared socket, the worker that wakes first accepts every pending connection, so a
 burst of connections lands on one or two workers. Here each worker accepts itself, one
 connection per wake-up, and holds back while it has more open connections than the least
-loaded worker (counts live in shared memory) — up to a short bound, so a stuck sibling
-cannot stall accepting.
+loaded worker (counts live in shared memory). Only siblings that beat recently count (see
+``SlotWriter.fair_to_accept``): a worker whose loop is blocked accepts nothing, so nobody
+waits for it. Holding back is also bounded (MAX_HOLDS), for the second it takes a blocked
+sibling's beat to go stale.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from octo.logs import error_log
 
 SLACK = 1  # connections above the least loaded worker before holding back
 HOLD = 0.002  # seconds to step aside before looking again
-MAX_HOLDS = 10  # then accept anyway (a sibling may be blocked)
+MAX_HOLDS = 10  # then accept anyway (a sibling may have blocked since its last beat)
 
 
 class BalancedAcceptor:

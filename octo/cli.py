@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,8 +64,8 @@ def cli() -> None:
 @click.option("--send-timeout", type=float,
               help="Abort a connection whose response makes no write progress for this "
                    "many seconds (a client that stops reading). 0: off. [60]")
-@click.option("--graceful-timeout", type=float,
-              help="Seconds to let in-flight requests finish on stop. [default: 30]")
+@click.option("--graceful-timeout", "--timeout-graceful-shutdown", "graceful_timeout",
+              type=float, help="Seconds to let in-flight requests finish on stop. [30]")
 @click.option("--limit-concurrency", type=int,
               help="Answer 503 at once beyond this many concurrent requests/connections.")
 @click.option("--limit-request-line", type=int, help="Max request-target bytes (414). [8190]")
@@ -82,13 +84,61 @@ def cli() -> None:
               type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
               help="[default: info]")
 @click.option("--access-log/--no-access-log", default=None, help="[default: on]")
+@click.option("--access-log-format",
+              help="Access line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s "
+                   "%(M)s %({x-request-id}i)s'. [the default line]")
+@click.option("--access-log-json/--no-access-log-json", default=None,
+              help="One JSON object per request: time, method, path, status, bytes, "
+                   "duration, client, request_id, pid, user_agent. [off]")
+@click.option("--request-id/--no-request-id", default=None,
+              help="Give each request an id: the --request-id-header value when safe, else "
+                   "a generated one; in scope['state']['request_id'] and the access log. [on]")
+@click.option("--request-id-header", help="Header carrying the request id. [X-Request-ID]")
+@click.option("--echo-request-id/--no-echo-request-id", default=None,
+              help="Send the request id back in the --request-id-header response header. "
+                   "[off]")
+@click.option("--static", multiple=True, metavar="/PREFIX=DIR",
+              help="Serve files under DIR at /PREFIX without calling the app (repeatable).")
+@click.option("--static-max-age", type=int,
+              help="Cache-Control max-age in seconds for static files (0: no-cache); names "
+                   "with a content hash (app.3f2a9c.js) get a year, immutable. [3600]")
 @click.option("--server-header/--no-server-header", default=None, help="[default: on]")
 @click.option("--ssl-keyfile", help="TLS private key file.")
 @click.option("--ssl-certfile", help="TLS certificate chain file.")
-@click.option("--workers", "-w", help="Worker processes, or 'auto' for one per CPU. [1]")
+@click.option("--ssl-keyfile-password",
+              help="Password of an encrypted --ssl-keyfile (OCTO_SSL_KEYFILE_PASSWORD keeps "
+                   "it out of the process list).")
+@click.option("--ssl-ca-certs", help="CA certificates file to verify client certificates.")
+@click.option("--ssl-cert-reqs", type=click.IntRange(0, 2),
+              help="Client certificates: 0 not asked, 1 optional, 2 required (with "
+                   "--ssl-ca-certs). [0]")
+@click.option("--workers", "-w",
+              help="Worker processes, 'auto' for one per CPU, or MIN:MAX to autoscale "
+                   "between MIN and MAX. [1]")
 @click.option("--max-workers", type=int,
-              help="The most workers `octo scale` and SIGTTIN may ask for. [4 per CPU, at "
-                   "most one per 64 MiB of memory]")
+              help="The most workers `octo scale`, SIGTTIN and the autoscaler may ask for. "
+                   "[4 per CPU, at most one per 64 MiB of memory]")
+@click.option("--min-workers", type=int,
+              help="Autoscale (with --max-workers): never fewer HTTP workers than this. [off]")
+@click.option("--scale-up-wait", type=float,
+              help="Autoscaling: add a worker when the mean request queue wait stays above "
+                   "this many seconds. [0.05]")
+@click.option("--scale-up-busy", type=float,
+              help="Autoscaling: add a worker when the workers are busy (a request in "
+                   "flight) more than this share of the time, 0-1. [0.8]")
+@click.option("--scale-down-busy", type=float,
+              help="Autoscaling: remove a worker when they are busy less than this. [0.3]")
+@click.option("--scale-cooldown", type=float,
+              help="Autoscaling: seconds after a change before the next one. [5]")
+@click.option("--metrics",
+              help="Serve /metrics (Prometheus), /livez, /readyz and a dashboard at / on "
+                   "HOST:PORT, from the master. [off]")
+@click.option("--max-wait-time", type=float,
+              help="Warn (and fire LongWaitDetected) when requests wait longer than this "
+                   "many seconds before the app is called. [off]")
+@click.option("--shutdown-delay", type=float,
+              help="On SIGTERM, fail /readyz and keep serving this many seconds before "
+                   "stopping (for load balancers, Kubernetes). [0]")
 @click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
               help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
                    "none: upgrades are served as plain HTTP. [auto]")
@@ -106,13 +156,18 @@ def cli() -> None:
                    "seconds gets its stack dumped and is replaced. Not a request timeout. [30]")
 @click.option("--max-execution-time", type=float,
               help="Per-request deadline in seconds: 504 and the request is cancelled. [off]")
-@click.option("--max-requests", type=int, help="Recycle a worker after N requests. [off]")
-@click.option("--max-requests-jitter", type=int, help="Add 0..J to --max-requests. [0]")
+@click.option("--max-requests", "--limit-max-requests", "max_requests", type=int,
+              help="Recycle a worker after N requests. [off]")
+@click.option("--max-requests-jitter", "--limit-max-requests-jitter", "max_requests_jitter",
+              type=int, help="Add 0..J to --max-requests. [0]")
 @click.option("--max-memory", type=float, help="Recycle a worker above this RSS in MB. [off]")
 @click.option("--max-lifetime", type=float, help="Recycle a worker after S seconds. [off]")
-@click.option("--watch/--no-watch", default=None,
+@click.option("--watch/--no-watch", "--reload/--no-reload", "watch", default=None,
               help="Development: roll the workers when *.py files under --app-dir change.")
 @click.option("--watch-include", help="Extra comma-separated globs to watch (e.g. '*.html').")
+@click.option("--env-file", help="Load KEY=VALUE lines from this dotenv file into the "
+                                  "environment before the app is imported (set variables "
+                                  "win).")
 @click.option("--log-config", help="logging configuration file (.json dictConfig, or .ini).")
 @click.option("--detect-leaks/--no-detect-leaks", default=None,
               help="Debug: warn when app globals or singleton attributes change between "
@@ -130,13 +185,45 @@ def serve(app: str | None, **options: Any) -> None:
     """Serve the ASGI application APP, given as module:attribute."""
     if app is not None:
         options["app"] = app
+    options["static"] = options.get("static") or None  # not given: env / [tool.octo]
     cfg = settings(options)
+    if cfg.env_file:
+        _load_env_file(cfg.env_file)
+        cfg = settings(options)  # OCTO_* variables from the file count too
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
-    setup_logging(cfg.log_level, cfg.access_log, cfg.log_config)
+    _check_tls(cfg)
+    from octo.http.static import StaticConfigError
+
+    try:
+        cfg.static_mounts(check=True)
+    except StaticConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    setup_logging(cfg.log_level, cfg.access_log, cfg.log_config, cfg.app_dir)
     from octo.master.arbiter import main as serve_main
 
     sys.exit(serve_main(cfg))
+
+
+def _load_env_file(path: str) -> None:
+    from octo.envfile import EnvFileError, load
+
+    try:
+        load(path)
+    except EnvFileError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _check_tls(cfg: config_mod.Config) -> None:
+    """Build the TLS context once before anything forks: a wrong file or password is one
+    line here, not a boot failure in every worker."""
+    if cfg.is_ssl:
+        from octo.tls import ssl_context
+
+        try:
+            ssl_context(cfg)
+        except config_mod.ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
 
 
 def settings(options: dict[str, Any]) -> config_mod.Config:
@@ -209,13 +296,42 @@ def _fail(message: str) -> NoReturn:
 @_control_options
 @_timeout_option("Seconds to wait for the answer. [5]")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def status(as_json: bool, wait_timeout: float | None, **where: Any) -> None:
-    """Show the running server's workers."""
-    reply = _ask({"cmd": "status"}, where, wait_timeout)
-    if as_json:
-        click.echo(json.dumps(reply, indent=2))
-    else:
-        click.echo(format_status(reply))
+@click.option("--watch", is_flag=True,
+              help="Refresh the view every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="With --watch: seconds between refreshes.")
+def status(as_json: bool, wait_timeout: float | None, watch: bool, interval: float,
+           **where: Any) -> None:
+    """Show the running server's workers (--watch: a refreshing view)."""
+    if not watch:
+        reply = _ask({"cmd": "status"}, where, wait_timeout)
+        click.echo(json.dumps(reply, indent=2) if as_json else format_status(reply))
+        return
+    if interval <= 0:
+        raise click.UsageError("--interval must be positive")
+    _watch_status(where, wait_timeout, interval, as_json)
+
+
+def _watch_status(where: dict[str, Any], wait_timeout: float | None, interval: float,
+                  as_json: bool) -> None:
+    """Redraw the status until Ctrl-C (exit 0) or the server is gone (exit 1): on a
+    terminal in place, elsewhere (a pipe, a log) one block per refresh."""
+    clear = sys.stdout.isatty()
+    # Ctrl-C quits even when started with SIGINT ignored (from a background job or nohup,
+    # where Python installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while True:
+            reply = _ask({"cmd": "status"}, where, wait_timeout)
+            shown = json.dumps(reply) if as_json else format_status(reply)
+            stamp = time.strftime("%H:%M:%S")
+            if clear:
+                click.echo("\x1b[H\x1b[2J", nl=False)
+            click.echo(f"{stamp}  every {interval:g}s, Ctrl-C to quit\n{shown}\n", nl=clear)
+            sys.stdout.flush()
+            time.sleep(interval)  # the refresh period itself
+    except KeyboardInterrupt:
+        return
 
 
 @cli.command()
@@ -339,20 +455,48 @@ def _bench_plan(url: str, connections: int, duration: float | None, requests: in
 
 def format_status(reply: dict[str, Any]) -> str:
     ceiling = f"  max {reply['max_workers']}" if reply.get("max_workers") else ""
+    scaling = reply.get("autoscale")
+    if scaling:
+        ceiling = f"  autoscale {scaling['min']}..{scaling['max']}"
     head = (f"master {reply['master']}  workers {len(reply['workers'])}/{reply['target']}  "
             f"generation {reply['generation']}{ceiling}"
-            f"{'  STOPPING' if reply['stopping'] else ''}")
+            f"{'  STOPPING' if reply['stopping'] else ''}"
+            f"{'  DRAINING' if reply.get('draining') and not reply['stopping'] else ''}")
     columns = ["PID", "STATE", "GEN", "UPTIME", "REQUESTS", "INFLIGHT", "CONNS", "RSS", "CPU%",
                "BEAT", "LAG", "TICKSKIP"]
     rows = [columns, *(_status_row(w) for w in reply["workers"])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]
+    lines += _load_lines(reply)
     last = reply.get("reload")
     if last and last["state"] != "done":
         lines.append(f"reload to generation {last['generation']}: {last['state']}"
                      + (f" ({last['error']})" if last["error"] else ""))
     return "\n".join([head, *lines])
+
+
+def _load_lines(reply: dict[str, Any]) -> list[str]:
+    """The load of the last second, a long wait, restarts (what --metrics also shows)."""
+    lines = []
+    load = reply.get("load")
+    if load:
+        wait = "-" if load["wait"] is None else f"{load['wait'] * 1000:.1f}ms"
+        lines.append(f"load: queue wait {wait}  busy {load['busy']:.0%}")
+    watch = reply.get("long_wait")
+    if watch and watch["active"]:
+        since = time.strftime("%H:%M:%S", time.localtime(watch["since"])) \
+            if watch["since"] else "?"
+        lines.append(f"LONG WAIT since {since}: requests wait above --max-wait-time "
+                     f"{watch['limit']}s (peak {watch['peak'] * 1000:.0f}ms; LongWaitDetected "
+                     f"episode {watch['episodes']})")
+    elif watch and watch["episodes"]:
+        lines.append(f"long waits: {watch['episodes']} episode(s), none now")
+    restarts = reply.get("restarts")
+    if restarts:
+        lines.append("restarts: " + ", ".join(f"{cause} {count}" for cause, count
+                                              in sorted(restarts.items())))
+    return lines
 
 
 def _status_row(w: dict[str, Any]) -> list[str]:

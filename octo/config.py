@@ -36,8 +36,22 @@ class Config:
     log_level: LogLevel = "info"
     log_config: str | None = None
     access_log: bool = True
+    # None: the default line; else gunicorn's atoms (see octo.http.access).
+    access_log_format: str | None = None
+    access_log_json: bool = False
+    # Request ids: the incoming header's value when it is safe, else a generated one.
+    request_id: bool = True
+    request_id_header: str = "x-request-id"
+    echo_request_id: bool = False
+    # Static files: "/prefix=directory" mounts served by the worker (octo.http.static).
+    static: tuple[str, ...] = ()
+    static_max_age: int = 3600
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None  # CA bundle to verify client certificates with
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED, as uvicorn
+    env_file: str | None = None  # dotenv file loaded before the app is imported
     lifespan: LifespanMode = "auto"
     server_header: bool = True
     # Process model (master).
@@ -45,6 +59,12 @@ class Config:
     # The most HTTP workers `octo scale`/SIGTTIN may ask for; 0: from CPUs and memory
     # (see default_max_workers).
     max_workers: int = 0
+    # Autoscaling (--workers MIN:MAX, or --min-workers with --max-workers); 0: off.
+    min_workers: int = 0
+    scale_up_wait: float = 0.05  # mean request queue wait (s) that adds a worker
+    scale_up_busy: float = 0.8  # share of time with a request in flight that adds one
+    scale_down_busy: float = 0.3  # below this (and no wait) a worker is removed
+    scale_cooldown: float = 5.0  # seconds after a change before the next
     task_workers: int = 0
     reuse_port: bool = False
     pid: str | None = None
@@ -70,6 +90,10 @@ class Config:
     redis_url: str | None = None  # for one_server ticks
     gc_threshold: float = 0.0
     # Timeouts (seconds).
+    # Operations: the metrics/health listener (HOST:PORT), long-wait warning, SIGTERM delay.
+    metrics: str | None = None
+    max_wait_time: float = 0.0
+    shutdown_delay: float = 0.0
     timeout: float = 30.0  # liveness: a worker whose loop has not beaten this long is killed
     max_execution_time: float = 0.0  # per-request deadline; 0 = none
     timeout_keep_alive: float = 5.0
@@ -112,11 +136,64 @@ class Config:
             raise ConfigError("--reuse-port needs --host/--port (not --fd or --uds)")
         if self.timeout <= 0:
             raise ConfigError("timeout must be positive (it is the worker liveness limit)")
+        self._validate_operations()
         if self.limit_concurrency is not None and self.limit_concurrency <= 0:
             raise ConfigError("limit_concurrency must be positive")
+        self._validate_tls()
+        self.trusted_proxies()  # parse early so a typo fails at start, not per request
+
+    def _validate_tls(self) -> None:
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ConfigError("--ssl-keyfile and --ssl-certfile must be given together")
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError("--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 "
+                              "(required)")
+        if self.ssl_certfile is None and (self.ssl_keyfile_password is not None
+                                          or self.ssl_ca_certs or self.ssl_cert_reqs):
+            raise ConfigError("--ssl-keyfile-password, --ssl-ca-certs and --ssl-cert-reqs "
+                              "need --ssl-certfile and --ssl-keyfile")
+        if self.ssl_cert_reqs and not self.ssl_ca_certs:
+            raise ConfigError("--ssl-cert-reqs needs --ssl-ca-certs (the CAs that sign the "
+                              "client certificates)")
         self.trusted_proxies()  # parse early so a typo fails at start, not per request
+        self._validate_edge()
+
+    def _validate_edge(self) -> None:
+        """Static mounts, the access-log format and the request-id header."""
+        from octo.http.access import AccessFormatError, compile_format
+        from octo.http.static import StaticConfigError
+        from octo.http.validate import TOKEN_CHARS
+
+        if isinstance(self.static, str):
+            self.static = tuple(item for item in self.static.split(",") if item.strip())
+        self.static = tuple(self.static)
+        try:
+            self.static_mounts()
+        except StaticConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.static_max_age < 0:
+            raise ConfigError("--static-max-age must not be negative")
+        if self.access_log_format is not None and self.access_log_json:
+            raise ConfigError("--access-log-format and --access-log-json exclude each other")
+        header = self.request_id_header.encode("latin-1", "replace")
+        if not header or header.translate(None, TOKEN_CHARS):
+            raise ConfigError(f"--request-id-header {self.request_id_header!r} is not a "
+                              "header name")
+        if self.access_log_format is not None:
+            try:
+                compile_format(self.access_log_format, header.lower())
+            except AccessFormatError as exc:
+                raise ConfigError(str(exc)) from None
+
+    def static_mounts(self, check: bool = False) -> list[Any]:
+        """The ``--static`` mounts (octo.http.static.Mount), parsed; *check*: their
+        directories must exist (StaticConfigError)."""
+        from octo.http.static import Mount
+
+        mounts = [Mount.parse(spec) for spec in self.static]
+        for mount in mounts if check else ():
+            mount.check()
+        return mounts
 
     def _validate_workers(self) -> None:
         if self.workers < 1:
@@ -131,6 +208,48 @@ class Config:
             raise ConfigError(f"--workers/--max-workers {most} plus --task-workers "
                               f"{self.task_workers} is above the {WORKER_LIMIT} worker "
                               "processes one server supervises")
+
+    def _validate_operations(self) -> None:
+        if self.metrics is not None:
+            self.metrics_address()
+        for name in ("max_wait_time", "shutdown_delay", "scale_cooldown"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+        if not self.min_workers:
+            return
+        if not self.max_workers:
+            raise ConfigError("--min-workers needs --max-workers (the autoscaling ceiling); "
+                              "or give both as --workers MIN:MAX")
+        if not 1 <= self.min_workers <= self.workers <= self.max_workers:
+            raise ConfigError(f"autoscaling needs 1 <= --min-workers ({self.min_workers}) <= "
+                              f"--workers ({self.workers}) <= --max-workers "
+                              f"({self.max_workers})")
+        if not 0 <= self.scale_down_busy < self.scale_up_busy <= 1:
+            raise ConfigError("need 0 <= --scale-down-busy < --scale-up-busy <= 1")
+        if self.scale_up_wait <= 0:
+            raise ConfigError("--scale-up-wait must be positive")
+
+    @property
+    def reads_load(self) -> bool:
+        """Something reads the workers' counters (--metrics, --max-wait-time, autoscaling):
+        only then do they copy them into their slots and the master sample them."""
+        return self.metrics is not None or self.max_wait_time > 0 or self.autoscale
+
+    @property
+    def autoscale(self) -> bool:
+        """The master adds and removes HTTP workers itself (--workers MIN:MAX)."""
+        return self.min_workers > 0
+
+    def metrics_address(self) -> tuple[str, int]:
+        """--metrics as (host, port): ``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every
+        interface)."""
+        spec = self.metrics or ""
+        host, sep, port = spec.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"--metrics {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:9090")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return host or "0.0.0.0", int(port)
 
     def worker_ceiling(self) -> int:
         """The most HTTP workers this server may scale to: --max-workers, else the default
@@ -244,7 +363,7 @@ def coerce(name: str, raw: Any) -> Any:
     field = FIELDS[name]
     kind = str(field.type)
     if not isinstance(raw, str):
-        return raw
+        return tuple(raw) if isinstance(raw, list) and kind.startswith("tuple") else raw
     text = raw.strip()
     try:
         if kind == "bool":
@@ -255,6 +374,8 @@ def coerce(name: str, raw: Any) -> Any:
             raise ValueError(text)
         if name == "workers" and text.lower() == "auto":
             return os.cpu_count() or 1
+        if name == "workers" and ":" in text:
+            return text  # MIN:MAX, split by worker_range
         if kind.startswith("int"):
             return None if text.lower() in ("", "none") and "None" in kind else int(text)
         if kind.startswith("float"):
@@ -264,6 +385,21 @@ def coerce(name: str, raw: Any) -> Any:
     return text
 
 
+def worker_range(values: dict[str, Any]) -> dict[str, Any]:
+    """Split ``workers = "MIN:MAX"`` of one source into --min-workers, --max-workers and the
+    starting --workers (MIN)."""
+    spec = values.get("workers")
+    if not isinstance(spec, str) or ":" not in spec:
+        return values
+    low, _, high = spec.partition(":")
+    try:
+        minimum, maximum = int(low), int(high)
+    except ValueError:
+        raise ConfigError(f"--workers {spec!r}: expected N, auto or MIN:MAX (e.g. "
+                          "2:8)") from None
+    return {**values, "workers": minimum, "min_workers": minimum, "max_workers": maximum}
+
+
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings from ``OCTO_<NAME>`` variables (e.g. ``OCTO_PORT=9000``)."""
     out: dict[str, Any] = {}
@@ -271,7 +407,7 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         key = f"OCTO_{name.upper()}"
         if key in environ:
             out[name] = coerce(name, environ[key])
-    return out
+    return worker_range(out)
 
 
 def from_pyproject(directory: Path) -> dict[str, Any]:
@@ -287,7 +423,7 @@ def from_pyproject(directory: Path) -> dict[str, Any]:
         if name not in FIELDS:
             raise ConfigError(f"{path}: unknown setting [tool.octo] {key}")
         out[name] = coerce(name, value)
-    return out
+    return worker_range(out)
 
 
 def build(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -295,5 +431,7 @@ def build(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     """Merge the three sources with CLI > env > file precedence."""
     merged = from_pyproject(directory or Path.cwd())
     merged.update(from_env(os.environ if environ is None else environ))
-    merged.update({k: coerce(k, v) for k, v in cli.items() if v is not None})
+    merged.update(worker_range({k: coerce(k, v) for k, v in cli.items() if v is not None}))
+    if merged.get("min_workers") and "workers" not in merged:
+        merged["workers"] = merged["min_workers"]  # autoscaling starts at MIN
     return Config(**merged)

@@ -39,11 +39,20 @@ def peer(client: object) -> str:
     return "-" if client is None else escape(client)
 
 
-def setup(level: str, access: bool, config_file: str | None = None) -> None:
+def setup(level: str, access: bool, config_file: str | None = None,
+          app_dir: str | None = None) -> None:
     """Log to stderr at *level*; a --log-config file (dictConfig JSON or fileConfig INI)
-    replaces the handlers and formats but not --log-level/--no-access-log."""
+    replaces the handlers and formats but not --log-level/--no-access-log. *app_dir* is on
+    sys.path while the file is loaded, so it can name formatters and handlers of the app's
+    own modules (``"()": "mylogging.JsonFormatter"``)."""
     numeric = TRACE if level == "trace" else getattr(logging, level.upper())
     if config_file is not None:
+        if app_dir is not None:
+            import os
+
+            where = os.path.abspath(app_dir)
+            if where not in sys.path:
+                sys.path.insert(0, where)
         _load_config(config_file)
         logging.getLogger("octo").setLevel(numeric)
         access_log.disabled = not access
@@ -57,8 +66,15 @@ def setup(level: str, access: bool, config_file: str | None = None) -> None:
     access_log.disabled = not access
 
 
-def format_access(client: str, method: str, target: str, version: str, status: int) -> str:
-    return f'{escape(client)} - "{escape(method)} {escape(target)} HTTP/{version}" {status}'
+def format_access(client: str, method: str, target: str, version: str, status: int | str,
+                  ended: str | None = None, escaped: bool = False) -> str:
+    """The default access line; *ended* says why a response was cut short (status "-" when
+    none went out), e.g. ``... "GET /events HTTP/1.1" 200 (client disconnected)``;
+    *escaped*: the request data was already passed through escape()."""
+    if not escaped:
+        client, method, target = escape(client), escape(method), escape(target)
+    line = f'{client} - "{method} {target} HTTP/{version}" {status}'
+    return f"{line} ({ended})" if ended else line
 
 
 def _load_config(path: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,9 @@ from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
 from octo.master import orphan
 from octo.master.slots import SlotState, SlotWriter
-from octo.runtime.tick import SKIPPED as TICKS_SKIPPED
+from octo.runtime import tick
+from octo.stats import TASKS, clock, table_usage
+from octo.tls import ssl_context
 
 if TYPE_CHECKING:
     from octo.http.cycle import ASGIApp
@@ -41,6 +44,7 @@ EXIT_BOOT_ERROR = 3  # lifespan startup failed
 EXIT_APP_LOAD_ERROR = 4  # module:attr could not be imported or is not an ASGI app
 
 CLOCK_INTERVAL = 0.5
+TABLES_EVERY = 4  # pulses between two reports of the tables' usage
 ATTACH_WAIT = 2.0  # seconds connections accepted while closing get to finish attaching
 
 
@@ -75,6 +79,10 @@ class Worker:
         self.force = False
         self.started_at = time.time()
         self.pulse: asyncio.TimerHandle | None = None
+        self.background: set[asyncio.Task[None]] = set()
+        self.tables_written = b""  # the table usage last put in the slot
+        self.reports = 0
+        self.long_wait_seen = slot.slots.long_wait()[0] if slot is not None else 0
 
     def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
         """Blocking entry point; returns the process exit code."""
@@ -114,7 +122,7 @@ class Worker:
         _freeze_boot_objects()
         self.phase = SlotState.READY
         self._pulse(loop)
-        clock = loop.create_task(self._clock())
+        ticking = loop.create_task(self._clock())
         await self.stop_requested.wait()
         self.phase = SlotState.STOPPING
         self._beat(loop)
@@ -122,9 +130,10 @@ class Worker:
         # Keep beating through the app's shutdown: a retiring worker whose shutdown awaits
         # longer than --timeout is not blocked, and the master still checks it.
         await lifespan.shutdown()
-        clock.cancel()
+        ticking.cancel()
         if self.pulse is not None:
             self.pulse.cancel()
+        self._report(loop)
         return EXIT_OK
 
     def _watch_lifeline(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -155,13 +164,6 @@ class Worker:
             warning = unwrapped_runtime_warning(app, self.config.app)
             if warning:
                 error_log.warning("%s", warning)
-        # A plain Django application gets the per-request resets too (rt.wrap adds them
-        # itself for wrapped apps). Only an app that imported Django can be one: asking
-        # otherwise would import Django's ASGI handler into every worker (~17 MB of RSS).
-        if "django" in sys.modules:
-            from octo.runtime.integrations.django import adapt
-
-            app = adapt(app)
         served = wrap_asgi2(app)
         if self.retire_after:
             served = limit_requests(served, self.retire_after, self._max_requests_reached)
@@ -227,7 +229,6 @@ class Worker:
         assert state is not None
         loop = asyncio.get_running_loop()
         last = 0
-        limit = self.config.max_execution_time
         while True:
             now = time.time()
             if int(now) != last:
@@ -236,8 +237,6 @@ class Worker:
             mono = state.now = loop.time()
             for conn in list(state.connections):
                 conn.tick(mono)
-                if limit and conn.cycle is not None:
-                    conn.cycle.enforce_deadline(mono, limit)
             self._beat(loop)
             expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)
@@ -249,6 +248,7 @@ class Worker:
         callback already queued, so on a saturated loop clock beats came two iterations
         apart and a busy worker could pass for a blocked one."""
         self._beat(loop)
+        self._report(loop)
         self.pulse = loop.call_later(CLOCK_INTERVAL, self._pulse, loop)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -256,8 +256,45 @@ class Worker:
         if self.slot is None or self.state is None:
             return
         state = self.state
-        self.slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
-                       max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
+        slot = self.slot
+        slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
+                  max(self.lags, default=0.0), len(state.connections), tick.SKIPPED[0])
+
+    def _report(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Copy the --metrics counters into the slot (from the pulse, twice a second, and
+        once more at the end: the master adds a gone worker's last counts to its totals)."""
+        if self.slot is None or self.state is None or not self.config.reads_load:
+            return  # nobody reads them: no cost while idle
+        state = self.state
+        slot = self.slot
+        slot.write_stats(state.stats, clock(), state.in_flight, time.process_time(),
+                         len(state.websockets), (tick.RUNS[0], tick.FAILED[0]),
+                         (TASKS.queued(), TASKS.handed, TASKS.waited))
+        self.reports += 1
+        if self.reports % TABLES_EVERY == 1:  # table usage moves slowly: every 2 s
+            tables = json.dumps(table_usage()).encode()
+            if tables != self.tables_written:
+                slot.write_tables(tables)
+                self.tables_written = tables
+        self._announce_long_wait(loop)
+
+    def _announce_long_wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fire LongWaitDetected in the app's runtime when the master chose this worker to
+        announce a new long-wait episode (--max-wait-time)."""
+        assert self.slot is not None
+        episode, index, wait, limit = self.slot.slots.long_wait()
+        if episode == self.long_wait_seen:
+            return
+        self.long_wait_seen = episode
+        if index != self.slot.index or "octo.runtime.app" not in sys.modules:
+            return
+        from octo.runtime.app import booted_runtimes
+        from octo.runtime.events import LongWaitDetected
+
+        for runtime in booted_runtimes():
+            task = loop.create_task(runtime.events.dispatch(LongWaitDetected(wait, limit)))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -330,10 +367,12 @@ class Worker:
                                   len(state.connections))
                 break
             await asyncio.sleep(0.05)
+        why = ("the stop was forced" if self.force else
+               f"--graceful-timeout {self.config.graceful_timeout}s ran out")
+        for conn in list(state.connections):
+            conn.expire(why)  # 503 for what was not answered yet, before the apps are cut
         for task in list(state.tasks):
             task.cancel()
-        for conn in list(state.connections):
-            conn.transport.close()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
 
@@ -421,16 +460,6 @@ def wrap_asgi2(app: Any) -> ASGIApp:
 
         return asgi3
     return app  # type: ignore[no-any-return]
-
-
-def ssl_context(config: Config) -> ssl.SSLContext | None:
-    if not config.is_ssl:
-        return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    assert config.ssl_certfile is not None
-    ctx.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 def describe(sock: socket.socket, tls: bool) -> str:

@@ -58,3 +58,16 @@ def run(loop_kind: str) -> Iterator[object]:
     # threads is unsafe (Python 3.12 warns about it).
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_octo_settings_left_behind() -> Iterator[None]:
+    """A test that leaves an OCTO_* variable in this process's environment configures every
+    server the suite starts after it (one left OCTO_MAX_REQUESTS=5: workers recycled under
+    unrelated tests, on whichever pytest process ran it). Fail the test that leaks it."""
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("OCTO_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("OCTO_")}
+    assert after == before, f"the test left OCTO_* settings changed: {after} != {before}"

@@ -111,13 +111,18 @@ class Client:
 
     async def readable(self, rounds: int = 2000) -> bool:
         """Wait, as a transport would, until the protocol reads again; False if it closed
-        (or stayed paused)."""
-        for _ in range(rounds):
+        (or stayed paused for *rounds* loop rounds in which it wrote nothing: a long
+        pipeline is answered one request per round or two before reading resumes)."""
+        idle, written = 0, len(self.transport.buffer)
+        while idle < rounds:
             if self.closed:
                 return False
             if self.transport.reading:
                 return True
             await asyncio.sleep(0)
+            idle += 1
+            if len(self.transport.buffer) != written:
+                idle, written = 0, len(self.transport.buffer)
         return False
 
     async def half_close(self, rounds: int = 2000) -> None:
@@ -125,6 +130,12 @@ class Client:
         paused, and a falsy eof_received() closes the transport."""
         if await self.readable(rounds) and not self.protocol.eof_received():
             self.transport.close()
+
+    def leave(self) -> None:
+        """The client goes away (a close or a reset): the transport closes and the protocol
+        hears of it at once, as from a failed read."""
+        self.transport.closed = True
+        self.protocol.connection_lost(ConnectionResetError())
 
     def take(self) -> bytes:
         out = bytes(self.transport.buffer)

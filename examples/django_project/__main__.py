@@ -1,4 +1,5 @@
-"""``python -m examples.django_project [octo options]``: migrate, add demo users, serve."""
+"""``python -m examples.django_project [octo options]``: migrate, add demo users, collect the
+static files, serve (the static files by octo itself, with --static)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ def main(argv: list[str]) -> None:
 
     django.setup()
     call_command("setup_demo")
+    call_command("collectstatic", interactive=False, verbosity=0)
+    from django.conf import settings
+
     sys.stdout.flush()
     sys.stderr.flush()
-    command = [sys.executable, "-m", "octo", "serve", APP, *argv]
+    static = f"{settings.STATIC_URL.rstrip('/')}={settings.STATIC_ROOT}"
+    command = [sys.executable, "-m", "octo", "serve", APP, "--static", static, *argv]
     os.execv(sys.executable, command)
 
 

@@ -12,9 +12,12 @@ DEBUG = os.environ.get("EXAMPLE_DJANGO_DEBUG", "") in ("1", "true", "yes", "on")
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "examples.django_project.demo",
 ]
 
@@ -24,7 +27,27 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": [
+            "django.template.context_processors.request",
+            "django.contrib.auth.context_processors.auth",
+            "django.contrib.messages.context_processors.messages",
+        ]},
+    }
+]
+
+# The admin's CSS and JavaScript: `collectstatic` copies them into STATIC_ROOT (next to
+# this module, git-ignored, unless EXAMPLE_DJANGO_STATIC says where), and octo serves that
+# directory itself with --static /static=STATIC_ROOT (see __main__.py): Django never sees
+# those requests.
+STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("EXAMPLE_DJANGO_STATIC") or str(BASE_DIR / "collected_static")
 
 ROOT_URLCONF = "examples.django_project.urls"
 ASGI_APPLICATION = "examples.django_project.asgi.application"

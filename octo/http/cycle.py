@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NoReturn
 
-from octo.http.errors import ClientDisconnected, ProtocolMisuse
+from octo.http.errors import ClientDisconnected, FileShrank, ProtocolMisuse
 from octo.http.response import CONTINUE, DateHeader, error_body
+from octo.http.static import FILE_MESSAGE
 from octo.logs import error_log, escape
 
 from .validate import TOKEN_CHARS  # a core module: see octo.http.core
@@ -82,6 +83,9 @@ class CycleHost:
 
     loop: asyncio.AbstractEventLoop
     server_header: bool  # send "server: octo"
+    # --echo-request-id: the header (lowercase) the request id is echoed in, else None.
+    echo_request_id: bytes | None
+    max_execution_time: float  # --max-execution-time in seconds; 0: none
 
     def write(self, data: bytes) -> None:
         """Hand response bytes to the transport."""
@@ -109,11 +113,16 @@ class CycleHost:
         """The app took the body buffered so far."""
         raise NotImplementedError
 
+    def clock(self) -> float:
+        """The clock --max-execution-time is measured on (monotonic seconds)."""
+        raise NotImplementedError
+
     def can_sendfile(self) -> bool:
         raise NotImplementedError
 
-    async def sendfile(self, fd: int, size: int) -> None:
-        """Send *size* bytes of *fd* zero-copy (only when ``can_sendfile()``)."""
+    async def sendfile(self, fd: int, offset: int, size: int) -> None:
+        """Send *size* bytes of *fd* from *offset* zero-copy (only when ``can_sendfile()``);
+        FileShrank if the file ends first."""
         raise NotImplementedError
 
     def response_done(self, cycle: RequestCycle) -> None:
@@ -127,6 +136,29 @@ class CycleHost:
     def abort(self) -> None:
         """Close the connection now: a response cannot be completed."""
         raise NotImplementedError
+
+
+# Frameworks' own "the client went away" exceptions (Starlette's ClientDisconnect, raised
+# from the OSError send() raises, or when receive() reports the disconnect).
+_DISCONNECT_NAMES = frozenset(("ClientDisconnect", "ClientDisconnected"))
+
+
+def caused_by_disconnect(exc: BaseException, depth: int = 0) -> bool:
+    """Whether *exc*, raised by the app after its client went away, comes from that: an
+    OSError (a write to the closed connection), a framework's ClientDisconnect, one raised
+    while handling ``send``'s ClientDisconnected, or a group of only such exceptions."""
+    if isinstance(exc, BaseExceptionGroup):
+        return depth < 8 and all(caused_by_disconnect(inner, depth + 1)
+                                 for inner in exc.exceptions)
+    if isinstance(exc, OSError) or type(exc).__name__ in _DISCONNECT_NAMES:
+        return True
+    seen = 0
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and seen < 8:
+        if isinstance(inner, ClientDisconnected):
+            return True
+        inner, seen = inner.__cause__ or inner.__context__, seen + 1
+    return False
 
 
 class RequestCycle:
@@ -149,8 +181,14 @@ class RequestCycle:
     task: asyncio.Task[None] | None = None  # only when the app suspended (not eager-complete)
     held: list[bytes] | None = None  # response bytes not yet handed to the transport
     held_size = 0
-    started_at = 0.0
+    started_at = 0.0  # on ServerState.clock, read only under --max-execution-time
+    request_id: str | None = None
     timed_out = False
+    deadline_timer: asyncio.TimerHandle | None = None  # --max-execution-time
+    # Why a response that never completed ended, for its access-log line.
+    ended: str | None = None
+    began = 0.0  # when the request was queued, else its app call (octo.stats.clock)
+    request_start: bytes | None = None  # X-Request-Start of a trusted proxy
 
     def __init__(self, conn: CycleHost, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:
@@ -174,7 +212,9 @@ class RequestCycle:
         if self.waiter is not None:
             self.wake()
 
-    def lose(self) -> None:
+    def lose(self, why: str = "client disconnected") -> None:
+        if self.ended is None:
+            self.ended = why
         self.disconnected = True
         self.wake()
 
@@ -230,25 +270,36 @@ class RequestCycle:
                 self._finish()
         elif kind == "http.response.start":
             if self.started:
-                raise ProtocolMisuse("http.response.start sent twice")
+                self._misuse("http.response.start sent twice")
             self.started = True
             self.status = message["status"]
             self.headers = message.get("headers", ())
         elif kind == "http.response.pathsend":
             if not self.started or self.head_sent:
-                raise ProtocolMisuse("http.response.pathsend must follow http.response.start")
+                self._misuse("http.response.pathsend must follow http.response.start")
             if self.disconnected:
                 raise ClientDisconnected("client disconnected")
             await self._pathsend(message["path"])
+        elif kind == FILE_MESSAGE:  # --static (octo.http.static): an open file's bytes
+            if not self.started or self.head_sent:
+                raise ProtocolMisuse(f"{FILE_MESSAGE} must follow http.response.start")
+            await self._send_file(message["fd"], message["offset"], message["size"])
         else:
             raise ProtocolMisuse(f"unexpected ASGI message type {kind!r}")
 
     def _refuse_body(self) -> None:
         if not self.started:
-            raise ProtocolMisuse("http.response.body sent before http.response.start")
+            self._misuse("http.response.body sent before http.response.start")
         if self.complete:
-            raise ProtocolMisuse("http.response.body sent after the response completed")
+            self._misuse("http.response.body sent after the response completed")
         raise ClientDisconnected("client disconnected")
+
+    def _misuse(self, what: str) -> NoReturn:
+        if self.timed_out:
+            # Answered (504) or aborted at the deadline: an app that caught the
+            # cancellation and sends on is told again, not reported for misusing ASGI.
+            raise asyncio.CancelledError("--max-execution-time passed")
+        raise ProtocolMisuse(what)
 
     def _write_body(self, body: bytes, more: bool) -> None:
         if not self.head_sent:
@@ -330,6 +381,8 @@ class RequestCycle:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: end marked by close
+        if conn.echo_request_id is not None and self.request_id is not None:
+            self._echo_request_id(conn.echo_request_id, parts, encoded)
         if conn.stopping or not self.keep_alive:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
@@ -338,32 +391,50 @@ class RequestCycle:
         parts.append(b"\r\n")
         return b"".join(parts)
 
+    def _echo_request_id(self, name: bytes, parts: list[bytes], encoded: bytes) -> None:
+        """--echo-request-id: the id in the response, unless the app sent that header."""
+        assert self.request_id is not None
+        if (b"\n" + encoded.lower()).find(b"\n" + name + b":") == -1:
+            parts += (name, b": ", self.request_id.encode("latin-1"), b"\r\n")
+
     async def _pathsend(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
-            head = self._build_head(size)
-            self.head_sent = True
-            self.conn.write(head)
-            if not self.head and self.status not in _NO_BODY_STATUS:
-                if size >= SENDFILE_MIN and self.conn.can_sendfile():
-                    await self.conn.sendfile(fd, size)
-                else:
-                    await self._copy_file(fd, size)
-            if self.remaining is not None and not self.head:
-                self.remaining -= size
-            self.sent_bytes += size
+            await self._send_file(fd, 0, os.fstat(fd).st_size)
         finally:
             os.close(fd)
+
+    async def _send_file(self, fd: int, offset: int, size: int) -> None:
+        """The head, then *size* bytes of *fd* from *offset*: zero-copy where possible. A
+        file that shrinks while it is sent cannot give the promised length: the connection
+        is closed (what went out is all the client gets), like nginx does."""
+        head = self._build_head(size)
+        self.head_sent = True
+        self.conn.write(head)
+        try:
+            if not self.head and self.status not in _NO_BODY_STATUS:
+                if size >= SENDFILE_MIN and self.conn.can_sendfile():
+                    await self.conn.sendfile(fd, offset, size)
+                else:
+                    await self._copy_file(fd, offset, size)
+        except FileShrank as exc:
+            error_log.warning("%s; closing the connection", exc)
+            self.complete = True  # nothing more can be sent for this response
+            self.abort()
+            return
+        if self.remaining is not None and not self.head:
+            self.remaining -= size
+        if not self.head and self.status not in _NO_BODY_STATUS:
+            self.sent_bytes += size  # what the access log reports: none for HEAD
         self._finish()
 
-    async def _copy_file(self, fd: int, size: int) -> None:
+    async def _copy_file(self, fd: int, offset: int, size: int) -> None:
         """Fallback when zero-copy is not possible (TLS, or bytes still queued)."""
         sent = 0
         while sent < size:
-            chunk = os.pread(fd, min(256 * 1024, size - sent), sent)
+            chunk = os.pread(fd, min(256 * 1024, size - sent), offset + sent)
             if not chunk:
-                raise OSError(f"file shrank while being sent ({sent} of {size} bytes)")
+                raise FileShrank(sent, size)
             if self.chunked:
                 self.conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:
@@ -381,16 +452,24 @@ class RequestCycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
+            # Possibly before the transport reported the loss (a write failing first).
+            self.ended = self.ended or "client disconnected"
             error_log.debug("client went away while the app was sending")
         except BaseException as exc:
+            if isinstance(exc, GeneratorExit):
+                raise  # the pending coroutine is being closed (collected): no one to answer
             if isinstance(exc, asyncio.CancelledError):
                 if self.timed_out:
-                    self._fail(504, None)
-                    return  # our own deadline: the worker carries on
+                    return  # our own deadline, answered already: the worker carries on
+                self.ended = self.ended or "cancelled"  # e.g. at the --graceful-timeout
                 if not self.started:
                     self._fail(503, None)
                 raise
-            self._fail(500, exc)
+            if self.disconnected and caused_by_disconnect(exc):
+                # The client's choice, not the app's error (nor an error tracker's event).
+                error_log.debug("client went away: the app raised %s", type(exc).__name__)
+            else:
+                self._fail(500, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -403,21 +482,56 @@ class RequestCycle:
                     error_log.error("ASGI app returned without sending a response")
                 self._fail(500, None)
             elif not self.complete:
-                error_log.error("ASGI app returned without completing the response")
-                self.abort()
+                if self.disconnected:  # it stopped because its client had gone
+                    error_log.debug("ASGI app returned mid-response after a disconnect")
+                else:
+                    error_log.error("ASGI app returned without completing the response")
+                    self.abort()
         finally:
             conn.app_done(self)
 
-    def enforce_deadline(self, now: float, limit: float) -> None:
-        """--max-execution-time: cancel the app's task once the request is too old."""
+    def arm_deadline(self) -> None:
+        """--max-execution-time: expire once the request is that old, timed by the loop."""
+        conn = self.conn
+        left = self.started_at + conn.max_execution_time - conn.clock()
+        self.deadline_timer = self.conn.loop.call_later(max(0.0, left), self._deadline_due)
+
+    def _deadline_due(self) -> None:
+        self.deadline_timer = None
+        self.expire(self.conn.clock())
+
+    def disarm_deadline(self) -> None:
+        timer = self.deadline_timer
+        if timer is not None:
+            self.deadline_timer = None
+            timer.cancel()
+
+    def expire(self, now: float) -> bool:
+        """Enforce --max-execution-time at *now* (ServerState.clock): before the limit,
+        wait again (a loop timer may fire a millisecond early: its clock is coarser);
+        after it, answer 504 if nothing of the response went out, else abort the
+        connection; then cancel the app. True if it fired."""
         task = self.task
-        if task is not None and not self.complete and not self.timed_out and \
-                now - self.started_at > limit:
+        if task is None or task.done() or self.complete or self.timed_out:
+            return False
+        limit = self.conn.max_execution_time
+        left = self.started_at + limit - now
+        if left > 0:
+            self.deadline_timer = self.conn.loop.call_later(left, self._deadline_due)
+            return False
+        self.timed_out = True
+        if self.head_sent:
+            error_log.warning("%s %s exceeded --max-execution-time %ss after its response "
+                              "started: connection aborted", escape(self.scope["method"]),
+                              escape(self.scope["path"]), limit)
+            self.abort("aborted: --max-execution-time")
+        else:
             error_log.warning("%s %s exceeded --max-execution-time %ss: cancelled, "
                               "answering 504", escape(self.scope["method"]),
                               escape(self.scope["path"]), limit)
-            self.timed_out = True
-            task.cancel()
+            self._fail(504, None)
+        task.cancel()
+        return True
 
     def _fail(self, status: int, exc: BaseException | None) -> None:
         if exc is not None:
@@ -442,8 +556,9 @@ class RequestCycle:
         self._write_body(error_body(status), False)
         self._finish()
 
-    def abort(self) -> None:
-        """End the exchange and the connection without completing the response."""
+    def abort(self, why: str = "aborted") -> None:
+        """End the exchange and the connection without completing the response; *why*
+        goes to its access-log line."""
         self.flush()  # what the app sent before it failed still goes out before the close
-        self.lose()
+        self.lose(why)
         self.conn.abort()

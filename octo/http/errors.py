@@ -8,6 +8,13 @@ class ClientDisconnected(OSError):
     """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
 
 
+class FileShrank(OSError):
+    """A file being sent ended before the length its response promised."""
+
+    def __init__(self, sent: int, size: int) -> None:
+        super().__init__(f"file shrank while being sent ({sent} of {size} bytes went out)")
+
+
 class ProtocolMisuse(RuntimeError):
     """The application broke the ASGI message order; the message says how."""
 

@@ -6,6 +6,8 @@ import asyncio
 import errno
 import os
 import sys
+import time
+from bisect import bisect_left
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -13,10 +15,14 @@ from urllib.parse import unquote
 import httptools
 
 from octo.config import TrustedProxies
-from octo.http.errors import ClientDisconnected
+from octo.http.access import AccessLog
+from octo.http.errors import ClientDisconnected, FileShrank
+from octo.http.request_id import RequestIds
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
-from octo.logs import access_log, error_log, escape, format_access, peer
+from octo.http.static import StaticFiles
+from octo.logs import access_log, error_log, escape, peer
+from octo.stats import BOUNDS, RequestStats, clock, request_start_age
 
 # The core modules (octo.http.core.CORE_MODULES) import each other relatively: the same
 # sources are also compiled as the package octo._ccore.
@@ -58,6 +64,7 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.requests = 0
+        self.stats = RequestStats()  # for --metrics: read by the worker's heartbeat
         self.stopping = False
         self.server_header = config.server_header
         self.root_path = config.root_path
@@ -82,10 +89,26 @@ class ServerState:
         self.upgrade_handler: Any = None  # set by the WebSocket layer
         self.websockets: set[Any] = set()  # upgraded connections (for shutdown)
         self.access_log = access_log.isEnabledFor(20)
+        self.request_id_header: bytes | None = None
+        self.request_ids: RequestIds | None = None
+        if config.request_id:
+            self.request_id_header = config.request_id_header.lower().encode("latin-1")
+            self.request_ids = RequestIds()
+        self.echo_request_id = config.echo_request_id and self.request_ids is not None
+        self.access = AccessLog(config.access_log_format, config.access_log_json,
+                                self.request_id_header, config.log_config is not None)
+        mounts = config.static_mounts()
+        self.static = StaticFiles(mounts, config.static_max_age) if mounts else None
+        # One startswith() per request decides whether it is a static file: () when none.
+        self.static_prefixes = self.static.prefixes if self.static is not None else ()
         self.on_connections: Any = None  # called with the open-connection count on changes
         # Deadlines use this coarse clock, refreshed by the worker tick: one fewer call per
         # request, and deadlines only need to be right to within a tick.
         self.now = loop.time()
+        # --max-execution-time is measured from each request's real start on this clock
+        # (read only when the limit is set); tests replace it.
+        self.max_execution_time = config.max_execution_time
+        self.clock = time.monotonic
 
 
 class HttpProtocol(CycleHost):
@@ -103,13 +126,15 @@ class HttpProtocol(CycleHost):
         "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
         "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
-        "file_waiter",
+        "file_waiter", "echo_request_id", "max_execution_time",
     )
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
         self.loop = server.loop
         self.server_header = server.server_header
+        self.echo_request_id = server.request_id_header if server.echo_request_id else None
+        self.max_execution_time = server.max_execution_time
         self.parser = httptools.HttpRequestParser(self)
         self.state = Conn.IDLE
         self.deadline = 0.0
@@ -226,6 +251,9 @@ class HttpProtocol(CycleHost):
     async def drain(self) -> None:
         if self.state is not Conn.CLOSED:
             await self.flow.wait()
+
+    def clock(self) -> float:
+        return self.server.clock()
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -464,22 +492,34 @@ class HttpProtocol(CycleHost):
             raise RequestError(501, "CONNECT is not supported")
         if url[:1] != b"/":
             validate.check_target(method, url)
-        facts = validate.inspect_headers(self.headers, version == "1.1")
+        facts = validate.inspect_headers(self.headers, version == "1.1",
+                                         server.request_id_header)
         length = facts.content_length
         if length is not None and length > server.limit_body:
             raise RequestError(413, f"Content-Length {length} exceeds --limit-request-body")
         if self.state is Conn.CLOSED:
             return  # the request line was rejected already
-        scope = self._scope(method.decode("ascii"), version, url)
+        request_id = None
+        ids = server.request_ids
+        if ids is not None:
+            incoming = facts.request_id
+            # Generated inline (the common case): a call would cost more than the id.
+            request_id = f"{ids.prefix}{next(ids.counter)}" if incoming is None else \
+                ids.accept(incoming)
+        scope = self._scope(method.decode("ascii"), version, url, request_id)
         if facts.forwarded and self.trusted_peer:
             _apply_proxy_headers(scope, self.headers, server.trusted)
         chunked = facts.chunked
         cycle = RequestCycle(self, scope, facts.keep_alive, facts.expect_continue,
                              chunked or bool(length), method == b"HEAD")
+        if request_id is not None:
+            cycle.request_id = request_id
         if chunked:
             self._start_chunked(cycle)
         self.reading = cycle
         self.body_received = 0
+        if facts.request_start is not None and self.trusted_peer:
+            cycle.request_start = facts.request_start
         server.requests += 1
         self.state = TRANSITIONS[self.state, Event.HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
@@ -487,6 +527,7 @@ class HttpProtocol(CycleHost):
         if self.cycle is None and self.to_start is None:
             self.to_start = cycle
         else:
+            cycle.began = clock()  # it waits for the requests before it: see _run
             self.queue.append(cycle)
             self._pause_reading()
 
@@ -539,7 +580,7 @@ class HttpProtocol(CycleHost):
 
     # -- scope ------------------------------------------------------------------------------
 
-    def _scope(self, method: str, version: str, url: bytes) -> Scope:
+    def _scope(self, method: str, version: str, url: bytes, request_id: str | None) -> Scope:
         server = self.server
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
@@ -570,8 +611,13 @@ class HttpProtocol(CycleHost):
             "headers": self.headers,
             "extensions": PATHSEND,
         }
-        if server.lifespan_state is not None:
-            scope["state"] = server.lifespan_state.copy()
+        state = server.lifespan_state
+        if state is not None:
+            state = scope["state"] = state.copy()
+            if request_id is not None:
+                state["request_id"] = request_id
+        elif request_id is not None:
+            scope["state"] = {"request_id": request_id}
         return scope
 
     # -- running requests -------------------------------------------------------------------
@@ -581,12 +627,33 @@ class HttpProtocol(CycleHost):
         self.cycle = cycle
         limit = server.limit_concurrency
         app = server.app
+        prefixes = server.static_prefixes
+        if prefixes and cycle.scope["raw_path"].startswith(prefixes):
+            app = server.static  # type: ignore[assignment]
         if limit is not None and (server.in_flight >= limit or len(server.connections) > limit):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
+        # For --metrics: the queue wait, from the request's head being parsed to the app
+        # call. Most requests start in the read that completed their head (no wait, and no
+        # clock read for it); a pipelined one waits for those before it on the connection.
+        now = clock()
+        stats = server.stats
+        waits = stats.wait
+        began = cycle.began
+        if began:
+            waits.counts[bisect_left(BOUNDS, now - began)] += 1
+            waits.total += now - began
+        else:
+            waits.counts[0] += 1
+            cycle.began = now
+        if cycle.request_start is not None:
+            _proxy_wait(stats, cycle.request_start)
+        if not server.in_flight:
+            stats.busy_since = now
         server.in_flight += 1
-        cycle.started_at = server.now
+        if server.max_execution_time:
+            cycle.started_at = server.clock()
         # A fixed name: the default one is formatted per task ("Task-123"). No done
         # callback either (one more loop round per request): the cycle's ``run`` drops the
         # task from ``server.tasks`` itself, see ``app_done``.
@@ -598,6 +665,8 @@ class HttpProtocol(CycleHost):
         if not task.done():
             cycle.task = task
             server.tasks.add(task)
+            if server.max_execution_time and not cycle.timed_out:
+                cycle.arm_deadline()
 
     def want_body(self) -> None:
         self._resume_reading()
@@ -609,15 +678,29 @@ class HttpProtocol(CycleHost):
     def app_done(self, cycle: RequestCycle) -> None:
         server = self.server
         server.in_flight -= 1
+        if cycle.deadline_timer is not None:
+            cycle.disarm_deadline()
+        now = clock()
+        stats = server.stats
+        if not server.in_flight:
+            stats.busy += now - stats.busy_since
+        duration = now - cycle.began
+        durations = stats.duration
+        durations.counts[bisect_left(BOUNDS, duration)] += 1
+        durations.total += duration
+        status = cycle.status  # 0: the client left before a response started
+        stats.status[status // 100 if 100 <= status < 600 else 0] += 1
         if cycle.task is not None:
             server.tasks.discard(cycle.task)
+        if not cycle.complete and server.access_log:
+            server.access(cycle)  # cut short: the line says why (see RequestCycle.ended)
         if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
             self.transport.close()
 
     def response_done(self, cycle: RequestCycle) -> None:
         """The last byte of *cycle*'s response is written: reuse or close the connection."""
         if self.server.access_log:
-            self._log_access(cycle)
+            self.server.access(cycle)
         keep = (cycle.keep_alive and not self.eof and cycle.more_body is False
                 and self.deferred_error is None)
         if self.state is Conn.CLOSED:
@@ -654,16 +737,6 @@ class HttpProtocol(CycleHost):
             if not self.queue:
                 self._resume_reading()
 
-    def _log_access(self, cycle: RequestCycle) -> None:
-        scope = cycle.scope
-        client = scope["client"]
-        who = f"{client[0]}:{client[1]}" if client else "-"
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        access_log.info(format_access(who, scope["method"], target, scope["http_version"],
-                                      cycle.status))
-
     # -- errors -----------------------------------------------------------------------------
 
     def reject(self, exc: RequestError, bad: RequestCycle | None = None) -> None:
@@ -691,9 +764,9 @@ class HttpProtocol(CycleHost):
             self.queue.clear()
             return
         if active is not None and active.started:
-            active.lose()
+            active.lose(f"rejected: {exc.status}")
         elif active is not None:
-            active.lose()
+            active.lose(f"rejected: {exc.status}")
             self._write_error(exc)
         else:
             self._write_error(exc)
@@ -701,6 +774,7 @@ class HttpProtocol(CycleHost):
         self.transport.close()
 
     def _write_error(self, exc: RequestError) -> None:
+        self.server.stats.count_status(exc.status)  # answered by the server, not the app
         self.transport.write(simple_response(exc.status, error_body(exc.status)))
 
     def abort(self) -> None:
@@ -754,6 +828,7 @@ class HttpProtocol(CycleHost):
             error_log.warning("header read deadline (--header-timeout %ss) passed for %s; "
                               "closing", self.server.header_timeout, peer(self.client))
             self._transition(Event.TIMEOUT)
+            self.server.stats.count_status(408)
             self.transport.write(simple_response(408, error_body(408)))
             self.transport.close()
         elif state is Conn.IDLE and (now > self.deadline or (
@@ -795,7 +870,7 @@ class HttpProtocol(CycleHost):
             self.transport.write(simple_response(408, error_body(408)))
         for cycle in (self.cycle, reading, *self.queue):
             if cycle is not None:
-                cycle.lose()
+                cycle.lose("aborted: --body-timeout")
         self.queue.clear()
         self._transition(Event.TIMEOUT)
         self.transport.close()
@@ -814,7 +889,7 @@ class HttpProtocol(CycleHost):
                           "aborting the connection", peer(self.client), self.server.send_timeout)
         for cycle in (self.cycle, self.reading, *self.queue):
             if cycle is not None:
-                cycle.lose()
+                cycle.lose("aborted: --send-timeout")
         self.queue.clear()
         if self.state is not Conn.CLOSED:
             self._transition(Event.TIMEOUT)
@@ -840,6 +915,26 @@ class HttpProtocol(CycleHost):
                 cycle.lose()
             self.queue.clear()
 
+    def expire(self, why: str) -> None:
+        """The stop ran out of time (*why* names the flag): a request whose response has
+        not started gets a 503 with ``Connection: close``, logged, rather than a bare close
+        (the client can tell it was not served and retry); one whose response started can
+        only be cut. Either way the connection closes."""
+        if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.started and not cycle.disconnected:
+            error_log.warning("%s %s from %s not answered when %s: answering 503 and closing",
+                              escape(cycle.scope["method"]), escape(cycle.scope["path"]),
+                              peer(self.client), why)
+            for queued in self.queue:  # never started: Connection: close tells the client
+                queued.lose()
+            self.queue.clear()
+            cycle.send_error(503)  # its response_done closes the connection
+        if not self.closed():  # a response under way is cut (the app sees it)
+            self._transition(Event.TIMEOUT)
+            self.transport.close()
+
     # -- zero-copy file sending ---------------------------------------------------------------
 
     def can_sendfile(self) -> bool:
@@ -847,26 +942,31 @@ class HttpProtocol(CycleHost):
                 and self.transport.get_write_buffer_size() == 0
                 and self.transport.get_extra_info("socket") is not None)
 
-    async def sendfile(self, fd: int, size: int) -> None:
-        """os.sendfile() on a duplicate of the socket fd; the transport's buffer is empty."""
+    async def sendfile(self, fd: int, offset: int, size: int) -> None:
+        """os.sendfile() of *size* bytes of *fd* from *offset*, on a duplicate of the socket
+        fd; the transport's buffer is empty. FileShrank if the file ends early."""
         sock = self.transport.get_extra_info("socket")
         out = os.dup(sock.fileno())
-        offset = self.file_sent = 0  # progress for --send-timeout (see tick)
+        sent = self.file_sent = 0  # progress for --send-timeout (see tick)
         try:
-            while offset < size:
+            while sent < size:
                 if self.state is Conn.CLOSED:
                     raise ClientDisconnected("client disconnected during sendfile")
                 try:
-                    offset += os.sendfile(out, fd, offset, size - offset)
-                    self.file_sent = offset
+                    count = os.sendfile(out, fd, offset + sent, size - sent)
                 except BlockingIOError:
                     await self._writable(out)
+                    continue
                 except OSError as exc:
                     if exc.errno in (errno.EPIPE, errno.ECONNRESET):
                         # The client's choice, not the app's error: ``send`` raises the
                         # ASGI disconnect (an OSError), logged at debug level.
                         raise ClientDisconnected("client disconnected during sendfile") from exc
                     raise
+                if count == 0:  # end of file before *size*: it was truncated meanwhile
+                    raise FileShrank(sent, size)
+                sent += count
+                self.file_sent = sent
         finally:
             self.file_sent = None
             os.close(out)
@@ -918,6 +1018,15 @@ def _apply_proxy_headers(scope: Scope, headers: list[tuple[bytes, bytes]],
             else:
                 if hosts:
                     scope["client"] = (hosts[0], 0)
+
+
+def _proxy_wait(stats: RequestStats, value: bytes) -> None:
+    """X-Request-Start of a trusted proxy: the wait since the proxy got the request."""
+    age = request_start_age(value)
+    if age is not None:
+        waits = stats.proxy_wait
+        waits.counts[bisect_left(BOUNDS, age)] += 1
+        waits.total += age
 
 
 async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:

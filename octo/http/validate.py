@@ -77,7 +77,7 @@ class HeadFacts:
     """What the connection needs to know about one request head."""
 
     __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked",
-                 "forwarded")
+                 "forwarded", "request_id", "request_start")
 
     def __init__(self) -> None:
         self.keep_alive = True
@@ -86,10 +86,14 @@ class HeadFacts:
         self.content_length: int | None = None
         self.chunked = False
         self.forwarded = False  # X-Forwarded-For/-Proto present (used only from trusted peers)
+        self.request_id: bytes | None = None  # the --request-id-header value, unchecked
+        self.request_start: bytes | None = None  # X-Request-Start (likewise)
 
 
-def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFacts:
-    """One pass over lowercased headers: framing and connection facts, or RequestError."""
+def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
+                    request_id_header: bytes | None = None) -> HeadFacts:
+    """One pass over lowercased headers: framing and connection facts, or RequestError.
+    *request_id_header* (lowercase) is the field whose value becomes ``request_id``."""
     facts = HeadFacts()
     facts.keep_alive = http11
     hosts = 0
@@ -122,6 +126,10 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool) -> HeadFac
             facts.upgrade = value.strip().lower()
         elif name == b"x-forwarded-for" or name == b"x-forwarded-proto":
             facts.forwarded = True
+        elif name == request_id_header:
+            facts.request_id = value
+        elif name == b"x-request-start":
+            facts.request_start = value
     if http11 and hosts != 1:
         raise RequestError(400, f"HTTP/1.1 request with {hosts} Host headers")
     if hosts > 1:

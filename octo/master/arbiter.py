@@ -26,9 +26,19 @@ from typing import TYPE_CHECKING, Any
 from octo.config import WORKER_LIMIT, Config
 from octo.logs import error_log
 from octo.master import orphan
+from octo.master.autoscale import (
+    STEP,
+    Autoscaler,
+    LoadMeter,
+    LoadSample,
+    LongWaitWatch,
+    ScalePolicy,
+)
 from octo.master.control import ControlServer, Refused
+from octo.master.exposition import Snapshot, WorkerSample, render
+from octo.master.metrics import MetricsServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
-from octo.master.slots import Slots, SlotState, SlotWriter
+from octo.master.slots import Slots, SlotState, SlotWriter, StatsView
 from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
 from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
@@ -63,6 +73,7 @@ class WorkerInfo:
     replaces: int | None = None
     memory_strikes: int = 0
     kill_at: float | None = None
+    cause: str = ""  # why the master stops or replaces it (a restart cause of --metrics)
     last_beat: float = 0.0  # the heartbeat value the master last read from the slot...
     beat_seen_at: float | None = None  # ...and when (master's clock) it last saw it change
     process: psutil.Process | None = None
@@ -114,6 +125,21 @@ class Arbiter:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        # --metrics: the listener, what exited workers counted, restarts by cause.
+        self.metrics: MetricsServer | None = None
+        self.retired = StatsView()
+        self.retired_ticks_skipped = 0
+        self.restarts: dict[str, int] = {}
+        self.draining_until: float | None = None  # SIGTERM with --shutdown-delay
+        # Once a STEP: the load, the --max-wait-time watch and the autoscaler.
+        self.meter = LoadMeter()
+        self.next_step = 0.0
+        self.load: LoadSample | None = None
+        self.long_wait = LongWaitWatch(config.max_wait_time) if config.max_wait_time else None
+        self.long_wait_since: float | None = None
+        self.autoscaler = Autoscaler(ScalePolicy(
+            config.min_workers, config.max_workers, config.scale_up_wait, config.scale_up_busy,
+            config.scale_down_busy, config.scale_cooldown)) if config.autoscale else None
 
     # -- main loop --------------------------------------------------------------------------
 
@@ -152,6 +178,8 @@ class Arbiter:
     def _start(self) -> None:
         if self.task_target:
             self._bind_task_socket()
+        if self.config.metrics is not None:
+            self.metrics = MetricsServer(self.config, self)
         if self.control_where is not None:
             self.control = ControlServer(self.control_where, self)
         if self.config.watch:
@@ -161,10 +189,20 @@ class Arbiter:
                            self.watcher.backend)
         error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
         _log_core()
+        if self.autoscaler is not None:
+            error_log.info("autoscaling between %d and %d worker(s)", self.config.min_workers,
+                           self.config.max_workers)
 
     def maintain(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self.spawn_budget = SPAWN_PER_PASS
+        if self.draining_until is not None and now >= self.draining_until:
+            error_log.info("--shutdown-delay %s s passed: stopping", self.config.shutdown_delay)
+            self.stop(graceful=True)
+            return
+        if now >= self.next_step and self.config.reads_load:
+            self.next_step = now + STEP
+            self._step(now)
         self._check_watch()
         self._check_liveness(now)
         self._check_recycling(now)
@@ -173,19 +211,33 @@ class Arbiter:
         self._check_reload_done()
 
     def _sleep(self, timeout: float) -> None:
-        readers: list[Any] = [self.wake_r]
+        # poll, not select: a master of a thousand workers may hold descriptors past 1024.
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
         if self.control is not None:
-            readers.append(self.control.sock)
+            poller.register(self.control.sock, select.POLLIN)
+        metrics = self.metrics
+        if metrics is not None:
+            for sock in metrics.readers():
+                poller.register(sock, select.POLLIN)
+            for sock in metrics.writers():
+                poller.register(sock, select.POLLOUT | select.POLLIN
+                                if sock in metrics.readers() else select.POLLOUT)
         try:
-            ready, _, _ = select.select(readers, [], [], timeout)
+            events = poller.poll(timeout * 1000)
         except InterruptedError:
             return
-        if self.wake_r in ready:
+        readable = {fd for fd, mask in events if mask & (select.POLLIN | select.POLLHUP |
+                                                          select.POLLERR)}
+        writable = {fd for fd, mask in events if mask & (select.POLLOUT | select.POLLERR)}
+        if self.wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.wake_r, 4096):
                     pass
-        if self.control is not None and self.control.sock in ready:
+        if self.control is not None and self.control.sock.fileno() in readable:
             self.control.handle_pending()
+        if metrics is not None:
+            metrics.handle(readable, writable)
 
     def _bind_task_socket(self) -> None:
         assert self.directory is not None
@@ -223,6 +275,14 @@ class Arbiter:
             error_log.warning("SIGHUP: not reloading: %s", exc)
 
     def handle_term(self) -> None:
+        delay = self.config.shutdown_delay
+        if delay > 0 and not self.stopping and self.draining_until is None:
+            # Kubernetes removes the pod from its Services' endpoints while it sends
+            # SIGTERM, and proxies learn it a moment later: meanwhile requests still come.
+            self.draining_until = time.monotonic() + delay
+            error_log.info("SIGTERM: /readyz fails from now on; serving %s s more "
+                           "(--shutdown-delay), then stopping", delay)
+            return
         self.stop(graceful=True)
 
     def handle_int(self) -> None:
@@ -337,6 +397,9 @@ class Arbiter:
         """Set the number of HTTP workers; the loop forks toward it a few per pass."""
         if self.stopping:
             raise Refused("the server is stopping")
+        if self.config.autoscale and count < self.config.min_workers:
+            raise Refused(f"cannot scale to {count} workers: below --min-workers "
+                          f"{self.config.min_workers}")
         ceiling = self.config.worker_ceiling()
         if count > ceiling:
             chosen = "" if self.config.max_workers else \
@@ -387,6 +450,8 @@ class Arbiter:
             os.close(self.wake_w)
             if self.control is not None:
                 self.control.close_inherited()
+            if self.metrics is not None:
+                self.metrics.close()
             if self.uds is not None:
                 self.uds.close()
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
@@ -430,6 +495,7 @@ class Arbiter:
 
     def _on_exit(self, info: WorkerInfo, code: int) -> None:
         note = self.slots.note(info.index)
+        self._retire_counters(info)
         self.slots.clear(info.index)
         if info.replaced_by is not None and info.replaced_by in self.workers:
             self.workers[info.replaced_by].replaces = None
@@ -443,6 +509,7 @@ class Arbiter:
             return
         error_log.error("worker %d died unexpectedly (%s); replacing it", info.pid,
                         describe_exit(code))
+        self._count_restart(info.cause or "crash")
         self._crashed()
 
     def _crashed(self, now: float | None = None) -> float:
@@ -540,6 +607,7 @@ class Arbiter:
                                 "killing it", info.pid, silent, timeout)
                 self._signal(info.pid, STACK_DUMP_SIGNAL)
                 info.kill_at = now + DUMP_GRACE  # then it is reaped and replaced like a crash
+                info.cause = "liveness"
 
     def _silence(self, info: WorkerInfo, now: float) -> float:
         """Seconds since the master last saw *info*'s heartbeat change, on its own clock.
@@ -565,15 +633,17 @@ class Arbiter:
         for info in list(self.workers.values()):
             if info.stopping or info.replaced_by is not None or not info.ready:
                 continue
-            reason = None
+            reason = cause = None
             if self.slots.read(info.index).state is SlotState.RETIRING:
-                reason = "max requests reached"
+                reason, cause = "max requests reached", "max-requests"
             elif cfg.max_lifetime and now - info.spawned > cfg.max_lifetime:
-                reason = f"--max-lifetime {cfg.max_lifetime}s reached"
+                reason, cause = f"--max-lifetime {cfg.max_lifetime}s reached", "max-lifetime"
             elif sample and self._over_memory(info):
-                reason = f"RSS above --max-memory {cfg.max_memory} MB"
-            if reason is not None and self.spawn_budget > 0 and now >= self.next_spawn:
+                reason, cause = f"RSS above --max-memory {cfg.max_memory} MB", "max-memory"
+            if reason is not None and cause is not None and self.spawn_budget > 0 and \
+                    now >= self.next_spawn:
                 error_log.info("recycling worker %d: %s", info.pid, reason)
+                self._count_restart(cause)
                 self.spawn(replaces=info.pid)
 
     def _over_memory(self, info: WorkerInfo) -> bool:
@@ -594,6 +664,7 @@ class Arbiter:
                 if self.spawn_budget <= 0:
                     self.reload_queue.appendleft(old)  # next pass
                     return
+                self._count_restart("reload")
                 self.spawn(replaces=old)
                 return
 
@@ -610,6 +681,115 @@ class Arbiter:
                 for info in sorted(counted, key=lambda w: w.spawned)[target:]:
                     error_log.info("scaling down: stopping worker %d", info.pid)
                     self._retire(info.pid)
+
+    # -- load: --max-wait-time and autoscaling ----------------------------------------------
+
+    def _step(self, now: float) -> None:
+        """Once a STEP: sample the HTTP workers' load, then watch the wait and scale."""
+        serving = {info.pid: self.slots.read_stats(info.index) for info in self._serving()}
+        self.load = self.meter.sample(now, serving)
+        if self.long_wait is not None:
+            self._watch_wait(now)
+        if self.autoscaler is not None:
+            self._autoscale(now)
+
+    def _serving(self) -> list[WorkerInfo]:
+        """HTTP workers that serve (ready, not stopping, their slot theirs), oldest first."""
+        return [info for info in sorted(self.workers.values(), key=lambda w: w.spawned)
+                if info.role == "http" and info.ready and not info.stopping
+                and self.slots.read(info.index).pid == info.pid]
+
+    def _watch_wait(self, now: float) -> None:
+        watch = self.long_wait
+        assert watch is not None
+        wait = self.load.wait if self.load is not None else None
+        change = watch.observe(wait)
+        if change == "started" and wait is not None:
+            self.long_wait_since = time.time()
+            error_log.warning("requests wait %.0f ms before the app is called, above "
+                              "--max-wait-time %s s (LongWaitDetected); add workers or "
+                              "find what blocks them", wait * 1000, watch.limit)
+            serving = self._serving()
+            index = serving[0].index if serving else -1
+            self.slots.announce_long_wait(watch.episodes, index, wait, watch.limit)
+        elif change == "ended":
+            error_log.info("request queue wait back below --max-wait-time %s s (peak %.0f "
+                           "ms)", watch.limit, watch.peak * 1000)
+
+    def _autoscale(self, now: float) -> None:
+        scaler = self.autoscaler
+        assert scaler is not None
+        busy = any(info.role == "http" and not info.ready and not info.stopping
+                   for info in self.workers.values())
+        if busy or self.reload_queue or any(info.replaces is not None
+                                            for info in self.workers.values()):
+            return  # a worker boots (or replaces one): its effect is not measured yet
+        decision = scaler.decide(now, self.target, self.load)
+        if decision is None:
+            return
+        count = self.target + decision.change
+        error_log.info("autoscale: %d -> %d worker(s): %s", self.target, count,
+                       decision.reason)
+        self.target = count
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def _count_restart(self, cause: str) -> None:
+        self.restarts[cause] = self.restarts.get(cause, 0) + 1
+
+    def _retire_counters(self, info: WorkerInfo) -> None:
+        """An exiting worker's counters join the retired totals (counters never go down)."""
+        slot = self.slots.read(info.index)
+        if slot.pid == info.pid:
+            self.retired.add(self.slots.read_stats(info.index))
+            self.retired_ticks_skipped += slot.ticks_skipped
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        samples = []
+        tables: list[tuple[str, int, int]] = []
+        for info in sorted(self.workers.values(), key=lambda w: w.spawned):
+            slot = self.slots.read(info.index)
+            if slot.pid != info.pid:
+                continue  # not beating yet: nothing of it to show
+            state = "stopping" if info.stopping else slot.state.name.lower()
+            samples.append(WorkerSample(
+                info.index, info.pid, info.role, state, slot.requests, slot.in_flight,
+                slot.connections, slot.loop_lag, max(0.0, now - slot.heartbeat),
+                process_stats(info)[0], slot.ticks_skipped, self.slots.read_stats(info.index)))
+            if not tables:
+                tables = [tuple(row) for row in self.slots.read_tables(info.index) or []]
+        cfg = self.config
+        watch = self.long_wait
+        return Snapshot(
+            samples, self.retired, self.retired_ticks_skipped, self.restarts, self.target,
+            cfg.min_workers or self.target, cfg.worker_ceiling(), self.task_target,
+            self.draining_until is not None, self.stopping, watch.episodes if watch else 0,
+            bool(watch and watch.active), cfg.max_wait_time,
+            self.autoscaler.changes if self.autoscaler else {}, tables)
+
+    def metrics_text(self) -> str:
+        return render(self.snapshot())
+
+    def livez(self) -> tuple[bool, str]:
+        """The master runs (it answers) and a worker's heartbeat moved within --timeout."""
+        now = time.monotonic()
+        beating = [info for info in self.workers.values() if info.role == "http"
+                   and info.ready and info.kill_at is None
+                   and self._silence(info, now) <= self.config.timeout]
+        if beating:
+            return True, f"live: {len(beating)} worker(s) beating"
+        return False, "not live: no worker has a heartbeat (booting, or all blocked)"
+
+    def readyz(self) -> tuple[bool, str]:
+        """A worker serves and the server is not draining."""
+        if self.stopping or self.draining_until is not None:
+            return False, "not ready: draining (stopping)"
+        ready = [info for info in self._serving()
+                 if self.slots.read(info.index).state is SlotState.READY]
+        if ready:
+            return True, f"ready: {len(ready)} worker(s) serving"
+        return False, "not ready: no worker serves yet"
 
     def _enforce_stop_deadline(self) -> None:
         if time.monotonic() > self.stop_deadline:
@@ -649,7 +829,26 @@ class Arbiter:
         reload = dataclasses.asdict(self.reload_status) if self.reload_status else None
         return {"master": os.getpid(), "target": self.target, "generation": self.generation,
                 "max_workers": self.config.worker_ceiling(), "task_target": self.task_target,
-                "stopping": self.stopping, "reload": reload, "workers": rows}
+                "stopping": self.stopping, "draining": self.draining_until is not None,
+                "reload": reload, "workers": rows, **self._load_status()}
+
+    def _load_status(self) -> dict[str, Any]:
+        load = self.load
+        out: dict[str, Any] = {
+            "load": None if load is None else {
+                "wait": None if load.wait is None else round(load.wait, 4),
+                "busy": round(load.busy, 3), "workers": load.workers},
+            "restarts": dict(self.restarts),
+        }
+        if self.long_wait is not None:
+            watch = self.long_wait
+            out["long_wait"] = {"limit": watch.limit, "active": watch.active,
+                                "episodes": watch.episodes, "since": self.long_wait_since,
+                                "peak": round(watch.peak, 4)}
+        if self.autoscaler is not None:
+            out["autoscale"] = {"min": self.config.min_workers, "max": self.config.max_workers,
+                                "changes": dict(self.autoscaler.changes)}
+        return out
 
     def _cleanup(self) -> None:
         # Done supervising: a late signal (a SIGINT storm outlasting the stop) must not
@@ -663,6 +862,8 @@ class Arbiter:
             remove_server_files(self.directory, self.directory.server_id)
         if self.control is not None:
             self.control.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.watcher is not None:
             self.watcher.close()
         for fd in (self.wake_r, self.wake_w):

@@ -12,25 +12,47 @@ worker's pid next to a heartbeat of 0.)
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import mmap
 import struct
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from octo.master import orphan
+from octo.stats import BUCKETS, STATUS_CLASSES, RequestStats
 
 # pid, state, started, heartbeat, requests, in_flight, loop lag, open connections,
 # ticks skipped (by this worker while it led the tick schedule); native order, as the
 # word-by-word writes through memoryview casts are native.
 _FORMAT = "=qqddqqdqq"
-SLOT_SIZE = 128
+SLOT_SIZE = 1024
 WORD = 8
 NOTE_SIZE = 512  # bytes per worker for the last error it logged (a boot failure's reason)
+# A worker beats every 0.5 s from its event loop (octo.worker.CLOCK_INTERVAL). A sibling
+# whose last beat is older than this is blocked (or dying): its connection count is frozen,
+# so the balanced acceptor does not hold back for it.
+STALE_AFTER = 1.0
+TABLES_SIZE = 2048  # bytes per worker for its tables' usage (JSON, under a sequence word)
 _STRUCT = struct.Struct(_FORMAT)
-assert _STRUCT.size <= SLOT_SIZE
 # Word offsets within a slot.
 _PID, _STATE, _STARTED, _HEARTBEAT, _REQUESTS, _IN_FLIGHT, _LAG, _CONNECTIONS, _SKIPPED = \
     range(9)
+# The --metrics counters after them (octo.stats): busy seconds, CPU seconds, WebSockets,
+# ticks run and failed, dispatched tasks queued, handed over and their wait, requests per
+# status class, then three histograms (buckets, sum): duration, queue wait, proxy wait.
+_BUSY, _CPU, _WEBSOCKETS, _TICK_RUNS, _TICK_FAILED, _TASK_QUEUED, _TASKS_HANDED, \
+    _TASK_WAIT = range(9, 17)
+_STATUS = 17
+_DURATION = _STATUS + STATUS_CLASSES
+_WAIT = _DURATION + BUCKETS + 1
+_PROXY_WAIT = _WAIT + BUCKETS + 1
+_END = _PROXY_WAIT + BUCKETS + 1
+_STATS_STRUCT = struct.Struct("=" + "ddqqqqqd" + "q" * STATUS_CLASSES
+                              + ("q" * BUCKETS + "d") * 3)
+assert _STATS_STRUCT.size == (_END - _BUSY) * WORD and _END * WORD <= SLOT_SIZE
+MASTER_WORDS = 4  # long-wait episode number, the slot told to announce it, wait, limit (us)
 
 
 class SlotState(enum.IntEnum):
@@ -54,6 +76,53 @@ class SlotView:
     ticks_skipped: int = 0
 
 
+@dataclass(slots=True)
+class HistogramView:
+    counts: list[int]
+    total: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass(slots=True)
+class StatsView:
+    """A worker's --metrics counters as the master read them (all zero before its first
+    heartbeat)."""
+
+    busy: float = 0.0
+    cpu: float = 0.0
+    websockets: int = 0
+    tick_runs: int = 0
+    tick_failed: int = 0
+    task_queued: int = 0
+    tasks_handed: int = 0
+    task_wait: float = 0.0
+    status: list[int] = field(default_factory=lambda: [0] * STATUS_CLASSES)
+    duration: HistogramView = field(default_factory=lambda: _empty_histogram())
+    wait: HistogramView = field(default_factory=lambda: _empty_histogram())
+    proxy_wait: HistogramView = field(default_factory=lambda: _empty_histogram())
+
+    def add(self, other: StatsView) -> None:
+        """Add *other*'s counters (not its gauges) to these."""
+        self.busy += other.busy
+        self.cpu += other.cpu
+        self.tick_runs += other.tick_runs
+        self.tick_failed += other.tick_failed
+        self.tasks_handed += other.tasks_handed
+        self.task_wait += other.task_wait
+        self.status = [a + b for a, b in zip(self.status, other.status, strict=True)]
+        for name in ("duration", "wait", "proxy_wait"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            mine.counts = [a + b for a, b in zip(mine.counts, theirs.counts, strict=True)]
+            mine.total += theirs.total
+
+
+def _empty_histogram() -> HistogramView:
+    return HistogramView([0] * BUCKETS, 0.0)
+
+
 class Slots:
     """A fixed number of worker slots; index ``i`` belongs to one worker at a time.
 
@@ -67,15 +136,18 @@ class Slots:
     def __init__(self, count: int) -> None:
         self.count = count
         self.counts_offset = count * SLOT_SIZE
-        self.notes_offset = self.counts_offset + (count + 1) * 8
-        size = self.notes_offset + count * NOTE_SIZE
+        self.notes_offset = self.counts_offset + (count + 1 + MASTER_WORDS) * 8
+        self.tables_offset = self.notes_offset + count * NOTE_SIZE
+        size = self.tables_offset + count * TABLES_SIZE
         self.area = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         # Two typed views of the slot records, for single-word stores of ints and floats.
         self.ints = memoryview(self.area)[:self.counts_offset].cast("q")
         self.floats = memoryview(self.area)[:self.counts_offset].cast("d")
         words = memoryview(self.area)[self.counts_offset:].cast("q")
         self.counts = words[:count]
-        self.high = words[count:]  # high[0]: highest slot index in use + 1
+        self.high = words[count:count + 1]  # high[0]: highest slot index in use + 1
+        # Written by the master only: the latest long-wait episode (see announce_long_wait).
+        self.master_words = words[count + 1:count + 1 + MASTER_WORDS]
         for index in range(count):
             self.counts[index] = -1
 
@@ -106,6 +178,83 @@ class Slots:
         self.counts[index] = -1
         start = self.notes_offset + index * NOTE_SIZE
         self.area[start:start + NOTE_SIZE] = bytes(NOTE_SIZE)
+        start = self.tables_offset + index * TABLES_SIZE
+        self.area[start:start + TABLES_SIZE] = bytes(TABLES_SIZE)
+
+    def write_stats(self, index: int, stats: RequestStats, now: float, in_flight: int,
+                    cpu: float, websockets: int, ticks: tuple[int, int],
+                    tasks: tuple[int, int, float]) -> None:
+        """A worker's --metrics counters, one word at a time (see the module docstring)."""
+        base = index * (SLOT_SIZE // WORD)
+        ints, floats = self.ints, self.floats
+        floats[base + _BUSY] = stats.busy_seconds(now, in_flight)
+        floats[base + _CPU] = cpu
+        ints[base + _WEBSOCKETS] = websockets
+        ints[base + _TICK_RUNS], ints[base + _TICK_FAILED] = ticks
+        ints[base + _TASK_QUEUED], ints[base + _TASKS_HANDED] = tasks[0], tasks[1]
+        floats[base + _TASK_WAIT] = tasks[2]
+        for offset, count in enumerate(stats.status, base + _STATUS):
+            ints[offset] = count
+        for start, histogram in ((_DURATION, stats.duration), (_WAIT, stats.wait),
+                                 (_PROXY_WAIT, stats.proxy_wait)):
+            for offset, count in enumerate(histogram.counts, base + start):
+                ints[offset] = count
+            floats[base + start + BUCKETS] = histogram.total
+
+    def read_stats(self, index: int) -> StatsView:
+        values = _STATS_STRUCT.unpack_from(self.area, index * SLOT_SIZE + _BUSY * WORD)
+        view = StatsView(*values[:8])
+        view.status = list(values[8:8 + STATUS_CLASSES])
+        at = 8 + STATUS_CLASSES
+        histograms = []
+        for _ in range(3):
+            histograms.append(HistogramView(list(values[at:at + BUCKETS]),
+                                            values[at + BUCKETS]))
+            at += BUCKETS + 1
+        view.duration, view.wait, view.proxy_wait = histograms
+        return view
+
+    def write_tables(self, index: int, data: bytes) -> None:
+        """The worker's tables as JSON, under a sequence word (odd while it writes)."""
+        start = self.tables_offset + index * TABLES_SIZE
+        sequence = self._sequence(start)
+        data = data[:TABLES_SIZE - 2 * WORD]
+        self._set_word(start, sequence + 1)
+        self._set_word(start + WORD, len(data))
+        self.area[start + 2 * WORD:start + 2 * WORD + len(data)] = data
+        self._set_word(start, sequence + 2)
+
+    def read_tables(self, index: int) -> Any:
+        """What write_tables last stored (decoded), or None (none yet, or mid-write)."""
+        start = self.tables_offset + index * TABLES_SIZE
+        before = self._sequence(start)
+        length = min(self._sequence(start + WORD), TABLES_SIZE - 2 * WORD)
+        data = bytes(self.area[start + 2 * WORD:start + 2 * WORD + max(0, length)])
+        if before % 2 or before == 0 or self._sequence(start) != before:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return None
+
+    def _sequence(self, offset: int) -> int:
+        return int(struct.unpack_from("=q", self.area, offset)[0])
+
+    def _set_word(self, offset: int, value: int) -> None:
+        self.area[offset:offset + WORD] = struct.pack("=q", value)
+
+    def announce_long_wait(self, episode: int, index: int, wait: float, limit: float) -> None:
+        """Master side: the worker in slot *index* fires LongWaitDetected for *episode*."""
+        words = self.master_words
+        words[2] = int(wait * 1e6)
+        words[3] = int(limit * 1e6)
+        words[1] = index
+        words[0] = episode
+
+    def long_wait(self) -> tuple[int, int, float, float]:
+        """(episode, announcing slot, wait, limit) as the master last announced them."""
+        words = self.master_words
+        return words[0], words[1], words[2] / 1e6, words[3] / 1e6
 
     def write_note(self, index: int, text: str) -> None:
         data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1]
@@ -126,6 +275,7 @@ class Slots:
         self.floats.release()
         self.counts.release()
         self.high.release()
+        self.master_words.release()
         self.area.close()
 
     def free_index(self, used: set[int]) -> int:
@@ -159,16 +309,25 @@ class SlotWriter:
     def set_connections(self, count: int) -> None:
         self.slots.counts[self.index] = count
 
-    def fair_to_accept(self, slack: int) -> bool:
+    def fair_to_accept(self, slack: int, now: float | None = None) -> bool:
         """True unless this worker holds more than *slack* connections above the least
-        loaded accepting worker: lets an idle worker take the next connection."""
+        loaded accepting worker: lets an idle worker take the next connection.
+
+        Only siblings that beat within STALE_AFTER of *now* (monotonic; the clock is
+        system-wide, so it compares with their beats) count: a blocked worker accepts
+        nothing, and holding back for it would only delay every new connection."""
         counts = self.slots.counts
         mine = counts[self.index]
         high = self.slots.high[0]
         low = mine
+        fresh_since = (time.monotonic() if now is None else now) - STALE_AFTER
+        floats = self.slots.floats
         for index in range(high):
             count = counts[index]
-            if 0 <= count < low:
+            # Read a sibling's beat only when it would lower the bar: the common case
+            # (no sibling less loaded) costs nothing more.
+            if 0 <= count < low and \
+                    floats[index * (SLOT_SIZE // WORD) + _HEARTBEAT] >= fresh_since:
                 low = count
         return mine - low <= slack
 
@@ -177,6 +336,14 @@ class SlotWriter:
         self.check_master()
         self.slots.write(self.index, self.pid, state, self.started, now, requests, in_flight,
                          loop_lag, connections, ticks_skipped)
+
+    def write_stats(self, stats: RequestStats, now: float, in_flight: int, cpu: float,
+                    websockets: int, ticks: tuple[int, int],
+                    tasks: tuple[int, int, float]) -> None:
+        self.slots.write_stats(self.index, stats, now, in_flight, cpu, websockets, ticks, tasks)
+
+    def write_tables(self, data: bytes) -> None:
+        self.slots.write_tables(self.index, data)
 
 
 class _NoteHandler(logging.Handler):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
 from typing import Any, TypeVar, cast
 
@@ -27,6 +28,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+_BOOTED: weakref.WeakSet[Octo] = weakref.WeakSet()
+
+
+def booted_runtimes() -> list[Octo]:
+    """The runtimes booted in this process (their events hear LongWaitDetected)."""
+    return list(_BOOTED)
 
 
 class Octo:
@@ -89,10 +98,12 @@ class Octo:
 
     @property
     def tick_stats(self) -> Table:
-        """Per tick: runs, skipped (still running when due) and errors, shared by workers."""
+        """Per tick: runs, skipped (still running when due) and errors, shared by workers;
+        also which worker runs it now (``owner``/``run``, see ``octo.runtime.tick``)."""
         if self._tick_stats is None:
             self._tick_stats = self.table("ticks", 256, {"runs": Int, "skipped": Int,
-                                                         "errors": Int})
+                                                         "errors": Int, "owner": Int,
+                                                         "run": Int})
         return self._tick_stats
 
     def lock(self, name: str, ttl: float = 10.0) -> Lock:
@@ -105,13 +116,10 @@ class Octo:
         return self._locks
 
     def wrap(self, app: Any) -> ASGIApp:
-        """Serve *app* inside the sandbox; Django's handler gets its per-request resets."""
-        from octo.runtime.integrations.django import adapt as adapt_django
-
-        inner = adapt_django(app)
+        """Serve *app* inside the sandbox."""
         if os.environ.get("OCTO_DETECT_LEAKS") == "1":
             self.leaks = LeakDetector(self, app)
-        return Sandboxed(self, inner)
+        return Sandboxed(self, app)
 
     async def boot(self) -> None:
         if self.booted:
@@ -127,6 +135,7 @@ class Octo:
             await self.events.dispatch(ev.WorkerStarting())
             await self.container.boot()
             self.booted = True
+            _BOOTED.add(self)
             self.ticks.start()
 
     async def stop(self) -> None:

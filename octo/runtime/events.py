@@ -59,6 +59,16 @@ class OperationTerminated(Event):
 
 
 @dataclasses.dataclass(slots=True)
+class LongWaitDetected(Event):
+    """Requests waited longer than ``--max-wait-time`` before the app was called (Horizon's
+    ``LongWaitDetected``): fired once per episode, in one worker, by ``--metrics``'s watch.
+    *wait* is the mean queue wait in seconds over the last second, *threshold* the limit."""
+
+    wait: float
+    threshold: float
+
+
+@dataclasses.dataclass(slots=True)
 class WorkerErrorOccurred(Event):
     error: BaseException
 

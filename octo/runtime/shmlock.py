@@ -9,10 +9,19 @@ longer than ``CHECK_EVERY``. Where libatomic cannot be loaded, an ``fcntl`` byte
 (which the kernel drops when its holder dies) does the same job with two system calls per
 operation. fcntl and CAS locks exclude processes only, so each lock also holds a thread
 lock.
+
+Two ways to hold a lock. ``with lock:`` (and every table operation) waits by blocking its
+thread: right for sync code and for short sections with no ``await``. Re-entered on the
+thread that holds it — a section held across an ``await`` that another task of the same
+loop enters, a table call inside a locked section — it raises :class:`LockReentered`
+instead of deadlocking that thread. ``async with lock:`` waits by polling with a bounded
+back-off (``await asyncio.sleep``, nothing held meanwhile), so a section may await while
+other tasks of its loop, and waiters in other workers, keep running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import fcntl
@@ -21,6 +30,7 @@ import os
 import platform
 import threading
 import time
+from threading import get_ident
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +40,14 @@ from octo.runtime.shmfiles import pid_exists
 CHECK_EVERY = 0.05  # seconds a waiter spins before asking whether the holder is alive
 SPINS = 200  # CAS attempts before yielding the CPU
 SEQ_CST = 5
+# ``async with``: the first poll after a failed try, doubled up to the bound, so a waiter
+# notices a release within POLL_MAX however long it has waited.
+POLL_FIRST = 0.0005
+POLL_MAX = 0.01
+
+
+class LockReentered(RuntimeError):
+    """A blocking acquire of a lock that its own thread holds: waiting would deadlock."""
 
 
 def _start_time(pid: int) -> int | None:
@@ -65,6 +83,11 @@ _HAVE_PROC = os.path.exists("/proc/self/stat")
 _token = ctypes.c_int64(owner_token(os.getpid()))
 
 
+def own_token() -> int:
+    """This process's owner word (see :func:`owner_token`), kept up to date across fork."""
+    return int(_token.value)
+
+
 def _refresh_token() -> None:
     _token.value = owner_token(os.getpid())
 
@@ -96,11 +119,71 @@ def atomic_available() -> bool:
 
 
 class _LockBase:
+    """A thread lock (threads of one process) over a process-level lock, which each kind
+    implements with ``_take`` (blocking), ``_try_take`` (at once) and ``_give``."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._thread = threading.Lock()
+        self._owner = 0  # ident of the thread holding the lock, 0 when free
+        self._task: asyncio.Task[Any] | None = None  # the task holding it by async with
+
+    # -- per kind -------------------------------------------------------------------------
+
+    def _take(self) -> None:
+        """Take the process-level lock, waiting as long as it takes (thread lock held)."""
+
+    def _try_take(self, check_holder: bool) -> bool:
+        """Take the process-level lock if free now (thread lock held); *check_holder*: also
+        take it over if its holder has died."""
+        return True
+
+    def _give(self) -> None:
+        """Release the process-level lock (thread lock held)."""
+
+    # -- blocking: sync code, short sections ------------------------------------------------
+
     def acquire(self) -> None:
-        raise NotImplementedError
+        if not self._thread.acquire(False):
+            self._wait_thread()
+        self._owner = get_ident()
+        try:
+            self._take()
+        except BaseException:
+            self._owner = 0
+            self._thread.release()
+            raise
+
+    def _wait_thread(self) -> None:
+        """The thread lock is taken: wait for it, unless it is this very thread's."""
+        if self._owner == get_ident():  # only this thread ever stores its own ident
+            raise self._reentered()
+        self._thread.acquire()
+
+    def _table(self) -> str:
+        return f"table {self.name!r}" if self.name else "a table"
+
+    def _reentered(self) -> LockReentered:
+        table = self._table()
+        if self._task is not None:
+            return LockReentered(
+                f"{table}: its lock is held by a task of this event loop (`async with "
+                "table.locked():`), which a blocking call on the loop cannot wait for: use "
+                "`async with table.locked():` here too (inside that very section, the "
+                "*_unlocked methods)")
+        return LockReentered(
+            f"{table}: its lock is already held on this thread, by a `with table.locked():` "
+            "section (held across an await by another task, or the one calling this); "
+            "waiting would deadlock. Hold the lock across an await only with `async with "
+            "table.locked():`, which waits without blocking the event loop, and use the "
+            "*_unlocked methods inside a locked section")
 
     def release(self) -> None:
-        raise NotImplementedError
+        self._owner = 0
+        try:
+            self._give()
+        finally:
+            self._thread.release()
 
     def __enter__(self) -> None:
         self.acquire()
@@ -109,36 +192,71 @@ class _LockBase:
                  tb: TracebackType | None) -> None:
         self.release()
 
+    # -- waiting without blocking the loop: sections that await -------------------------------
+
+    def try_acquire(self, check_holder: bool = False) -> bool:
+        """Take the lock if it is free now (or, with *check_holder*, held by a process that
+        died); never waits."""
+        if not self._thread.acquire(False):
+            return False
+        try:
+            taken = self._try_take(check_holder)
+        except BaseException:
+            self._thread.release()
+            raise
+        if not taken:
+            self._thread.release()
+            return False
+        self._owner = get_ident()
+        return True
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is not None and task is self._task:
+            raise LockReentered(f"{self._table()}: `async with table.locked():` entered "
+                                "again by the task that holds it")
+        delay = POLL_FIRST
+        check_at = time.monotonic() + CHECK_EVERY
+        while True:
+            check = time.monotonic() >= check_at
+            if self.try_acquire(check):
+                break
+            if check:
+                check_at = time.monotonic() + CHECK_EVERY
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+        self._task = task
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._task = None
+        self.release()
+
 
 class LocalLock(_LockBase):
     """A table in one process: a thread lock is all it needs."""
-
-    def __init__(self) -> None:
-        self._thread = threading.Lock()
-        self.acquire = self._thread.acquire  # type: ignore[method-assign,assignment]
-        self.release = self._thread.release  # type: ignore[method-assign]
 
 
 class FileLock(_LockBase):
     """fcntl byte-range lock on the table file (plus a thread lock)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, name: str = "") -> None:
+        super().__init__(name)
         self._fd = fd
-        self._thread = threading.Lock()
 
-    def acquire(self) -> None:
-        self._thread.acquire()
-        try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
-        except BaseException:
-            self._thread.release()
-            raise
+    def _take(self) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
 
-    def release(self) -> None:
+    def _try_take(self, check_holder: bool) -> bool:
+        # The kernel drops the lock of a dead process: nothing to check.
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
-        finally:
-            self._thread.release()
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held elsewhere
+            return False
+        return True
+
+    def _give(self) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
 
 
 class AtomicLock(_LockBase):
@@ -147,8 +265,7 @@ class AtomicLock(_LockBase):
     def __init__(self, mem: mmap.mmap, offset: int, name: str) -> None:
         if _CAS is None or offset % 8:
             raise ValueError("AtomicLock needs libatomic and an aligned word")
-        self._name = name
-        self._thread = threading.Lock()
+        super().__init__(name)
         self._words = memoryview(mem).cast("q")
         self._index = offset // 8
         self._addr = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(mem)) + offset)
@@ -159,16 +276,26 @@ class AtomicLock(_LockBase):
         self._expected.value = expected
         return bool(_CAS(self._addr, self._expected_ref, _token, SEQ_CST, SEQ_CST))
 
+    # acquire and release: _LockBase's, with _take and _give inlined (every table
+    # operation runs them).
     def acquire(self) -> None:
-        self._thread.acquire()
-        self._expected.value = 0  # _try(0), inlined: this is every table operation
+        if not self._thread.acquire(False):
+            self._wait_thread()
+        self._owner = get_ident()
+        self._expected.value = 0
         if _CAS(self._addr, self._expected_ref, _token, SEQ_CST, SEQ_CST):
             return
         try:
             self._contend()
         except BaseException:
+            self._owner = 0
             self._thread.release()
             raise
+
+    def _try_take(self, check_holder: bool) -> bool:
+        if self._try(0):
+            return True
+        return check_holder and self._take_from_dead(self._expected.value)
 
     def _contend(self) -> None:
         check_at = time.monotonic() + CHECK_EVERY
@@ -188,10 +315,11 @@ class AtomicLock(_LockBase):
         if not self._try(holder):
             return False
         error_log.warning("table %r: took over the lock of process %d, which died holding it",
-                          self._name, holder & 0xFFFFFFFF)
+                          self.name, holder & 0xFFFFFFFF)
         return True
 
     def release(self) -> None:
+        self._owner = 0
         try:
             if _PLAIN_RELEASE:
                 self._words[self._index] = 0

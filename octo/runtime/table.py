@@ -33,6 +33,7 @@ from typing import Any
 from octo.logs import error_log
 from octo.runtime import rundir, shmfiles
 from octo.runtime.shmlock import AtomicLock, FileLock, LocalLock, atomic_available
+from octo.stats import TABLES
 
 _HEADER = struct.Struct("<8sQQQ")  # magic, capacity, used, lock word
 HEADER_SIZE = _HEADER.size
@@ -108,6 +109,7 @@ class Table:
         self._open(server_id)
         self.ints = memoryview(self.mem).cast("q")
         self.floats = memoryview(self.mem).cast("d")
+        TABLES[name] = self
 
     def _layout(self) -> None:
         """Column offsets: numeric columns first so each lands on an 8-byte boundary."""
@@ -140,7 +142,7 @@ class Table:
             self.path = None
             self.mem = mmap.mmap(-1, size)
             _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
-            self.lock: LocalLock | FileLock | AtomicLock = LocalLock()
+            self.lock: LocalLock | FileLock | AtomicLock = LocalLock(self.name)
             return
         directory = rundir.current()
         if directory is None:
@@ -159,10 +161,14 @@ class Table:
                 _HEADER.pack_into(self.mem, 0, MAGIC, self.capacity, 0, 0)
                 _log_schema(directory, server_id, self.name, file_name)
         self.lock = (AtomicLock(self.mem, LOCK_OFFSET, self.name) if atomic_available()
-                     else FileLock(fd))
+                     else FileLock(fd, self.name))
 
     def locked(self) -> LocalLock | FileLock | AtomicLock:
-        """``with table.locked():`` around several ``*_unlocked`` calls made atomic."""
+        """The table's lock, around several ``*_unlocked`` calls made atomic together:
+        ``with table.locked():`` in sync code or a section with no ``await``, ``async with
+        table.locked():`` for a section that awaits (its waiters never block the event loop).
+        A blocking wait on the thread that holds the lock raises ``LockReentered`` rather
+        than deadlocking (see ``octo.runtime.shmlock``)."""
         return self.lock
 
     # -- slots ---------------------------------------------------------------------------
@@ -379,6 +385,11 @@ class Table:
     def __len__(self) -> int:
         with self.lock:
             return int(self.ints[2])
+
+    def usage(self) -> tuple[int, int]:
+        """(rows used, capacity), read without the lock (one aligned word): for --metrics,
+        which must never wait on a table."""
+        return int(self.ints[2]), self.capacity
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(key, row) pairs; each row is read under the lock, so it is never torn."""

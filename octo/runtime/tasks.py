@@ -45,6 +45,7 @@ from octo.runtime import rundir
 from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
 from octo.runtime.concurrent import TaskTimeout
 from octo.runtime.sandbox import current_operation
+from octo.stats import TASKS
 
 FRAME_LEN = struct.Struct(">Q")  # the length prefix of every frame, both ways
 MAX_FRAME = 256 * 1024 * 1024
@@ -101,6 +102,7 @@ class _Queued:
     name: str
     payload: bytes
     attempts: int = 0
+    queued_at: float = dataclasses.field(default_factory=time.monotonic)
 
 
 # -- caller side (HTTP workers, and anything else that sends tasks) -----------------------
@@ -125,6 +127,7 @@ class Tasks:
         self._sender: asyncio.Task[None] | None = None
         self._local: set[asyncio.Task[Any]] = set()
         self._full_logged = False
+        TASKS.queues.add(self)  # its queue length, for --metrics
 
     # -- public entry points ------------------------------------------------------------------
 
@@ -290,6 +293,8 @@ class Tasks:
                 continue
             retry = RETRY_FIRST
             self._queue.popleft()
+            TASKS.handed += 1
+            TASKS.waited += time.monotonic() - item.queued_at
             if self._full_logged and len(self._queue) < self.queue_size:
                 self._full_logged = False
 

@@ -3,7 +3,11 @@
 Every worker runs a small scheduler, but only the *leader* runs ticks: leadership is a
 shared lock row that the leader renews several times a second and that expires one second
 after its owner stops renewing it (killed, hung), when another worker takes over. A tick
-still running when it is next due is skipped, not stacked, and counted. Async ticks run on
+still running when it is next due is skipped, not stacked, and counted — also when the run
+is in another worker: a leader whose loop stalled past its lease loses the lead while its
+run goes on, so each run is marked in the shared tick table (the owner word of its process,
+pid and start time, as table locks use) until it ends, or until its process is found dead
+(a worker killed in the middle of a run blocks the tick for nobody). Async ticks run on
 the leader's event loop; plain functions run in a thread so they cannot stall requests.
 Each run gets its own sandbox scope, and parameters annotated with bound types are
 injected. ``one_server=True`` also takes a per-run lock in Redis so a fleet of servers runs
@@ -18,6 +22,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,7 +37,10 @@ if TYPE_CHECKING:
 
 LEADER_TTL = 1.0
 POLL = 0.05
-SKIPPED = [0]  # ticks skipped by this process (read into the worker's status slot)
+# Ticks this process skipped, ran and saw fail (read into the worker's status slot).
+SKIPPED = [0]
+RUNS = [0]
+FAILED = [0]
 
 
 class TickError(ValueError):
@@ -59,6 +67,9 @@ class TickRunner:
         self.redis: Any = None
         self._lock: Lock | None = None
         self.running: set[asyncio.Task[None]] = set()
+        # Tells this scheduler's runs from another's in the same process (the shared mark
+        # records the process, which two runtimes of one process share).
+        self.run_id = secrets.randbits(62) or 1
 
     def add(self, tick: Tick) -> None:
         if any(t.name == tick.name for t in self.ticks):
@@ -123,16 +134,53 @@ class TickRunner:
         # would run again on the very next pass, a burst of two).
         following = tick.next_due + tick.every
         tick.next_due = following if following > now else now + tick.every
-        stats = self.runtime.tick_stats
-        if tick.running:
+        busy = os.getpid() if tick.running else self._claim(tick)
+        if busy:
             SKIPPED[0] += 1
-            stats.incr(tick.name, "skipped")
-            error_log.debug("tick %r still running: this run is skipped", tick.name)
+            self.runtime.tick_stats.incr(tick.name, "skipped")
+            error_log.debug("tick %r still running (worker %d): this run is skipped",
+                            tick.name, busy)
             return
         tick.running = True
         task = asyncio.get_running_loop().create_task(self._run(tick))
         self.running.add(task)
-        task.add_done_callback(self.running.discard)
+        # A callback, not the run's own finally: it also runs for a task cancelled before
+        # its first step, which never enters the coroutine.
+        task.add_done_callback(functools.partial(self._finished, tick))
+
+    def _claim(self, tick: Tick) -> int:
+        """Mark *tick* as running here, in the shared tick table; 0 when marked, else the
+        pid of the live worker whose run of it has not ended."""
+        # Here, not at the top: every worker imports this module (for SKIPPED), and one
+        # serving a plain ASGI app has no use for the lock module (ctypes, libatomic).
+        from octo.runtime.shmlock import holder_alive, own_token
+
+        stats = self.runtime.tick_stats
+        token = own_token()
+        with stats.locked():
+            row = stats.row_unlocked(tick.name)
+            owner, run = (row["owner"], row["run"]) if row is not None else (0, 0)
+            # Our own mark with no run of ours going is a leftover: take it again.
+            if owner and (owner, run) != (token, self.run_id) and holder_alive(owner):
+                return int(owner & 0xFFFFFFFF)
+            stats.set_unlocked(tick.name, {"owner": token, "run": self.run_id})
+        if owner and owner != token:
+            error_log.warning("tick %r: worker %d died in the middle of a run; the tick "
+                              "runs again", tick.name, owner & 0xFFFFFFFF)
+        return 0
+
+    def _finished(self, tick: Tick, task: asyncio.Task[None]) -> None:
+        """A run ended (or was cancelled): clear its mark, if it is still ours."""
+        from octo.runtime.shmlock import own_token
+
+        self.running.discard(task)
+        tick.running = False
+        stats = self.runtime.tick_stats
+        token = own_token()
+        with stats.locked():
+            row = stats.row_unlocked(tick.name)
+            if row is not None and (row["owner"], row["run"]) == (token, self.run_id):
+                stats.set_unlocked(tick.name, {"owner": 0, "run": 0})
 
     async def _run(self, tick: Tick) -> None:
         runtime = self.runtime
@@ -151,12 +199,13 @@ class TickRunner:
                 ctx = contextvars.copy_context()
                 call = functools.partial(ctx.run, functools.partial(tick.fn, **kwargs))
                 await asyncio.get_running_loop().run_in_executor(None, call)
+            RUNS[0] += 1
             runtime.tick_stats.incr(tick.name, "runs")
         except Exception:
+            FAILED[0] += 1
             runtime.tick_stats.incr(tick.name, "errors")
             error_log.exception("tick %r raised; the schedule goes on", tick.name)
         finally:
-            tick.running = False
             await runtime.finish(op)
             await runtime.events.dispatch(ev.OperationTerminated("tick"))
             leave(token)

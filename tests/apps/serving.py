@@ -36,7 +36,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/slow":
         await asyncio.sleep(float(scope["query_string"] or b"1"))
         await _respond(send, 200, b"slow done")
-    elif path == "/hold":  # until the file named in the query exists: a request in flight
+    elif path.startswith("/hold"):  # until the file named in the query exists: in flight
         await _hold(scope["query_string"].decode())
         await _respond(send, 200, b"held")
     elif path == "/stream-until-disconnect":

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import parse_responses
-from server import ROOT, run_server
+from server import ROOT, read_until_closed, run_server
 
 APP = "apps.serving:app"
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
@@ -29,18 +29,6 @@ def connect(url: str, timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection((host, int(port)), timeout=timeout)
     return sock
 
-
-def read_until_closed(sock: socket.socket, limit: float = 10.0) -> bytes:
-    sock.settimeout(limit)
-    out = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise AssertionError(f"connection not closed within {limit}s; got {out!r}") from None
-        if not chunk:
-            return out
-        out += chunk
 
 
 def read_responses(sock: socket.socket, count: int, limit: float = 10.0) -> bytes:
@@ -145,10 +133,7 @@ def test_chunked_upload_over_limit_gets_413(srv) -> None:
                 sock.sendall(b"2000\r\n" + b"x" * 0x2000 + b"\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
-        try:
-            out = read_until_closed(sock)
-        except ConnectionResetError:
-            out = b""
+        out = read_until_closed(sock, reset=True)  # a reset may come once the 413 is out
     assert out == b"" or parse_responses(out)[0].status == 413
     assert "exceeds --limit-request-body" in srv.log()
 
@@ -169,7 +154,9 @@ def test_app_crash_is_500_with_traceback(srv) -> None:
 
 
 def test_lifespan_state_reaches_requests(srv) -> None:
-    assert httpx.get(srv.url + "/state", timeout=10).text == "[('booted', True)]"
+    # A copy of the lifespan state, with this request's id (--request-id, on by default).
+    text = httpx.get(srv.url + "/state", timeout=10).text
+    assert text.startswith("[('booted', True), ('request_id', '") and text.endswith("')]")
 
 
 def test_pathsend_large_file_zero_copy(tmp_path: Path) -> None:

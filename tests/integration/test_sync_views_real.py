@@ -25,8 +25,7 @@ DEADLINE = 60.0
 @pytest.fixture(scope="module")
 def django_sync() -> Iterator[Server]:
     with run_server(APP, "--app-dir", str(ROOT / "tests"), "--workers", "2",
-                    "--task-workers", "2", "--no-access-log", ready_path="/tally?user=x",
-                    startup_timeout=60) as srv:
+                    "--task-workers", "2", "--no-access-log", ready_path="/tally?user=x") as srv:
         yield srv
 
 
@@ -113,3 +112,18 @@ def test_sync_entry_points_in_an_async_view_raise_instead_of_deadlocking(
     # The workers are fine afterwards.
     assert httpx.get(django_sync.url + "/whoami", params={"user": "dave", "n": 3},
                      timeout=DEADLINE).json()["squared"] == 9
+
+
+def test_a_view_activating_a_language_leaves_the_next_request_in_the_default(
+        django_sync: Server) -> None:
+    """Django keeps the active translation and timezone in asgiref Locals, which live in
+    the request's context, not in the thread: a sync view that activates French and never
+    deactivates leaves it behind for nobody, though the next request's view may run in
+    the same worker thread. (octo used to hop to a thread after every Django request to
+    deactivate both; it reset nothing the next request could see.)"""
+    seen: list[dict[str, object]] = []
+    with httpx.Client(base_url=django_sync.url, timeout=DEADLINE) as client:
+        for _ in range(20):
+            assert client.get("/activate").status_code == 200
+            seen.append(client.get("/language").json())
+    assert {(s["language"], s["timezone"]) for s in seen} == {("en-us", "UTC")}

@@ -103,3 +103,74 @@ def test_one_server_tick_runs_on_one_host_of_a_fleet(tmp_path) -> None:
 
 def runs(log: Path) -> int:
     return len(log.read_text().split()) if log.exists() else 0
+
+
+def events(log: Path) -> list[tuple[str, int]]:
+    """The (start|end, pid) lines of tests/apps/stalling_tick_app.py, in order."""
+    if not log.exists():
+        return []
+    return [(kind, int(pid)) for kind, pid in
+            (line.split() for line in log.read_text().splitlines() if line)]
+
+
+def overlaps(log: Path, dead: frozenset[int] = frozenset()) -> list[int]:
+    """Positions of the starts that came while another run had not ended (a pid in *dead*
+    was killed: its run ended when it died, which the caller knows happened by then)."""
+    going: set[int] = set()
+    found = []
+    for at, (kind, pid) in enumerate(events(log)):
+        if kind == "start":
+            going -= dead
+            if going:
+                found.append(at)
+            going.add(pid)
+        else:
+            going.discard(pid)
+    return found
+
+
+def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + DEADLINE * 2
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_tick_never_overlaps_when_its_leader_stalls_past_the_lease(tmp_path) -> None:
+    """Each run blocks its worker's loop for longer than the 1 s lease, so the lead moves to
+    the other worker while the run goes on: that worker must wait for the run to end."""
+    log = tmp_path / "ticks.log"
+    env = {"OCTO_TEST_TICK_FILE": str(log), "OCTO_TEST_TICK_STALL": "1.6"}
+    with run_server("apps.stalling_tick_app:asgi", *APP_DIR, "--workers", "2",
+                    "--no-access-log", env=env) as srv:
+        # Until the lead has moved between the workers at least twice, with runs by both.
+        wait_for(lambda: [kind for kind, _ in events(log)].count("end") >= 5 and
+                 len({pid for _, pid in events(log)}) >= 2, "runs in both workers")
+        log_text = srv.log()
+    found = overlaps(log)
+    assert not found, f"runs overlapped at lines {found}: {events(log)}"
+    assert len(re.findall(r"now runs the tick schedule", log_text)) >= 2, log_text
+
+
+def test_a_leader_killed_in_the_middle_of_a_run_does_not_stop_the_tick(tmp_path) -> None:
+    """The run's mark in shared memory names a dead process: the next leader runs the tick."""
+    log = tmp_path / "ticks.log"
+    env = {"OCTO_TEST_TICK_FILE": str(log), "OCTO_TEST_TICK_STALL": "hold"}
+    try:
+        with run_server("apps.stalling_tick_app:asgi", *APP_DIR, "--workers", "2",
+                        "--no-access-log", env=env) as srv:
+            wait_for(lambda: events(log), "the first run")
+            (kind, holder), = events(log)
+            assert kind == "start"
+            # The holder's loop is blocked, so the other worker leads by now or soon, and
+            # skips the tick while the holder lives; kill -9 the holder in its run.
+            wait_for(lambda: srv.log().count("now runs the tick schedule") >= 2,
+                     "the other worker to take the lead")
+            os.kill(holder, signal.SIGKILL)
+            wait_for(lambda: any(kind == "start" and pid != holder
+                                 for kind, pid in events(log)), "a run after the kill")
+            assert "died in the middle of a run" in srv.log()
+            (tmp_path / "release").write_text("")
+    finally:
+        (tmp_path / "release").write_text("")  # no worker stays blocked past the test
+    assert not overlaps(log, dead=frozenset({holder})), events(log)

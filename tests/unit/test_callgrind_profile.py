@@ -112,6 +112,9 @@ def test_groups_and_top_functions_merge_recursion_levels(tmp_path: Path) -> None
      "octo compiled"),
     ("/venv/lib/python3.11/site-packages/81d243bd2c585b0f4821__mypyc.cpython-311-x86_64-linux"
      "-gnu.so", "other C extensions"),  # another package's mypyc runtime
+    ("/tmp/x/octo/.venv/lib/python3.11/site-packages/httptools/parser/parser.cpython-311-"
+     "x86_64-linux-gnu.so", "httptools"),  # a checkout in a directory named octo
+    ("/tmp/x/octo/octo/http/protocol.cpython-311-x86_64-linux-gnu.so", "octo compiled"),
     ("/venv/lib/python3.11/site-packages/granian/_granian.cpython-311-x86_64-linux-gnu.so",
      "granian (Rust)"),
     ("/opt/python/lib/python3.11/lib-dynload/_asyncio.cpython-311-x86_64-linux-gnu.so",

@@ -21,7 +21,7 @@ import octo
 # Modules a plain app never uses: each was once imported into every worker.
 UNUSED_BY_A_PLAIN_APP = (
     "django", "asgiref", "websockets", "wsproto", "h11", "psutil", "anyio",
-    "octo.ws.protocol", "octo.runtime.integrations.django", "octo.runtime.app",
+    "octo.ws.protocol", "octo.runtime.app",
     "octo.runtime.cache", "octo.runtime.tasks", "octo.runtime.concurrent",
     "octo.runtime.container", "octo.runtime.table", "octo.runtime.shmlock", "ctypes",
     "email.utils",

@@ -27,6 +27,7 @@ NOT_REQUEST_DATA = {
     ("octo/runtime/table.py", "path"): "a table's file",
     ("octo/master/arbiter.py", "path"): "the server's runtime directory",
     ("octo/master/control.py", "path"): "the control socket's file",
+    ("octo/master/metrics.py", "url"): "the --metrics listener's own address",
 }
 
 

@@ -13,7 +13,7 @@ from octo.config import Config
 from octo.master.arbiter import Arbiter, WorkerInfo
 from octo.master.control import ControlServer, NotRunning, default_path, request
 from octo.master.reload import PollingWatcher, syntax_errors
-from octo.master.slots import Slots, SlotState, SlotWriter
+from octo.master.slots import STALE_AFTER, Slots, SlotState, SlotWriter
 
 
 def test_slots_roundtrip_and_clear() -> None:
@@ -41,12 +41,42 @@ def test_fair_to_accept_prefers_the_least_loaded_worker() -> None:
     slots = Slots(3)
     slots.set_high({0, 1, 2})
     writers = [SlotWriter(slots, i, 100 + i, 0.0) for i in range(3)]
+    now = time.monotonic()
     for writer, count in zip(writers, (5, 2, -1), strict=True):  # third: not accepting
+        writer.beat(SlotState.READY, now, 0, 0, 0.0, max(count, 0))
         writer.set_connections(count)
-    assert not writers[0].fair_to_accept(slack=1)
-    assert writers[1].fair_to_accept(slack=1)
+    assert not writers[0].fair_to_accept(slack=1, now=now)
+    assert writers[1].fair_to_accept(slack=1, now=now)
     writers[0].set_connections(3)
-    assert writers[0].fair_to_accept(slack=1)
+    assert writers[0].fair_to_accept(slack=1, now=now)
+
+
+def test_fair_to_accept_does_not_hold_back_for_a_sibling_that_stopped_beating() -> None:
+    """A worker whose loop is blocked keeps its last count, and accepts nothing: deferring
+    to it would hold every new connection back (MAX_HOLDS waits each)."""
+    slots = Slots(3)
+    slots.set_high({0, 1, 2})
+    writers = [SlotWriter(slots, i, 100 + i, 0.0) for i in range(3)]
+    beat_at = 1_000.0
+    for writer, count in zip(writers, (6, 1, 4), strict=True):
+        writer.beat(SlotState.READY, beat_at, 0, 0, 0.0, count)
+        writer.set_connections(count)
+    # Worker 1 is least loaded and beat just now: worker 0 holds back for it.
+    assert not writers[0].fair_to_accept(slack=1, now=beat_at + STALE_AFTER / 2)
+    # Worker 1 stops beating (its loop blocks); workers 0 and 2 go on.
+    later = beat_at + STALE_AFTER + 0.5
+    writers[0].beat(SlotState.READY, later, 0, 0, 0.0, 6)
+    writers[2].beat(SlotState.READY, later, 0, 0, 0.0, 4)
+    # Worker 2 is the least loaded live sibling now: 6 - 4 > 1, so worker 0 still holds
+    # back for it, and worker 2 itself does not wait for the frozen count of 1.
+    assert not writers[0].fair_to_accept(slack=1, now=later)
+    assert writers[2].fair_to_accept(slack=1, now=later)
+    writers[2].set_connections(5)
+    assert writers[0].fair_to_accept(slack=1, now=later)
+    # A slot that never beat (cleared: heartbeat 0) is not waited for either.
+    slots.clear(2)
+    slots.counts[2] = 0
+    assert writers[0].fair_to_accept(slack=1, now=later)
 
 
 READS = 50_000

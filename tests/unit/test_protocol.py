@@ -418,7 +418,8 @@ def test_scope_contents(run) -> None:
     assert scope["query_string"] == b"x=1&y=%20" and scope["root_path"] == "/root"
     assert (b"x-thing", b"V") in scope["headers"]
     assert scope["client"] == ("127.0.0.1", 50000) and scope["server"] == ("127.0.0.1", 8000)
-    assert scope["scheme"] == "http" and scope["state"] == {"k": 1}
+    assert scope["scheme"] == "http" and scope["state"]["k"] == 1
+    assert set(scope["state"]) == {"k", "request_id"}  # a copy, with this request's id
     assert "http.response.pathsend" in scope["extensions"]
 
 

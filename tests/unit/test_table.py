@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +280,225 @@ def test_numeric_columns_are_word_aligned_whatever_the_declaration_order() -> No
     t.set("k", {"s": "abc", "f": 2.5, "i": -7})
     assert t.get("k") == {"s": "abc", "f": 2.5, "i": -7}
     assert t.incr("k", "f", 1) == 3.5 and t.incr("k", "i", 10) == 3
+
+
+DEADLINE = 20.0  # only ends a hung test
+
+
+@pytest.fixture(params=["local", "atomic", "fcntl"])
+def any_table(request, tmp_path, monkeypatch) -> Table:
+    """A table with each kind of lock: process-local, CAS owner word, fcntl."""
+    if request.param == "local":
+        return make()
+    if request.param == "atomic" and not shmlock.atomic_available():
+        pytest.skip("libatomic is not loadable here: only the fcntl lock is used")
+    if request.param == "fcntl":
+        monkeypatch.setattr(table_mod, "atomic_available", lambda: False)
+    directory = rundir.RuntimeDir.create(str(tmp_path / "run"))
+    monkeypatch.setattr(rundir, "_current", directory)
+    request.addfinalizer(directory.close)
+    return make(server_id="81")
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    """Run *fn* in a daemon thread (a deadlock there cannot hold up pytest): (its result,
+    the exception it raised)."""
+    outcome: list[tuple[Any, BaseException | None]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((fn(), None))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append((None, exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(DEADLINE)
+    assert outcome, "deadlocked: the lock was waited for by the thread that holds it"
+    return outcome[0]
+
+
+def test_sync_lock_re_entered_on_its_thread_raises_instead_of_deadlocking(any_table) -> None:
+    t = any_table
+
+    def nested() -> None:
+        with t.locked():
+            t.set_unlocked("k", {"count": 1})  # the way to work inside a section
+            t.get("k")  # a locking call inside the section: would wait for itself
+
+    _, exc = in_thread(nested)
+    assert isinstance(exc, octo.LockReentered), exc
+    assert "table 'hits'" in str(exc) and "async with table.locked()" in str(exc)
+    assert "_unlocked" in str(exc)
+    assert t.get("k", "count") == 1  # released on the way out: usable again
+
+
+def test_sync_section_held_across_an_await_fails_the_second_task_loudly(
+        any_table, run) -> None:
+    """Two requests of one worker each `with table.locked():` across an await: the second
+    used to block the loop's thread on the lock the first can only release on that loop."""
+    t = any_table
+
+    async def main() -> list[Any]:
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def first() -> str:
+            with t.locked():
+                inside.set()
+                await release.wait()
+                t.set_unlocked("k", {"count": 1})
+            return "done"
+
+        async def second() -> None:
+            await inside.wait()
+            try:
+                with t.locked():
+                    pass
+            finally:
+                release.set()
+
+        return await asyncio.gather(first(), second(), return_exceptions=True)
+
+    (first, second), exc = in_thread(lambda: run(main()))
+    assert exc is None and first == "done"
+    assert isinstance(second, octo.LockReentered), second
+    assert "async with table.locked()" in str(second)
+    assert t.get("k", "count") == 1  # the lock is free again
+
+
+def test_async_lock_held_across_awaits_by_two_tasks_in_turn(any_table, run) -> None:
+    t = any_table
+    active, peak, turns = [0], [0], [0]
+
+    async def add_one(name: str, order: list[str]) -> None:
+        async with t.locked():
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            order.append(name)
+            value = (t.row_unlocked("k") or {"count": 0})["count"]
+            await asyncio.sleep(0.01)  # across an await: another task of this loop runs
+            t.set_unlocked("k", {"count": value + 1})
+            active[0] -= 1
+
+    async def ticker(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    async def main() -> list[str]:
+        order: list[str] = []
+        stop = asyncio.Event()
+        spin = asyncio.ensure_future(ticker(stop))
+        await asyncio.wait_for(asyncio.gather(add_one("a", order), add_one("b", order)),
+                               DEADLINE)
+        stop.set()
+        await spin
+        return order
+
+    order = run(main())
+    assert sorted(order) == ["a", "b"] and peak[0] == 1
+    assert t.get("k", "count") == 2
+    assert turns[0] > 2, "the loop did not run other tasks while the lock was awaited"
+
+
+def test_async_lock_cancelled_waiter_holds_nothing(any_table, run) -> None:
+    t = any_table
+
+    async def main() -> None:
+        async with t.locked():
+            waiter = asyncio.ensure_future(t.locked().__aenter__())
+            await asyncio.sleep(0.01)
+            assert not waiter.done()
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+        async with t.locked():  # free again: the cancelled waiter took nothing
+            t.set_unlocked("k", {"count": 5})
+        with pytest.raises(octo.LockReentered, match="entered again by the task"):
+            async with t.locked():
+                async with t.locked():
+                    pass
+
+    run(main())
+    assert t.get("k", "count") == 5
+
+
+def hold_in_child(table_of_child, release_r: int | None = None):  # type: ignore[no-untyped-def]
+    """Fork a process that takes the table's lock (sync) and holds it until *release_r*
+    is readable (or for ever); returns its pid once it holds the lock."""
+    import time
+
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with table_of_child().locked():
+                os.write(ready_w, b"x")
+                if release_r is None:
+                    time.sleep(60)
+                else:
+                    os.read(release_r, 1)
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    os.close(ready_r)
+    os.close(ready_w)
+    return pid
+
+
+def test_async_waiter_for_another_process_keeps_its_loop_running(shm_dir, lock_kind,
+                                                                 run) -> None:
+    t = make(server_id="82")
+    release_r, release_w = os.pipe()
+    holder = hold_in_child(lambda: make(server_id="82"), release_r)
+    turns = [0]
+
+    async def main() -> None:
+        got = asyncio.Event()
+
+        async def waiter() -> None:
+            async with t.locked():
+                got.set()
+                t.set_unlocked("k", {"count": 1})
+
+        task = asyncio.ensure_future(waiter())
+        # The loop keeps turning while the waiter waits for the other process.
+        while turns[0] < 50:
+            turns[0] += 1
+            await asyncio.sleep(0.001)
+        assert not got.is_set(), "the lock did not exclude the other process"
+        os.write(release_w, b"x")
+        await asyncio.wait_for(task, DEADLINE)
+
+    try:
+        in_thread(lambda: run(main()))
+    finally:
+        os.write(release_w, b"x")
+        os.waitpid(holder, 0)
+    assert turns[0] >= 50, "the waiter blocked its event loop"
+    assert t.get("k", "count") == 1
+
+
+def test_async_waiter_takes_over_from_a_sigkilled_holder(shm_dir, lock_kind, run) -> None:
+    import signal
+
+    t = make(server_id="83")
+    holder = hold_in_child(lambda: make(server_id="83"))
+
+    async def main() -> None:
+        async def waiter() -> None:
+            async with t.locked():
+                t.set_unlocked("k", {"count": 1})
+
+        task = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0.05)
+        assert not task.done(), "the lock did not exclude the other process"
+        os.kill(holder, signal.SIGKILL)  # reaped only after: a zombie holds nothing either
+        await asyncio.wait_for(task, DEADLINE)
+
+    try:
+        run(main())
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+    assert t.get("k", "count") == 1

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import octo
+from octo.runtime import shmlock
 from octo.runtime import tick as tick_mod
 from octo.runtime.tick import TickError, TickRunner
 
@@ -36,10 +37,17 @@ def _process_local_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def settle(runner: TickRunner) -> None:
-    """Let every tick run started so far finish (they are tasks on this loop)."""
+    """Let every tick run started so far finish (they are tasks on this loop), down to the
+    done callback that clears its mark. Waiting for the tasks alone is not that: on 3.12
+    the waiter could resume before the callback had run, and the next step saw the tick
+    still running."""
     await asyncio.sleep(0)
     if runner.running:
         await asyncio.wait_for(asyncio.gather(*runner.running), DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while runner.running:  # emptied by each run's done callback
+        assert time.monotonic() < deadline, "a tick run's done callback never ran"
+        await asyncio.sleep(0)
 
 
 async def wait_until(predicate: Callable[[], bool], what: str) -> None:
@@ -186,6 +194,111 @@ def test_only_the_leader_runs_and_another_takes_over_when_it_stops_renewing(
             await settle(other)
         assert ran == ["first"] * 3 + ["other"] * 2 and other.leader
         assert caplog.text.count("now runs the tick schedule") == 2
+
+    run(main())
+
+
+def test_a_run_going_on_in_a_leader_that_lost_its_lease_is_not_started_again(
+        run, monkeypatch) -> None:
+    """A leader whose loop stalls past the lease loses the lead while its run goes on: the
+    new leader must not start the same tick until that run has ended."""
+    rt = octo.Octo()
+    clock = [1_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # the lease's clock
+    release = asyncio.Event()
+    active, peak, ran = [0], [0], []
+    who = ["first"]
+
+    async def slow() -> None:
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        ran.append(who[0])
+        await release.wait()
+        active[0] -= 1
+
+    rt.tick("slow", every=1.0, immediate=True)(slow)
+    other = TickRunner(rt)  # a second worker's scheduler, sharing the runtime's tables
+    other.add(tick_mod.Tick("slow", slow, 1.0, True, False))
+
+    async def main() -> None:
+        rt.ticks.step(0.0)
+        await asyncio.sleep(0)
+        assert ran == ["first"] and rt.ticks.leader
+        # The first leader's loop stalls for longer than the lease: the other takes over.
+        clock[0] += tick_mod.LEADER_TTL + 0.5
+        who[0] = "other"
+        try:
+            for now in (1.5, 2.5):
+                other.step(now)
+                await asyncio.sleep(0)
+                assert other.leader
+            assert ran == ["first"] and active[0] == 1, \
+                "the new leader started the tick while the old leader's run went on"
+            assert rt.tick_stats.get("slow", "skipped") == 2
+        finally:
+            release.set()
+            await settle(rt.ticks)
+        other.step(3.5)  # that run has ended: the next due one goes ahead
+        await settle(other)
+        assert ran == ["first", "other"] and peak[0] == 1
+
+    run(main())
+
+
+def dead_owner_token() -> int:
+    """The owner word of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    token = shmlock.owner_token(child.pid)  # its start time, while it lives
+    child.wait()
+    assert token >> 32, "the child exited before its start time was read"
+    return token
+
+
+def test_a_run_marked_by_a_dead_worker_blocks_nobody(run, caplog) -> None:
+    """kill -9 in the middle of a run leaves its mark: a dead owner's mark is taken over,
+    and a run holds the mark (its own process's word) only while it runs."""
+    rt = octo.Octo()
+    marks: list[int] = []
+
+    @rt.tick("rec", every=1.0, immediate=True)
+    async def rec() -> None:
+        marks.append(rt.tick_stats.get("rec", "owner"))
+
+    rt.tick_stats.set("rec", {"owner": dead_owner_token(), "run": 7})
+    with caplog.at_level(logging.WARNING, logger="octo.error"):
+        run(steps(rt.ticks, [0.0]))
+    assert marks == [shmlock.own_token()], "the run did not start, or ran unmarked"
+    assert "died in the middle of a run" in caplog.text
+    assert rt.tick_stats.get("rec", "owner") == 0, "the mark outlived the run"
+    assert rt.tick_stats.get("rec", "skipped") == 0
+    # A live worker's mark (another scheduler of this very process here) is respected.
+    rt.tick_stats.set("rec", {"owner": shmlock.own_token(), "run": 7})
+    run(steps(rt.ticks, [1.0]))
+    assert len(marks) == 1 and rt.tick_stats.get("rec", "skipped") == 1
+
+
+def test_a_cancelled_run_clears_its_mark(run) -> None:
+    """Stopping the worker cancels a run, even one not started yet: its mark goes with it."""
+    rt = octo.Octo()
+    started = asyncio.Event()
+
+    @rt.tick("hang", every=1.0, immediate=True)
+    async def hang() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        rt.ticks.step(0.0)
+        assert rt.tick_stats.get("hang", "owner") == shmlock.own_token()
+        await asyncio.wait_for(started.wait(), DEADLINE)
+        await rt.ticks.stop()
+        assert rt.tick_stats.get("hang", "owner") == 0
+        rt.ticks.step(1.0)  # cancelled before its first step: never entered the coroutine
+        await rt.ticks.stop()
+        assert rt.tick_stats.get("hang", "owner") == 0
 
     run(main())
 

@@ -1,9 +1,9 @@
 """The Django project's ASGI application, settings configured in code (no settings module).
 
-No database, no installed apps, one middleware (CommonMiddleware); one async view at
-``/json``. Django itself does not speak the lifespan protocol, so ``application`` completes
-lifespan itself and passes HTTP on: every server then starts it the same way, with no
-"lifespan unsupported" message in its log.
+No database, no installed apps, one middleware (CommonMiddleware); an async view at
+``/json`` and a sync one at ``/json-sync``. Django itself does not speak the lifespan
+protocol, so ``application`` completes lifespan itself and passes HTTP on: every server then
+starts it the same way, with no "lifespan unsupported" message in its log.
 """
 
 from __future__ import annotations

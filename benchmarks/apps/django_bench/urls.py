@@ -1,4 +1,4 @@
-"""URL configuration: one route."""
+"""URL configuration: the async and the sync view."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from django.urls import path
 
 from django_bench import views
 
-urlpatterns = [path("json", views.hello)]
+urlpatterns = [path("json", views.hello), path("json-sync", views.hello_sync)]

@@ -10,6 +10,8 @@ MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "apps.django_sync.views"
 DATABASES: dict[str, object] = {}
 USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from django.utils import timezone, translation
 
 import octo
 from apps.django_sync.runtime import AppSettings, Profile, ViewThread, counts, rt
@@ -84,7 +85,22 @@ def tally(request: HttpRequest) -> JsonResponse:
                          for column in ("builds", "dispatched", "overlaps")})
 
 
+def activate(request: HttpRequest) -> JsonResponse:
+    """Leaves French and Paris time active, as a view that forgets to deactivate does."""
+    translation.activate("fr")
+    timezone.activate("Europe/Paris")
+    return JsonResponse({"thread": threading.get_ident(), "pid": os.getpid()})
+
+
+def language(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"language": translation.get_language(),
+                         "timezone": timezone.get_current_timezone_name(),
+                         "thread": threading.get_ident(), "pid": os.getpid()})
+
+
 urlpatterns = [
+    path("activate", activate),
+    path("language", language),
     path("whoami", whoami),
     path("misuse-sync", misuse_sync),
     path("misuse-async", misuse_async),
