@@ -5,7 +5,9 @@ from __future__ import annotations
 
 
 class ClientDisconnected(OSError):
-    """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
+    """A write found the client gone. Inside the server only: HTTP scopes declare ASGI
+    spec 2.3, so the app's ``send`` after a disconnect is a no-op (see
+    RequestCycle._swallow), never this."""
 
 
 class FileShrank(OSError):

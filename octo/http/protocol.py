@@ -37,7 +37,11 @@ SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the serv
 _VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 _CRLF = b"\r\n"
 EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# Spec 2.3, as uvicorn declares: under 2.4, send() after a disconnect raises, and Starlette
+# re-raises that out of the app as ClientDisconnect, so every ASGI error tracker records an
+# event per client that closes a stream early. Under 2.3 the send is a no-op and Starlette
+# ends its stream on the http.disconnect its listener receives.
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
 TASK_NAME = "octo-request"
 
