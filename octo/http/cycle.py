@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from octo.http.errors import ClientDisconnected, FileShrank, ProtocolMisuse
 from octo.http.response import CONTINUE, DateHeader, error_body
@@ -69,6 +69,30 @@ def _encode_headers(headers: Any) -> EncodedHeaders:
             continue  # framing is the server's job
         parts += (name, b": ", value, b"\r\n")
     return b"".join(parts), length, close
+
+
+class HeadPrefixes:
+    """``DateHeader.prefix`` (status line, server and date headers) per status, kept for
+    the date ``DateHeader`` holds now. Compiled, this is a dict lookup where
+    ``DateHeader.prefix`` is a Python call (about 1,000 instructions a response)."""
+
+    def __init__(self) -> None:
+        self.date = b""
+        self.heads: dict[int, bytes] = {}
+
+    def get(self, status: int, server_header: bool) -> bytes:
+        date = DateHeader.value
+        if date is not self.date:  # refreshed (once a second): the old heads are stale
+            self.date = date
+            self.heads = {}
+        key = status * 2 + 1 if server_header else status * 2
+        head = self.heads.get(key)
+        if head is None:
+            head = self.heads[key] = DateHeader.prefix(status, server_header)
+        return head
+
+
+PREFIXES: Final = HeadPrefixes()
 
 
 class CycleHost:
@@ -396,7 +420,7 @@ class RequestCycle:
             self.remaining = length
         if close:
             self.keep_alive = False
-        parts = [DateHeader.prefix(self.status, conn.server_header), encoded]
+        parts = [PREFIXES.get(self.status, conn.server_header), encoded]
         if self.status in _NO_BODY_STATUS or self.status < 200:
             pass
         elif length is None:
