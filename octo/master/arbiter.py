@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import faulthandler
+import json
 import os
 import random
 import select
@@ -35,10 +36,13 @@ from octo.master.autoscale import (
     ScalePolicy,
 )
 from octo.master.control import ControlServer, Refused
+from octo.master.dashboard import History
+from octo.master.dashboard import state as dashboard_state
 from octo.master.exposition import Snapshot, WorkerSample, render
 from octo.master.metrics import MetricsServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.master.slots import Slots, SlotState, SlotWriter, StatsView
+from octo.master.usage import TickRow, TickTotals, parse_usage
 from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
 from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
@@ -130,6 +134,9 @@ class Arbiter:
         self.retired = StatsView()
         self.retired_ticks_skipped = 0
         self.restarts: dict[str, int] = {}
+        self.tick_totals = TickTotals()  # by tick name, of the workers that exited
+        self.history = History()  # the dashboard's plots, a point per STEP
+        self.started_at = time.time()
         self.draining_until: float | None = None  # SIGTERM with --shutdown-delay
         # Once a STEP: the load, the --max-wait-time watch and the autoscaler.
         self.meter = LoadMeter()
@@ -691,6 +698,8 @@ class Arbiter:
             self._watch_wait(now)
         if self.autoscaler is not None:
             self._autoscale(now)
+        if self.metrics is not None:
+            self._record_history(now)
 
     def _serving(self) -> list[WorkerInfo]:
         """HTTP workers that serve (ready, not stopping, their slot theirs), oldest first."""
@@ -742,11 +751,13 @@ class Arbiter:
         if slot.pid == info.pid:
             self.retired.add(self.slots.read_stats(info.index))
             self.retired_ticks_skipped += slot.ticks_skipped
+            self.tick_totals.retire(parse_usage(self.slots.read_tables(info.index))[1])
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
         samples = []
         tables: list[tuple[str, int, int]] = []
+        ticks: list[list[TickRow]] = []
         for info in sorted(self.workers.values(), key=lambda w: w.spawned):
             slot = self.slots.read(info.index)
             if slot.pid != info.pid:
@@ -756,8 +767,9 @@ class Arbiter:
                 info.index, info.pid, info.role, state, slot.requests, slot.in_flight,
                 slot.connections, slot.loop_lag, max(0.0, now - slot.heartbeat),
                 process_stats(info)[0], slot.ticks_skipped, self.slots.read_stats(info.index)))
-            if not tables:
-                tables = [tuple(row) for row in self.slots.read_tables(info.index) or []]
+            worker_tables, worker_ticks = parse_usage(self.slots.read_tables(info.index))
+            tables = tables or worker_tables  # shared: any worker's view is the server's
+            ticks.append(worker_ticks)
         cfg = self.config
         watch = self.long_wait
         return Snapshot(
@@ -765,10 +777,32 @@ class Arbiter:
             cfg.min_workers or self.target, cfg.worker_ceiling(), self.task_target,
             self.draining_until is not None, self.stopping, watch.episodes if watch else 0,
             bool(watch and watch.active), cfg.max_wait_time,
-            self.autoscaler.changes if self.autoscaler else {}, tables)
+            self.autoscaler.changes if self.autoscaler else {}, tables,
+            self.tick_totals.summed(ticks))
 
     def metrics_text(self) -> str:
         return render(self.snapshot())
+
+    def dashboard_json(self) -> str:
+        snap = self.snapshot()
+        cpu = {info.pid: process_stats(info)[1] for info in self.workers.values()}
+        return json.dumps(dashboard_state(snap, self.history, cpu, self.started_at))
+
+    def _record_history(self, now: float) -> None:
+        """A point of the dashboard's plots (once a STEP, with --metrics)."""
+        summed = StatsView()
+        summed.add(self.retired)
+        queued = 0
+        counts = {"http": 0, "task": 0}
+        for info in self.workers.values():
+            if self.slots.read(info.index).pid != info.pid:
+                continue
+            stats = self.slots.read_stats(info.index)
+            summed.add(stats)
+            queued += stats.task_queued
+            if not info.stopping:
+                counts[info.role] += 1
+        self.history.observe(now, summed, counts["http"], counts["task"], queued)
 
     def livez(self) -> tuple[bool, str]:
         """The master runs (it answers) and a worker's heartbeat moved within --timeout."""

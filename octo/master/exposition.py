@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from octo.master.slots import HistogramView, StatsView
+from octo.master.usage import TickRow
 from octo.stats import BOUNDS
 
 STATUS_LABELS = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")  # none: the client left first
@@ -59,6 +60,7 @@ class Snapshot:
     max_wait_time: float
     scale_changes: dict[str, int]
     tables: list[tuple[str, int, int]]
+    ticks: list[TickRow] = dataclasses.field(default_factory=list)  # by name, see usage
 
 
 class Writer:
@@ -203,6 +205,11 @@ def _runtime(out: Writer, snap: Snapshot) -> None:
     out.sample("octo_ticks_total", summed.tick_runs, {"outcome": "run"})
     out.sample("octo_ticks_total", skipped, {"outcome": "skipped"})
     out.sample("octo_ticks_total", summed.tick_failed, {"outcome": "failed"})
+    out.family("octo_tick_runs_total", "counter", "Tick runs by tick name and outcome (run: "
+               "finished, skipped: still running when due, failed: raised).")
+    for name, runs, skips, failures in snap.ticks:
+        for outcome, count in (("run", runs), ("skipped", skips), ("failed", failures)):
+            out.sample("octo_tick_runs_total", count, {"tick": name, "outcome": outcome})
     out.one("octo_task_queue_depth", "gauge", "Dispatched tasks waiting for a task worker, "
             "in every HTTP worker's queue.", sum(w.stats.task_queued for w in snap.workers))
     out.family("octo_task_queue_wait_seconds", "summary", "From rt.tasks.dispatch to a task "
