@@ -61,6 +61,7 @@ class Snapshot:
     scale_changes: dict[str, int]
     tables: list[tuple[str, int, int]]
     ticks: list[TickRow] = dataclasses.field(default_factory=list)  # by name, see usage
+    task_scale_changes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Writer:
@@ -130,10 +131,11 @@ def _server(out: Writer, snap: Snapshot) -> None:
     for cause in RESTART_CAUSES:
         out.sample("octo_worker_restarts_total", snap.restarts.get(cause, 0), {"cause": cause})
     out.family("octo_autoscale_changes_total", "counter",
-               "Workers added (up) or removed (down) by the autoscaler.")
-    for direction in ("up", "down"):
-        out.sample("octo_autoscale_changes_total", snap.scale_changes.get(direction, 0),
-                   {"direction": direction})
+               "Workers added (up) or removed (down) by the autoscaler, by role.")
+    for role, changes in (("http", snap.scale_changes), ("task", snap.task_scale_changes)):
+        for direction in ("up", "down"):
+            out.sample("octo_autoscale_changes_total", changes.get(direction, 0),
+                       {"role": role, "direction": direction})
     out.one("octo_long_wait_episodes_total", "counter", "Times the request queue wait stayed "
             "above --max-wait-time (LongWaitDetected).", snap.long_waits)
     out.one("octo_long_wait", "gauge", "1 while the request queue wait is above "
@@ -216,6 +218,8 @@ def _runtime(out: Writer, snap: Snapshot) -> None:
                "worker taking the task.")
     out.sample("octo_task_queue_wait_seconds_sum", summed.task_wait)
     out.sample("octo_task_queue_wait_seconds_count", summed.tasks_handed)
+    out.one("octo_task_workers_desired", "gauge", "Task workers the master keeps running "
+            "now (moved by --task-workers MIN:MAX).", snap.task_target)
     out.one("octo_task_workers_busy", "gauge", "Task workers running a task.",
             sum(w.in_flight for w in snap.workers if w.role == "task"))
     out.family("octo_table_rows", "gauge", "Rows in use in a shared table (octo.Octo.table; "

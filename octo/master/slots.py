@@ -345,6 +345,10 @@ class SlotWriter:
     def write_tables(self, data: bytes) -> None:
         self.slots.write_tables(self.index, data)
 
+    def write_busy(self, seconds: float) -> None:
+        """A task worker's busy seconds (an HTTP worker's come with write_stats)."""
+        self.slots.floats[self.index * (SLOT_SIZE // WORD) + _BUSY] = seconds
+
 
 class _NoteHandler(logging.Handler):
     def __init__(self, writer: SlotWriter) -> None:
