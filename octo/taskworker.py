@@ -388,7 +388,8 @@ class TaskWorker:
         if self.slot is not None:
             now = time.monotonic()
             busy = self.busy  # read once: the loop thread changes it
-            self.slot.write_busy(self.busy_seconds + (now - self.busy_since if busy else 0.0))
+            self.slot.write_busy(self.busy_seconds + (now - self.busy_since if busy else 0.0),
+                                 time.process_time())
             self.slot.beat(SlotState.STOPPING if self.stopping else SlotState.READY,
                            now, self.done, int(busy), 0.0, 0)
 

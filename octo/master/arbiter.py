@@ -831,9 +831,7 @@ class Arbiter:
         return render(self.snapshot())
 
     def dashboard_json(self) -> str:
-        snap = self.snapshot()
-        cpu = {info.pid: process_stats(info)[1] for info in self.workers.values()}
-        return json.dumps(dashboard_state(snap, self.history, cpu, self.started_at))
+        return json.dumps(dashboard_state(self.snapshot(), self.history, self.started_at))
 
     def _record_history(self, now: float) -> None:
         """A point of the dashboard's plots (once a STEP, with --metrics)."""
@@ -841,15 +839,18 @@ class Arbiter:
         summed.add(self.retired)
         queued = 0
         counts = {"http": 0, "task": 0}
+        cpu = {}
         for info in self.workers.values():
             if self.slots.read(info.index).pid != info.pid:
                 continue
             stats = self.slots.read_stats(info.index)
             summed.add(stats)
+            cpu[info.pid] = stats.cpu
             queued += stats.task_queued
             if not info.stopping:
                 counts[info.role] += 1
         self.history.observe(now, summed, counts["http"], counts["task"], queued)
+        self.history.observe_cpu(now, cpu)
 
     def livez(self) -> tuple[bool, str]:
         """The master runs (it answers) and a worker's heartbeat moved within --timeout."""

@@ -62,6 +62,17 @@ class History:
     def __init__(self, size: int = HISTORY) -> None:
         self.points: deque[dict[str, Any]] = deque(maxlen=size)
         self.last: _Totals | None = None
+        self.cpu: dict[int, float] = {}  # CPU % of each worker over the last step, by pid
+        self.cpu_seconds: tuple[float, dict[int, float]] = (0.0, {})
+
+    def observe_cpu(self, now: float, seconds: dict[int, float]) -> None:
+        """Each worker's CPU % over the step, from the CPU seconds in its slot (by pid)."""
+        at, before = self.cpu_seconds
+        self.cpu_seconds = (now, dict(seconds))
+        if now <= at:
+            return
+        self.cpu = {pid: round(max(0.0, value - before[pid]) / (now - at) * 100, 1)
+                    for pid, value in seconds.items() if pid in before}
 
     def observe(self, now: float, summed: StatsView, workers: int, task_workers: int,
                 task_queue: int) -> None:
@@ -92,10 +103,8 @@ class History:
         })
 
 
-def state(snap: Snapshot, history: History, cpu: dict[int, float | None],
-          started: float) -> dict[str, Any]:
-    """What ``/dashboard.json`` answers; *cpu*: CPU % by worker pid (psutil's, since the
-    previous look), *started*: the master's start (epoch seconds)."""
+def state(snap: Snapshot, history: History, started: float) -> dict[str, Any]:
+    """What ``/dashboard.json`` answers; *started*: the master's start (epoch seconds)."""
     summed = total(snap)
     p50, p99 = quantile(0.5, summed.duration.counts), quantile(0.99, summed.duration.counts)
     wait = summed.wait
@@ -120,7 +129,7 @@ def state(snap: Snapshot, history: History, cpu: dict[int, float | None],
         "workers": [{
             "worker": w.index, "pid": w.pid, "role": w.role, "state": w.state,
             "requests": w.requests, "in_flight": w.in_flight, "connections": w.connections,
-            "rss": w.rss, "cpu_percent": cpu.get(w.pid),
+            "rss": w.rss, "cpu_percent": history.cpu.get(w.pid),
             "loop_lag_ms": round(w.loop_lag * 1000, 2),
             "heartbeat_age": None if w.heartbeat_age is None else round(w.heartbeat_age, 2),
         } for w in snap.workers],
@@ -181,9 +190,9 @@ th{color:var(--dim);font-weight:600}
 <div class="cards">
 <div class="card"><div class="v" id="v-rps">&ndash;</div><div class="l">requests / s</div></div>
 <div class="card"><div class="v" id="v-requests">&ndash;</div><div class="l">requests</div></div>
-<div class="card"><div class="v" id="v-wait">&ndash;</div><div class="l">queue wait</div></div>
-<div class="card"><div class="v" id="v-p50">&ndash;</div><div class="l">p50 duration</div></div>
-<div class="card"><div class="v" id="v-p99">&ndash;</div><div class="l">p99 duration</div></div>
+<div class="card"><div class="v" id="v-wait">&ndash;</div><div class="l">mean queue wait</div></div>
+<div class="card"><div class="v" id="v-p50">&ndash;</div><div class="l">p50 since start</div></div>
+<div class="card"><div class="v" id="v-p99">&ndash;</div><div class="l">p99 since start</div></div>
 <div class="card"><div class="v" id="v-workers">&ndash;</div><div class="l">HTTP workers</div></div>
 <div class="card"><div class="v" id="v-tasks">&ndash;</div><div class="l">task queue</div></div>
 <div class="card"><div class="v" id="v-restarts">&ndash;</div><div class="l">restarts</div></div>

@@ -345,9 +345,11 @@ class SlotWriter:
     def write_tables(self, data: bytes) -> None:
         self.slots.write_tables(self.index, data)
 
-    def write_busy(self, seconds: float) -> None:
-        """A task worker's busy seconds (an HTTP worker's come with write_stats)."""
-        self.slots.floats[self.index * (SLOT_SIZE // WORD) + _BUSY] = seconds
+    def write_busy(self, seconds: float, cpu: float) -> None:
+        """A task worker's busy and CPU seconds (an HTTP worker's come with write_stats)."""
+        base = self.index * (SLOT_SIZE // WORD)
+        self.slots.floats[base + _BUSY] = seconds
+        self.slots.floats[base + _CPU] = cpu
 
 
 class _NoteHandler(logging.Handler):

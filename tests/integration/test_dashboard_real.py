@@ -21,7 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from test_metrics_real import appdir, metrics_url, ready_workers, serve, wait_for
+from test_metrics_real import (
+    appdir,
+    metrics_url,
+    ready_workers,
+    sample,
+    scrape,
+    serve,
+    wait_for,
+)
 
 __all__ = ["appdir"]  # the fixture, used by name
 
@@ -90,6 +98,10 @@ def test_the_dashboard_renders_the_live_numbers_in_chromium(appdir: Path, tmp_pa
             return data if enough and beats and beats[0][1] >= 1 and data["history"] else None
 
         data = wait_for(counted, "the requests and ticks in /dashboard.json")
+        # The same per-tick counts in /metrics, labelled by the tick's name.
+        families = scrape(url)
+        assert sample(families, "octo_tick_runs_total", tick="beat", outcome="run") >= 1
+        assert sample(families, "octo_tick_runs_total", tick="beat", outcome="failed") == 0
         page = httpx.get(url + "/", timeout=10)
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
@@ -110,6 +122,7 @@ def test_the_dashboard_renders_the_live_numbers_in_chromium(appdir: Path, tmp_pa
         assert all(row[1] == "http" and row[2] == "ready" for row in workers), workers
         assert sum(int(row[3].replace(",", "")) for row in workers) >= data["requests"]["total"]
         assert all(row[6].endswith("MiB") and number(row[6]) > 1 for row in workers), workers
+        assert all(row[7].endswith("%") for row in workers), workers  # CPU over the last step
         ticks = {row[0]: row for row in cells(dom, "t-ticks")}
         assert number(ticks["beat"][1]) >= 1 and ticks["beat"][3] == "0"
         restarts = dict(cells(dom, "t-restarts"))

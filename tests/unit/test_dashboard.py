@@ -82,13 +82,17 @@ def _snap(workers: list[WorkerSample], ticks: list[tuple[str, int, int, int]]) -
 def test_state_adds_up_workers_and_retired_and_names_every_restart_cause() -> None:
     busy = _view(10, errors=1, waits=(10, 0.05))
     busy.task_queued = 4
+    history = History()
+    history.observe_cpu(10.0, {11: 1.0, 12: 0.0})
+    history.observe_cpu(12.0, {11: 1.25, 12: 0.0, 13: 5.0})  # 0.25 CPU s in 2 s; 13 is new
+    assert history.cpu == {11: 12.5, 12: 0.0}
     data = state(_snap([_sample(11, "http", busy), _sample(12, "task", StatsView())],
-                       [("refresh", 5, 1, 2)]), History(), {11: 12.5}, 1000.0)
+                       [("refresh", 5, 1, 2)]), history, 1000.0)
     json.dumps(data)  # plain data
     assert data["requests"]["total"] == 15 and data["requests"]["by_class"]["5xx"] == 1
     assert data["requests"]["wait_ms"] == pytest.approx(5.0)
     assert [w["pid"] for w in data["workers"]] == [11, 12]
-    assert data["workers"][0]["cpu_percent"] == 12.5 and data["workers"][1]["cpu_percent"] is None
+    assert [w["cpu_percent"] for w in data["workers"]] == [12.5, 0.0]
     assert data["restarts"]["crash"] == 1 and data["restarts"]["reload"] == 0
     assert data["ticks"]["by_name"] == [["refresh", 5, 1, 2]]
     assert data["ticks"]["skipped"] == 2 + 2  # retired and the two workers' own
