@@ -13,7 +13,9 @@ its own JSON), so it works on a host without internet access and under a strict
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -152,12 +154,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>octo dashboard</title>
-<style>
-:root{--bg:#0f1419;--panel:#182029;--line:#2a3541;--text:#d8e0e8;--dim:#8a99a8;
+STYLE = """:root{--bg:#0f1419;--panel:#182029;--line:#2a3541;--text:#d8e0e8;--dim:#8a99a8;
 --blue:#4ea1ff;--green:#4cc38a;--amber:#f0b03c;--red:#ef5b5b;--violet:#b48cff}
 *{box-sizing:border-box}
 body{margin:0;padding:16px 20px;background:var(--bg);color:var(--text);
@@ -183,41 +180,9 @@ th,td{text-align:right;padding:3px 6px;border-bottom:1px solid var(--line);white
 th:first-child,td:first-child{text-align:left}
 th{color:var(--dim);font-weight:600}
 .ready{color:var(--green)}.stopping,.booting{color:var(--amber)}.blocked{color:var(--red)}
-</style></head>
-<body data-updates="0">
-<h1>octo</h1>
-<div id="meta">connecting&hellip;</div>
-<div class="cards">
-<div class="card"><div class="v" id="v-rps">&ndash;</div><div class="l">requests / s</div></div>
-<div class="card"><div class="v" id="v-requests">&ndash;</div><div class="l">requests</div></div>
-<div class="card"><div class="v" id="v-wait">&ndash;</div><div class="l">mean queue wait</div></div>
-<div class="card"><div class="v" id="v-p50">&ndash;</div><div class="l">p50 since start</div></div>
-<div class="card"><div class="v" id="v-p99">&ndash;</div><div class="l">p99 since start</div></div>
-<div class="card"><div class="v" id="v-workers">&ndash;</div><div class="l">HTTP workers</div></div>
-<div class="card"><div class="v" id="v-tasks">&ndash;</div><div class="l">task queue</div></div>
-<div class="card"><div class="v" id="v-restarts">&ndash;</div><div class="l">restarts</div></div>
-</div>
-<div class="plots">
-<div class="plot"><h2>Throughput</h2><svg id="p-rps" viewBox="0 0 300 110"
-preserveAspectRatio="none"></svg><div class="legend" id="l-rps"></div></div>
-<div class="plot"><h2>Latency</h2><svg id="p-lat" viewBox="0 0 300 110"
-preserveAspectRatio="none"></svg><div class="legend" id="l-lat"></div></div>
-<div class="plot"><h2>Workers</h2><svg id="p-workers" viewBox="0 0 300 110"
-preserveAspectRatio="none"></svg><div class="legend" id="l-workers"></div></div>
-<div class="plot"><h2>Tasks</h2><svg id="p-tasks" viewBox="0 0 300 110"
-preserveAspectRatio="none"></svg><div class="legend" id="l-tasks"></div></div>
-</div>
-<div class="row">
-<div class="plot"><h2>Workers</h2><table id="t-workers"><thead><tr><th>pid</th><th>role</th>
-<th>state</th><th>requests</th><th>in flight</th><th>conns</th><th>RSS</th><th>CPU</th>
-<th>loop lag</th></tr></thead><tbody></tbody></table></div>
-<div class="plot"><h2>Restarts</h2><table id="t-restarts"><tbody></tbody></table></div>
-<div class="plot"><h2>Ticks</h2><table id="t-ticks"><thead><tr><th>tick</th><th>runs</th>
-<th>skips</th><th>fails</th></tr></thead><tbody></tbody></table></div>
-<div class="plot"><h2>Tasks</h2><table id="t-tasks"><tbody></tbody></table></div>
-</div>
-<script>
-"use strict";
+"""
+
+SCRIPT = """"use strict";
 const $ = id => document.getElementById(id);
 const fmt = (v, unit) => v === null || v === undefined ? "\\u2013" :
   (unit === "ms" ? (v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(v < 10 ? 2 : 0) +
@@ -251,9 +216,14 @@ stroke="#2a3541" stroke-width="1" vector-effect="non-scaling-stroke"/>`;
 vector-effect="non-scaling-stroke" stroke-linejoin="round"/>`;
   }
   svg.innerHTML = out;
-  const last = points[n - 1] || {};
-  $(legendId).innerHTML = series.map(s => `<b style="color:${s.color}">\\u25cf</b> ${s.label}
-${fmt(last[s.key], s.unit)}`).join(" &nbsp; ") + ` &nbsp; max ${fmt(peak, series[0].unit)}`;
+  const last = points[n - 1] || {}, legend = $(legendId);
+  legend.replaceChildren();
+  for (const s of series) {
+    const dot = document.createElement("b");
+    dot.textContent = "\\u25cf"; dot.style.color = s.color;  // CSSOM: allowed by the CSP
+    legend.append(dot, ` ${s.label} ${fmt(last[s.key], s.unit)} \\u00a0 `);
+  }
+  legend.append(`max ${fmt(peak, series[0].unit)}`);
 }
 function render(d) {
   const r = d.requests, h = d.history, last = h[h.length - 1] || {};
@@ -307,6 +277,57 @@ async function poll() {
   setTimeout(poll, 1000);
 }
 poll();
-</script>
-</body></html>
 """
+
+PAGE = ("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>octo dashboard</title>
+""" + "<style>" + STYLE + "</style>" + """</head>
+<body data-updates="0">
+<h1>octo</h1>
+<div id="meta">connecting&hellip;</div>
+<div class="cards">
+<div class="card"><div class="v" id="v-rps">&ndash;</div><div class="l">requests / s</div></div>
+<div class="card"><div class="v" id="v-requests">&ndash;</div><div class="l">requests</div></div>
+<div class="card"><div class="v" id="v-wait">&ndash;</div><div class="l">mean queue wait</div></div>
+<div class="card"><div class="v" id="v-p50">&ndash;</div><div class="l">p50 since start</div></div>
+<div class="card"><div class="v" id="v-p99">&ndash;</div><div class="l">p99 since start</div></div>
+<div class="card"><div class="v" id="v-workers">&ndash;</div><div class="l">HTTP workers</div></div>
+<div class="card"><div class="v" id="v-tasks">&ndash;</div><div class="l">task queue</div></div>
+<div class="card"><div class="v" id="v-restarts">&ndash;</div><div class="l">restarts</div></div>
+</div>
+<div class="plots">
+<div class="plot"><h2>Throughput</h2><svg id="p-rps" viewBox="0 0 300 110"
+preserveAspectRatio="none"></svg><div class="legend" id="l-rps"></div></div>
+<div class="plot"><h2>Latency</h2><svg id="p-lat" viewBox="0 0 300 110"
+preserveAspectRatio="none"></svg><div class="legend" id="l-lat"></div></div>
+<div class="plot"><h2>Workers</h2><svg id="p-workers" viewBox="0 0 300 110"
+preserveAspectRatio="none"></svg><div class="legend" id="l-workers"></div></div>
+<div class="plot"><h2>Tasks</h2><svg id="p-tasks" viewBox="0 0 300 110"
+preserveAspectRatio="none"></svg><div class="legend" id="l-tasks"></div></div>
+</div>
+<div class="row">
+<div class="plot"><h2>Workers</h2><table id="t-workers"><thead><tr><th>pid</th><th>role</th>
+<th>state</th><th>requests</th><th>in flight</th><th>conns</th><th>RSS</th><th>CPU</th>
+<th>loop lag</th></tr></thead><tbody></tbody></table></div>
+<div class="plot"><h2>Restarts</h2><table id="t-restarts"><tbody></tbody></table></div>
+<div class="plot"><h2>Ticks</h2><table id="t-ticks"><thead><tr><th>tick</th><th>runs</th>
+<th>skips</th><th>fails</th></tr></thead><tbody></tbody></table></div>
+<div class="plot"><h2>Tasks</h2><table id="t-tasks"><tbody></tbody></table></div>
+</div>
+""" + "<script>" + SCRIPT + "</script>" + """
+</body></html>
+""")
+
+
+
+def _digest(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# What a browser may run and apply on the page: its own script and style, by their hashes
+# (no inline event handler, no injected markup's script or style), and fetch its JSON.
+POLICY = (f"default-src 'none'; script-src {_digest(SCRIPT)}; style-src {_digest(STYLE)}; "
+          "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+          "frame-ancestors 'none'")

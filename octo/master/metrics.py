@@ -27,7 +27,7 @@ from typing import Protocol
 
 from octo.config import Config
 from octo.logs import error_log
-from octo.master.dashboard import PAGE
+from octo.master.dashboard import PAGE, POLICY
 
 MAX_REQUEST = 8192  # bytes of request head
 EXCHANGE_TIMEOUT = 5.0  # seconds a connection may take for its request and our answer
@@ -41,11 +41,6 @@ TEXT = "text/plain; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
-# The dashboard needs nothing but its own inline script and style and its JSON: a browser
-# refuses anything else (an injected script, a request elsewhere).
-POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-          "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
-          "frame-ancestors 'none'")
 
 
 class MetricsSource(Protocol):
