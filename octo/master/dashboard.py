@@ -213,7 +213,8 @@ stroke="#2a3541" stroke-width="1" vector-effect="non-scaling-stroke"/>`;
       d += `${pen}${x.toFixed(1)},${y.toFixed(1)}`; pen = "L";
     });
     if (d) out += `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"
-vector-effect="non-scaling-stroke" stroke-linejoin="round"/>`;
+${s.dash ? 'stroke-dasharray="6 4"' : ""} vector-effect="non-scaling-stroke"
+stroke-linejoin="round"/>`;
   }
   svg.innerHTML = out;
   const last = points[n - 1] || {}, legend = $(legendId);
@@ -250,7 +251,7 @@ function render(d) {
     {key: "p50_ms", label: "p50", color: "var(--green)", unit: "ms"},
     {key: "wait_ms", label: "queue wait", color: "var(--violet)", unit: "ms"}], h);
   plot("p-workers", "l-workers", [{key: "workers", label: "HTTP", color: "var(--blue)"},
-    {key: "task_workers", label: "task", color: "var(--violet)"}], h);
+    {key: "task_workers", label: "task", color: "var(--violet)", dash: true}], h);
   plot("p-tasks", "l-tasks", [{key: "task_queue", label: "queued", color: "var(--amber)"},
     {key: "tasks_per_s", label: "taken/s", color: "var(--green)"}], h);
   fill("t-workers", d.workers.map(w => [[String(w.pid)], [w.role], [w.state, w.state],
