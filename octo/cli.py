@@ -134,8 +134,17 @@ def cli() -> None:
 @click.option("--ws-ping-timeout", type=float, help="Seconds to wait for a pong. [20]")
 @click.option("--ws-per-message-deflate/--no-ws-per-message-deflate", default=None,
               help="Offer permessage-deflate compression. [on]")
-@click.option("--task-workers", type=int,
-              help="Processes for rt.tasks / concurrently(in_workers=True). [0]")
+@click.option("--task-workers",
+              help="Processes for rt.tasks / concurrently(in_workers=True), or MIN:MAX to "
+                   "autoscale them from the task queue. [0]")
+@click.option("--min-task-workers", type=int,
+              help="Autoscale task workers (with --max-task-workers): never fewer. [off]")
+@click.option("--max-task-workers", type=int,
+              help="Autoscale task workers: never more than this. [off]")
+@click.option("--task-scale-up-wait", type=float,
+              help="Task-worker autoscaling: add one when clearing the dispatched-task "
+                   "queue would take longer than this many seconds (queued / taken per "
+                   "second), or the tasks taken waited that long. [1]")
 @click.option("--reuse-port/--no-reuse-port", default=None,
               help="Give each worker its own SO_REUSEPORT socket. [off]")
 @click.option("--timeout", type=float,
@@ -456,6 +465,9 @@ def format_status(reply: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]
     lines += _load_lines(reply)
+    from octo.master.taskscale import status_lines
+
+    lines += status_lines(reply)
     last = reply.get("reload")
     if last and last["state"] != "done":
         lines.append(f"reload to generation {last['generation']}: {last['state']}"

@@ -11,6 +11,7 @@ from octo.http.response import CONTINUE, DateHeader
 from octo.http.static import FILE_MESSAGE
 from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
+from octo.stats import count_wait
 
 if TYPE_CHECKING:
     from octo.http.protocol import HttpProtocol
@@ -421,6 +422,7 @@ class RequestCycle:
 
     async def run(self, app: ASGIApp) -> None:
         conn = self.conn
+        count_wait(conn.server.stats.wait, self.began)
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:

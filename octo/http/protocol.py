@@ -607,18 +607,11 @@ class HttpProtocol(asyncio.Protocol):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
-        # For --metrics: the queue wait, from the request's head being parsed to the app
-        # call. Most requests start in the read that completed their head (no wait, and no
-        # clock read for it); a pipelined one waits for those before it on the connection.
+        # For --metrics: the queue wait runs from here (or from the queueing of a pipelined
+        # request) to the app call, which the cycle measures (see octo.stats.count_wait).
         now = clock()
         stats = server.stats
-        waits = stats.wait
-        began = cycle.began
-        if began:
-            waits.counts[bisect_left(BOUNDS, now - began)] += 1
-            waits.total += now - began
-        else:
-            waits.counts[0] += 1
+        if not cycle.began:
             cycle.began = now
         if cycle.request_start is not None:
             _proxy_wait(stats, cycle.request_start)
