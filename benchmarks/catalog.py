@@ -191,7 +191,8 @@ SERVERS: tuple[Server, ...] = (
     Server(
         name="gunicorn",
         argv=("{bin}/gunicorn", "--bind", "{host}:{port}", "--workers", "1",
-              "--worker-class", "gthread", "--threads", "1", "--log-level", "warning",
+              "--worker-class", "gthread", "--threads", "1", "--keep-alive", "60",
+              "--log-level", "warning",
               "{app}"),
         note="the WSGI reference: master + 1 gthread worker, 1 thread (the sync worker "
              "closes every connection)",
