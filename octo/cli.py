@@ -126,6 +126,11 @@ def cli() -> None:
 @click.option("--shutdown-delay", type=float,
               help="On SIGTERM, fail /readyz and keep serving this many seconds before "
                    "stopping (for load balancers, Kubernetes). [0]")
+@click.option("--interface", type=click.Choice(["auto", "asgi3", "asgi2", "wsgi"]),
+              help="The app's interface; auto: WSGI if it takes (environ, start_response), "
+                   "ASGI 2 if it is a class, else ASGI 3. [auto]")
+@click.option("--threads", type=int,
+              help="Threads per worker running a WSGI app's requests. [1]")
 @click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
               help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
                    "none: upgrades are served as plain HTTP. [auto]")

@@ -84,6 +84,8 @@ class Config:
     max_memory: float = 0.0
     max_lifetime: float = 0.0
     # WebSockets.
+    interface: str = "auto"  # auto | asgi3 | asgi2 | wsgi (auto: detected, see octo.wsgi)
+    threads: int = 1  # --interface wsgi: the app's threads per worker
     ws: str = "auto"  # auto | none | wsproto | websockets
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0
@@ -124,6 +126,11 @@ class Config:
         """Raise ConfigError naming the first setting that is out of range."""
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.interface not in ("auto", "asgi3", "asgi2", "wsgi"):
+            raise ConfigError(f"interface must be auto, asgi3, asgi2 or wsgi, not "
+                              f"{self.interface!r}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {self.threads}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"unknown log level {self.log_level!r}")
         for name in ("limit_request_line", "limit_request_fields", "limit_request_head",

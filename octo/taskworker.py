@@ -123,12 +123,12 @@ class TaskWorker:
             EXIT_APP_LOAD_ERROR,
             EXIT_BOOT_ERROR,
             EXIT_OK,
+            as_asgi,
             load_configured_app,
-            wrap_asgi2,
         )
 
         try:
-            app = wrap_asgi2(load_configured_app(self.config))
+            app = as_asgi(load_configured_app(self.config), self.config)
         except AppLoadError as exc:
             error_log.error("%s", exc, exc_info=exc if self.config.log_level == "debug" else None)
             return EXIT_APP_LOAD_ERROR

@@ -33,6 +33,7 @@ from octo.master.usage import usage_json
 from octo.runtime import tick
 from octo.stats import TASKS, clock, table_usage
 from octo.tls import ssl_context
+from octo.wsgi import WSGIAdapter, looks_like_wsgi
 
 if TYPE_CHECKING:
     from octo.runtime.rundir import SocketPlace
@@ -161,7 +162,7 @@ class Worker:
             warning = unwrapped_runtime_warning(app, self.config.app)
             if warning:
                 error_log.warning("%s", warning)
-        served = wrap_asgi2(app)
+        served = as_asgi(app, self.config)
         if self.retire_after:
             served = limit_requests(served, self.retire_after, self._max_requests_reached)
         return served
@@ -444,13 +445,22 @@ def _closing(send: Any) -> Any:
     return send_closing
 
 
-def wrap_asgi2(app: Any) -> ASGIApp:
-    """Accept ASGI 2 (double-callable) apps by detecting a class-style app."""
-    if isinstance(app, type):
-        cls = app
+def as_asgi(app: Any, config: Config) -> ASGIApp:
+    """The app as ASGI 3, by --interface; auto: a WSGI callable (two arguments) runs in
+    --threads threads, a class is an ASGI 2 (double-callable) app, else ASGI 3."""
+    interface = config.interface
+    if interface == "wsgi" and not looks_like_wsgi(app):
+        raise AppLoadError(f"--interface wsgi: {config.app} is not a WSGI app (a callable "
+                           "taking environ and start_response)")
+    if interface == "wsgi" or (interface == "auto" and looks_like_wsgi(app)):
+        error_log.info("serving %s as a WSGI app, %d thread(s) per worker (--threads)",
+                       config.app, config.threads)
+        return WSGIAdapter(app, config.threads)
+    if interface == "asgi2" or (interface == "auto" and isinstance(app, type)):
+        factory = app
 
         async def asgi3(scope: Any, receive: Any, send: Any) -> None:
-            await cls(scope)(receive, send)
+            await factory(scope)(receive, send)
 
         return asgi3
     return app  # type: ignore[no-any-return]
