@@ -60,6 +60,7 @@ serve-django: $(EXAMPLES_STAMP) core  ## migrate, add the demo users, serve the 
 # run the same unit and corpus tests: a compiled core that did not build is a failure here,
 # not a skip.
 test: $(STAMP) core  ## the whole suite (both HTTP cores): unit, corpus and integration tests; the 15 slowest listed
+	bash scripts/install-test-tools
 	OCTO_REQUIRE_COMPILED=1 bash scripts/run-tests $(BIN)/python -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP) core

@@ -30,6 +30,7 @@ class Scenario:
     expect_body: bytes = b""  # the pre-flight response body must contain this
     env: tuple[tuple[str, str], ...] = ()  # extra server environment (DJANGO_SETTINGS_MODULE...)
     report_header: str = ""  # a response header whose value per server the report shows
+    interface: str = "asgi"  # the app's: "wsgi" scenarios go to servers that speak WSGI
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,9 +42,11 @@ class Server:
     only: frozenset[str] | None = None  # scenario names it takes part in; None: all
     note: str = ""
     env: tuple[tuple[str, str], ...] = ()  # added to the server's environment
+    interfaces: frozenset[str] = frozenset({"asgi"})  # the app interfaces it serves
 
     def serves(self, scenario: Scenario) -> bool:
-        return self.only is None or scenario.name in self.only
+        return (scenario.interface in self.interfaces
+                and (self.only is None or scenario.name in self.only))
 
     def command(self, fields: Mapping[str, str]) -> list[str]:
         """Fill the template: {bin} venv scripts, {python}, {apps}, {app}, {host}, {port}."""
@@ -138,6 +141,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect_body=b'{"message": "Hello, world!"}',
     ),
     Scenario(
+        name="django_wsgi",
+        description="the sync view, served as Django projects are under gunicorn: the "
+                    "WSGIHandler that get_wsgi_application() returns",
+        app="django_bench.wsgi:application",
+        path="/json-sync",
+        expect_body=b'{"message": "Hello, world!"}',
+        interface="wsgi",
+    ),
+    Scenario(
         name="hello_close",
         description="hello with keep-alive off: every request on a new connection "
                     "(Connection: close)",
@@ -152,7 +164,8 @@ SERVERS: tuple[Server, ...] = (
         name="octo",
         argv=("{bin}/octo", "serve", "{app}", "--host", "{host}", "--port", "{port}",
               "--workers", "1", "--no-access-log", "--log-level", "warning"),
-        note="master process + 1 worker",
+        note="master process + 1 worker (a WSGI app is detected: one thread runs it)",
+        interfaces=frozenset({"asgi", "wsgi"}),
     ),
     Server(
         name="octo-pure",
@@ -175,6 +188,24 @@ SERVERS: tuple[Server, ...] = (
               "--workers", "1", "--loop", "uvloop", "--http", "1", "--no-access-log",
               "--log-level", "warning", "{app}"),
         note="supervisor process + 1 worker; uvloop and HTTP/1-only like the others",
+    ),
+    Server(
+        name="granian-wsgi",
+        argv=("{bin}/granian", "--interface", "wsgi", "--host", "{host}", "--port", "{port}",
+              "--workers", "1", "--blocking-threads", "1", "--http", "1", "--no-access-log",
+              "--log-level", "warning", "{app}"),
+        note="granian's WSGI interface: supervisor + 1 worker, 1 blocking thread",
+        interfaces=frozenset({"wsgi"}),
+    ),
+    Server(
+        name="gunicorn",
+        argv=("{bin}/gunicorn", "--bind", "{host}:{port}", "--workers", "1",
+              "--worker-class", "gthread", "--threads", "1", "--keep-alive", "60",
+              "--log-level", "warning",
+              "{app}"),
+        note="the WSGI reference: master + 1 gthread worker, 1 thread (the sync worker "
+             "closes every connection)",
+        interfaces=frozenset({"wsgi"}),
     ),
     Server(
         name="hypercorn",

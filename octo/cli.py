@@ -139,6 +139,11 @@ def cli() -> None:
 @click.option("--shutdown-delay", type=float,
               help="On SIGTERM, fail /readyz and keep serving this many seconds before "
                    "stopping (for load balancers, Kubernetes). [0]")
+@click.option("--interface", type=click.Choice(["auto", "asgi3", "asgi2", "wsgi"]),
+              help="The app's interface; auto: WSGI if it takes (environ, start_response), "
+                   "ASGI 2 if it is a class, else ASGI 3. [auto]")
+@click.option("--threads", type=int,
+              help="Threads per worker running a WSGI app's requests. [1]")
 @click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
               help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
                    "none: upgrades are served as plain HTTP. [auto]")
@@ -147,8 +152,17 @@ def cli() -> None:
 @click.option("--ws-ping-timeout", type=float, help="Seconds to wait for a pong. [20]")
 @click.option("--ws-per-message-deflate/--no-ws-per-message-deflate", default=None,
               help="Offer permessage-deflate compression. [on]")
-@click.option("--task-workers", type=int,
-              help="Processes for rt.tasks / concurrently(in_workers=True). [0]")
+@click.option("--task-workers",
+              help="Processes for rt.tasks / concurrently(in_workers=True), or MIN:MAX to "
+                   "autoscale them from the task queue. [0]")
+@click.option("--min-task-workers", type=int,
+              help="Autoscale task workers (with --max-task-workers): never fewer. [off]")
+@click.option("--max-task-workers", type=int,
+              help="Autoscale task workers: never more than this. [off]")
+@click.option("--task-scale-up-wait", type=float,
+              help="Task-worker autoscaling: add one when clearing the dispatched-task "
+                   "queue would take longer than this many seconds (queued / taken per "
+                   "second), or the tasks taken waited that long. [1]")
 @click.option("--reuse-port/--no-reuse-port", default=None,
               help="Give each worker its own SO_REUSEPORT socket. [off]")
 @click.option("--timeout", type=float,
@@ -469,6 +483,9 @@ def format_status(reply: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]
     lines += _load_lines(reply)
+    from octo.master.taskscale import status_lines
+
+    lines += status_lines(reply)
     last = reply.get("reload")
     if last and last["state"] != "done":
         lines.append(f"reload to generation {last['generation']}: {last['state']}"

@@ -66,6 +66,10 @@ class Config:
     scale_down_busy: float = 0.3  # below this (and no wait) a worker is removed
     scale_cooldown: float = 5.0  # seconds after a change before the next
     task_workers: int = 0
+    # Task-worker autoscaling (--task-workers MIN:MAX, or --min/--max-task-workers); 0: off.
+    min_task_workers: int = 0
+    max_task_workers: int = 0
+    task_scale_up_wait: float = 1.0  # seconds to clear the dispatch queue that add one
     reuse_port: bool = False
     pid: str | None = None
     control: str | None = None
@@ -80,6 +84,8 @@ class Config:
     max_memory: float = 0.0
     max_lifetime: float = 0.0
     # WebSockets.
+    interface: str = "auto"  # auto | asgi3 | asgi2 | wsgi (auto: detected, see octo.wsgi)
+    threads: int = 1  # --interface wsgi: the app's threads per worker
     ws: str = "auto"  # auto | none | wsproto | websockets
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0
@@ -120,6 +126,11 @@ class Config:
         """Raise ConfigError naming the first setting that is out of range."""
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.interface not in ("auto", "asgi3", "asgi2", "wsgi"):
+            raise ConfigError(f"interface must be auto, asgi3, asgi2 or wsgi, not "
+                              f"{self.interface!r}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {self.threads}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"unknown log level {self.log_level!r}")
         for name in ("limit_request_line", "limit_request_fields", "limit_request_head",
@@ -204,9 +215,10 @@ class Config:
             raise ConfigError(f"--workers {self.workers} is above --max-workers "
                               f"{self.max_workers}")
         most = max(self.workers, self.max_workers)
-        if most + self.task_workers > WORKER_LIMIT:
+        tasks = self.task_worker_ceiling()
+        if most + tasks > WORKER_LIMIT:
             raise ConfigError(f"--workers/--max-workers {most} plus --task-workers "
-                              f"{self.task_workers} is above the {WORKER_LIMIT} worker "
+                              f"{tasks} is above the {WORKER_LIMIT} worker "
                               "processes one server supervises")
 
     def _validate_operations(self) -> None:
@@ -215,6 +227,7 @@ class Config:
         for name in ("max_wait_time", "shutdown_delay", "scale_cooldown"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+        check_task_scaling(self)
         if not self.min_workers:
             return
         if not self.max_workers:
@@ -233,7 +246,8 @@ class Config:
     def reads_load(self) -> bool:
         """Something reads the workers' counters (--metrics, --max-wait-time, autoscaling):
         only then do they copy them into their slots and the master sample them."""
-        return self.metrics is not None or self.max_wait_time > 0 or self.autoscale
+        return (self.metrics is not None or self.max_wait_time > 0 or self.autoscale
+                or self.task_autoscale)
 
     @property
     def autoscale(self) -> bool:
@@ -255,7 +269,16 @@ class Config:
         """The most HTTP workers this server may scale to: --max-workers, else the default
         from CPUs and memory, never below --workers."""
         ceiling = self.max_workers or default_max_workers()
-        return min(max(ceiling, self.workers), WORKER_LIMIT - self.task_workers)
+        return min(max(ceiling, self.workers), WORKER_LIMIT - self.task_worker_ceiling())
+
+    def task_worker_ceiling(self) -> int:
+        """The most task workers this server runs: --max-task-workers when autoscaling."""
+        return max(self.task_workers, self.max_task_workers)
+
+    @property
+    def task_autoscale(self) -> bool:
+        """The master adds and removes task workers itself (--task-workers MIN:MAX)."""
+        return self.min_task_workers > 0
 
     @property
     def is_ssl(self) -> bool:
@@ -374,7 +397,7 @@ def coerce(name: str, raw: Any) -> Any:
             raise ValueError(text)
         if name == "workers" and text.lower() == "auto":
             return os.cpu_count() or 1
-        if name == "workers" and ":" in text:
+        if name in ("workers", "task_workers") and ":" in text:
             return text  # MIN:MAX, split by worker_range
         if kind.startswith("int"):
             return None if text.lower() in ("", "none") and "None" in kind else int(text)
@@ -388,6 +411,7 @@ def coerce(name: str, raw: Any) -> Any:
 def worker_range(values: dict[str, Any]) -> dict[str, Any]:
     """Split ``workers = "MIN:MAX"`` of one source into --min-workers, --max-workers and the
     starting --workers (MIN)."""
+    values = task_worker_range(values)
     spec = values.get("workers")
     if not isinstance(spec, str) or ":" not in spec:
         return values
@@ -398,6 +422,42 @@ def worker_range(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"--workers {spec!r}: expected N, auto or MIN:MAX (e.g. "
                           "2:8)") from None
     return {**values, "workers": minimum, "min_workers": minimum, "max_workers": maximum}
+
+
+def task_worker_range(values: dict[str, Any]) -> dict[str, Any]:
+    """``task_workers = "MIN:MAX"``: --min-task-workers, --max-task-workers, and MIN to
+    start with."""
+    spec = values.get("task_workers")
+    if not isinstance(spec, str):
+        return values
+    low, _, high = spec.partition(":")
+    try:
+        minimum, maximum = (int(low), int(high)) if ":" in spec else (int(spec), 0)
+    except ValueError:
+        raise ConfigError(f"--task-workers {spec!r}: expected N or MIN:MAX (e.g. "
+                          "1:4)") from None
+    if not maximum:
+        return {**values, "task_workers": minimum}
+    return {**values, "task_workers": minimum, "min_task_workers": minimum,
+            "max_task_workers": maximum}
+
+
+def check_task_scaling(config: Config) -> None:
+    """--task-workers MIN:MAX (or --min/--max-task-workers) makes sense."""
+    low, high = config.min_task_workers, config.max_task_workers
+    if low < 0 or high < 0:
+        raise ConfigError("--min-task-workers and --max-task-workers cannot be negative")
+    if not low and not high:
+        return
+    if not low or not high:
+        raise ConfigError("task-worker autoscaling needs both --min-task-workers and "
+                          "--max-task-workers; or give both as --task-workers MIN:MAX")
+    if not 1 <= low <= config.task_workers <= high:
+        raise ConfigError(f"task-worker autoscaling needs 1 <= --min-task-workers ({low}) "
+                          f"<= --task-workers ({config.task_workers}) <= --max-task-workers "
+                          f"({high})")
+    if config.task_scale_up_wait <= 0:
+        raise ConfigError("--task-scale-up-wait must be positive")
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -434,4 +494,6 @@ def build(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     merged.update(worker_range({k: coerce(k, v) for k, v in cli.items() if v is not None}))
     if merged.get("min_workers") and "workers" not in merged:
         merged["workers"] = merged["min_workers"]  # autoscaling starts at MIN
+    if merged.get("min_task_workers") and "task_workers" not in merged:
+        merged["task_workers"] = merged["min_task_workers"]
     return Config(**merged)

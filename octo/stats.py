@@ -14,7 +14,7 @@ from typing import Any
 
 # The per-request counters live in octo.http.counters, a module of the HTTP core (compiled
 # with it: the request path bumps them); re-exported here for everything else.
-from octo.http.counters import BOUNDS, BUCKETS, STATUS_CLASSES, Histogram, RequestStats
+from octo.http.counters import BOUNDS, BUCKETS, STATUS_CLASSES, Histogram, RequestStats, count_wait
 
 # An X-Request-Start further from now than this is a broken clock or a made-up value.
 REQUEST_START_SANITY = 3600.0
@@ -72,4 +72,4 @@ def table_usage() -> list[tuple[str, int, int]]:
 
 
 __all__ = ["BOUNDS", "BUCKETS", "STATUS_CLASSES", "TASKS", "TABLES", "Histogram", "RequestStats",
-           "TaskStats", "clock", "request_start_age", "table_usage"]
+           "TaskStats", "clock", "count_wait", "request_start_age", "table_usage"]

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import gc
-import json
 import os
 import signal
 import socket
@@ -29,9 +28,11 @@ from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
 from octo.master import orphan
 from octo.master.slots import SlotState, SlotWriter
+from octo.master.usage import usage_json
 from octo.runtime import tick
 from octo.stats import TASKS, clock, table_usage
 from octo.tls import ssl_context
+from octo.wsgi import WSGIAdapter, looks_like_wsgi
 
 if TYPE_CHECKING:
     from octo.http.cycle import ASGIApp
@@ -133,7 +134,7 @@ class Worker:
         ticking.cancel()
         if self.pulse is not None:
             self.pulse.cancel()
-        self._report(loop)
+        self._report(loop, final=True)
         return EXIT_OK
 
     def _watch_lifeline(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -164,7 +165,7 @@ class Worker:
             warning = unwrapped_runtime_warning(app, self.config.app)
             if warning:
                 error_log.warning("%s", warning)
-        served = wrap_asgi2(app)
+        served = as_asgi(app, self.config)
         if self.retire_after:
             served = limit_requests(served, self.retire_after, self._max_requests_reached)
         return served
@@ -260,7 +261,7 @@ class Worker:
         slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
                   max(self.lags, default=0.0), len(state.connections), tick.SKIPPED[0])
 
-    def _report(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _report(self, loop: asyncio.AbstractEventLoop, final: bool = False) -> None:
         """Copy the --metrics counters into the slot (from the pulse, twice a second, and
         once more at the end: the master adds a gone worker's last counts to its totals)."""
         if self.slot is None or self.state is None or not self.config.reads_load:
@@ -271,8 +272,8 @@ class Worker:
                          len(state.websockets), (tick.RUNS[0], tick.FAILED[0]),
                          (TASKS.queued(), TASKS.handed, TASKS.waited))
         self.reports += 1
-        if self.reports % TABLES_EVERY == 1:  # table usage moves slowly: every 2 s
-            tables = json.dumps(table_usage()).encode()
+        if final or self.reports % TABLES_EVERY == 1:  # usage moves slowly: every 2 s
+            tables = usage_json(table_usage(), tick.counts())
             if tables != self.tables_written:
                 slot.write_tables(tables)
                 self.tables_written = tables
@@ -450,13 +451,22 @@ def _closing(send: Any) -> Any:
     return send_closing
 
 
-def wrap_asgi2(app: Any) -> ASGIApp:
-    """Accept ASGI 2 (double-callable) apps by detecting a class-style app."""
-    if isinstance(app, type):
-        cls = app
+def as_asgi(app: Any, config: Config) -> ASGIApp:
+    """The app as ASGI 3, by --interface; auto: a WSGI callable (two arguments) runs in
+    --threads threads, a class is an ASGI 2 (double-callable) app, else ASGI 3."""
+    interface = config.interface
+    if interface == "wsgi" and not looks_like_wsgi(app):
+        raise AppLoadError(f"--interface wsgi: {config.app} is not a WSGI app (a callable "
+                           "taking environ and start_response)")
+    if interface == "wsgi" or (interface == "auto" and looks_like_wsgi(app)):
+        error_log.info("serving %s as a WSGI app, %d thread(s) per worker (--threads)",
+                       config.app, config.threads)
+        return WSGIAdapter(app, config.threads)
+    if interface == "asgi2" or (interface == "auto" and isinstance(app, type)):
+        factory = app
 
         async def asgi3(scope: Any, receive: Any, send: Any) -> None:
-            await cls(scope)(receive, send)
+            await factory(scope)(receive, send)
 
         return asgi3
     return app  # type: ignore[no-any-return]

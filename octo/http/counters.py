@@ -8,6 +8,7 @@ them into its shared-memory slot (``octo.master.slots``).
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 
 # Histogram bucket upper bounds in seconds (Prometheus' ``le``, inclusive: hence
@@ -55,3 +56,14 @@ class RequestStats:
     def busy_seconds(self, now: float, in_flight: int) -> float:
         """Busy time up to *now*, the open period included."""
         return self.busy + (now - self.busy_since if in_flight > 0 else 0.0)
+
+
+def count_wait(waits: Histogram, began: float) -> None:
+    """The queue wait of a request whose app is called now: since *began* (its head parsed,
+    or its queueing behind the requests before it on the connection). Measured here, at the
+    call, not where the app's task is made: without an eager task start (before Python
+    3.12) the call waits for its turn on the event loop, behind every callback ready before
+    it, which is where requests queue in a worker that has more to do than it can."""
+    wait = time.monotonic() - began  # octo.stats.clock
+    waits.counts[bisect_left(BOUNDS, wait)] += 1
+    waits.total += wait

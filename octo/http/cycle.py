@@ -12,7 +12,8 @@ from octo.http.response import CONTINUE, DateHeader, error_body
 from octo.http.static import FILE_MESSAGE
 from octo.logs import error_log, escape
 
-from .validate import TOKEN_CHARS  # a core module: see octo.http.core
+from .counters import RequestStats, count_wait  # core modules: see octo.http.core
+from .validate import TOKEN_CHARS
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
@@ -110,6 +111,7 @@ class CycleHost:
     # --echo-request-id: the header (lowercase) the request id is echoed in, else None.
     echo_request_id: bytes | None
     max_execution_time: float  # --max-execution-time in seconds; 0: none
+    stats: RequestStats  # the worker's request counters (--metrics)
 
     def write(self, data: bytes) -> None:
         """Hand response bytes to the transport."""
@@ -499,6 +501,7 @@ class RequestCycle:
 
     async def run(self, app: ASGIApp) -> None:
         conn = self.conn
+        count_wait(conn.stats.wait, self.began)
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:

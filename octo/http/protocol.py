@@ -156,7 +156,7 @@ class HttpProtocol(CycleHost):
         "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
         "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
-        "file_waiter", "echo_request_id", "max_execution_time",
+        "file_waiter", "echo_request_id", "max_execution_time", "stats",
     )
 
     def __init__(self, server: ServerState) -> None:
@@ -165,6 +165,7 @@ class HttpProtocol(CycleHost):
         self.server_header = server.server_header
         self.echo_request_id = server.request_id_header if server.echo_request_id else None
         self.max_execution_time = server.max_execution_time
+        self.stats = server.stats
         self.parser = httptools.HttpRequestParser(self)
         self.state = IDLE
         self.deadline = 0.0
@@ -664,18 +665,11 @@ class HttpProtocol(CycleHost):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
-        # For --metrics: the queue wait, from the request's head being parsed to the app
-        # call. Most requests start in the read that completed their head (no wait, and no
-        # clock read for it); a pipelined one waits for those before it on the connection.
+        # For --metrics: the queue wait runs from here (or from the queueing of a pipelined
+        # request) to the app call, which the cycle measures (see octo.stats.count_wait).
         now = clock()
         stats = server.stats
-        waits = stats.wait
-        began = cycle.began
-        if began:
-            waits.counts[bisect_left(BOUNDS, now - began)] += 1
-            waits.total += now - began
-        else:
-            waits.counts[0] += 1
+        if not cycle.began:
             cycle.began = now
         if cycle.request_start is not None:
             _proxy_wait(stats, cycle.request_start)

@@ -41,6 +41,18 @@ POLL = 0.05
 SKIPPED = [0]
 RUNS = [0]
 FAILED = [0]
+# The same by tick name: [runs, skipped, failed] (the per-name series of --metrics).
+BY_NAME: dict[str, list[int]] = {}
+
+
+def counts() -> list[tuple[str, int, int, int]]:
+    """(name, runs, skipped, failed) of every tick this process counted, by name."""
+    return sorted((name, runs, skipped, failed)
+                  for name, (runs, skipped, failed) in list(BY_NAME.items()))
+
+
+def _count(name: str, outcome: int) -> None:
+    BY_NAME.setdefault(name, [0, 0, 0])[outcome] += 1
 
 
 class TickError(ValueError):
@@ -137,6 +149,7 @@ class TickRunner:
         busy = os.getpid() if tick.running else self._claim(tick)
         if busy:
             SKIPPED[0] += 1
+            _count(tick.name, 1)
             self.runtime.tick_stats.incr(tick.name, "skipped")
             error_log.debug("tick %r still running (worker %d): this run is skipped",
                             tick.name, busy)
@@ -200,9 +213,11 @@ class TickRunner:
                 call = functools.partial(ctx.run, functools.partial(tick.fn, **kwargs))
                 await asyncio.get_running_loop().run_in_executor(None, call)
             RUNS[0] += 1
+            _count(tick.name, 0)
             runtime.tick_stats.incr(tick.name, "runs")
         except Exception:
             FAILED[0] += 1
+            _count(tick.name, 2)
             runtime.tick_stats.incr(tick.name, "errors")
             error_log.exception("tick %r raised; the schedule goes on", tick.name)
         finally:
