@@ -126,7 +126,7 @@ class TaskWorker:
         )
 
         try:
-            app = wrap_asgi2(load_configured_app(self.config))
+            app = wrap_asgi2(load_configured_app(self.config, role="task"))
         except AppLoadError as exc:
             error_log.error("%s", exc, exc_info=exc if self.config.log_level == "debug" else None)
             return EXIT_APP_LOAD_ERROR

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from octo import handoff
 from octo.accept import BalancedAcceptor, accept_queued
 from octo.config import Config
 from octo.http.cycle import ASGIApp
@@ -397,18 +398,13 @@ def websocket_handler(cfg: Config) -> Any:
     return upgrade_hook(backend)
 
 
-def load_configured_app(cfg: Config) -> Any:
-    """Import the app after telling the runtime (octo.Octo, created at import time) its
-    settings through the environment."""
-    os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
-    # How long a stopping worker's runtime gives its queued dispatched tasks.
-    os.environ["OCTO_GRACEFUL_TIMEOUT"] = str(cfg.graceful_timeout)
-    if cfg.detect_leaks:
-        os.environ["OCTO_DETECT_LEAKS"] = "1"
-    if cfg.gc_threshold:
-        os.environ["OCTO_GC_THRESHOLD"] = str(cfg.gc_threshold)
-    if cfg.redis_url:
-        os.environ["OCTO_REDIS_URL"] = cfg.redis_url
+def load_configured_app(cfg: Config, role: handoff.Role = "http") -> Any:
+    """Import the app after handing the runtime (octo.Octo, created at import time) its
+    settings: the hand-off is fixed before the app's first line runs."""
+    handoff.receive(handoff.Handoff(
+        role=role, app_dir=os.path.abspath(cfg.app_dir),
+        graceful_timeout=cfg.graceful_timeout, detect_leaks=cfg.detect_leaks,
+        gc_threshold=cfg.gc_threshold, redis_url=cfg.redis_url or ""))
     return load_app(cfg.app, cfg.app_dir, cfg.factory)
 
 

@@ -155,7 +155,6 @@ class Arbiter:
         self.pid = os.getpid()
         self.lifeline = orphan.Lifeline()
         serve_from(self.directory, str(self.pid))
-        os.environ["OCTO_SERVER_ID"] = str(self.pid)
         try:
             self._start()
             while True:
@@ -459,7 +458,6 @@ class Arbiter:
             if role == "task":
                 from octo.taskworker import TaskWorker
 
-                os.environ["OCTO_ROLE"] = "task"
                 for sock in self.sockets:
                     sock.close()
                 if lifeline is not None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
 from typing import Any, TypeVar, cast
 
+from octo import handoff
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import rundir
@@ -63,7 +63,7 @@ class Octo:
         self.booted = False
         self._boot_lock: asyncio.Lock | None = None
         self.leaks: LeakDetector | None = None
-        self.gc_threshold = float(os.environ.get("OCTO_GC_THRESHOLD", "0") or 0) * 1024 * 1024
+        self.gc_threshold = handoff.settings().gc_threshold * 1024 * 1024
         self._rss_after_gc = 0
 
     def listen(self, event_type: type[ev.E], listener: Callable[[ev.E], Any]) -> None:
@@ -117,7 +117,7 @@ class Octo:
 
     def wrap(self, app: Any) -> ASGIApp:
         """Serve *app* inside the sandbox."""
-        if os.environ.get("OCTO_DETECT_LEAKS") == "1":
+        if handoff.settings().detect_leaks:
             self.leaks = LeakDetector(self, app)
         return Sandboxed(self, app)
 

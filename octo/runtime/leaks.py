@@ -14,6 +14,7 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from octo import handoff
 from octo.logs import error_log
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class LeakDetector:
         module = inspect.getmodule(app) or inspect.getmodule(type(app))
         base = getattr(module, "__file__", None)
         self.roots = [os.path.dirname(os.path.abspath(base))] if base else []
-        self.roots.append(os.path.abspath(os.environ.get("OCTO_APP_DIR", os.getcwd())))
+        self.roots.append(handoff.settings().app_dir)
         self.baseline: dict[str, tuple[int, int]] | None = None
         self.reported: set[str] = set()
 

@@ -33,13 +33,13 @@ import collections
 import dataclasses
 import functools
 import inspect
-import os
 import pickle
 import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from octo import handoff
 from octo.logs import error_log
 from octo.runtime import rundir
 from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
@@ -89,12 +89,9 @@ def task_name(fn: Any) -> str:
 
 
 def graceful_timeout() -> float:
-    """Seconds a stopping worker gives queued tasks (``--graceful-timeout``, which the
-    worker passes on through ``OCTO_GRACEFUL_TIMEOUT``; 30 elsewhere)."""
-    try:
-        return max(0.0, float(os.environ.get("OCTO_GRACEFUL_TIMEOUT", "30")))
-    except ValueError:
-        return 30.0
+    """Seconds a stopping worker gives queued tasks (``--graceful-timeout``, handed over
+    by the worker; ``OCTO_GRACEFUL_TIMEOUT`` or 30 elsewhere)."""
+    return handoff.settings().graceful_timeout
 
 
 @dataclasses.dataclass(slots=True)

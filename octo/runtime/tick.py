@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from octo import handoff
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime.sandbox import Operation, enter, leave
@@ -82,7 +83,7 @@ class TickRunner:
         self.ticks.append(tick)
 
     def start(self) -> None:
-        if os.environ.get("OCTO_ROLE") == "task":
+        if handoff.settings().role == "task":
             return  # task workers serve tasks; HTTP workers elect the tick leader
         for tick in self.ticks:
             injected(tick.fn, self.runtime)  # unresolvable parameters fail at boot
@@ -223,7 +224,8 @@ class TickRunner:
 
 
 def redis_url() -> str:
-    return os.environ.get("OCTO_REDIS_URL", "")
+    """--redis-url (OCTO_REDIS_URL under another server); "": none."""
+    return handoff.settings().redis_url
 
 
 def injected(fn: Callable[..., Any], runtime: Octo) -> list[tuple[str, Any]]:
