@@ -42,7 +42,7 @@ from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import rundir
 from octo.runtime.concurrent import TaskTimeout
-from octo.runtime.sandbox import Operation, enter, leave
+from octo.runtime.sandbox import OperationScope
 from octo.runtime.tasks import FRAME_LEN, MAX_FRAME, TaskFailed, task_name
 
 if TYPE_CHECKING:
@@ -333,11 +333,7 @@ class TaskWorker:
     async def _in_scope(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                         is_async: bool) -> Any:
         runtime = self.runtime
-        op = Operation("task")
-        if runtime is not None:
-            op.state["runtime"] = runtime
-        token = enter(op)
-        try:
+        async with OperationScope("task", runtime):
             if runtime is not None:
                 await runtime.events.dispatch(ev.TaskReceived(getattr(fn, "__qualname__",
                                                                       repr(fn))))
@@ -351,11 +347,6 @@ class TaskWorker:
             if inspect.isawaitable(result):
                 result = await result
             return result
-        finally:
-            if runtime is not None:
-                await runtime.finish(op)
-                await runtime.events.dispatch(ev.OperationTerminated("task"))
-            leave(token)
 
     # -- called by the watchdog thread ---------------------------------------------------------
 

@@ -16,7 +16,7 @@ from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread,
 from octo.runtime.cache import Cache, Lock
 from octo.runtime.container import MISSING, Container, ContainerError, name_of
 from octo.runtime.leaks import LeakDetector
-from octo.runtime.sandbox import Operation, current_operation, enter, leave
+from octo.runtime.sandbox import Operation, OperationScope, current_operation
 from octo.runtime.table import Column, Int, Table
 from octo.runtime.tasks import DEFAULT_QUEUE_SIZE, Tasks, graceful_timeout
 from octo.runtime.tick import Tick, TickRunner
@@ -190,9 +190,12 @@ class Sandboxed:
         runtime = self.runtime
         if not runtime.booted:
             await runtime.boot()  # a server without lifespan: boot on first use
-        op = Operation("request", scope)
-        op.state["runtime"] = runtime
-        token = enter(op)
+        async with OperationScope("request", runtime, scope) as op:
+            await self._serve(op, scope, receive, send)
+
+    async def _serve(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app's call, as operation *op*: its status and a disconnect are recorded for
+        the closing events."""
 
         async def tracked_receive() -> Message:
             message = await receive()
@@ -205,7 +208,7 @@ class Sandboxed:
                 op.status = message["status"]
             await send(message)
 
-        dispatch = runtime.events.dispatch
+        dispatch = self.runtime.events.dispatch
         try:
             await dispatch(ev.RequestReceived(scope))
             await self.app(scope, tracked_receive, tracked_send)
@@ -215,11 +218,6 @@ class Sandboxed:
                 op.disconnected = True
             await dispatch(ev.WorkerErrorOccurred(exc))
             raise
-        finally:
-            await runtime.finish(op)
-            await dispatch(ev.RequestTerminated(scope, op.status, op.disconnected))
-            await dispatch(ev.OperationTerminated("request"))
-            leave(token)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Boot the runtime on startup and stop it on shutdown, around the app's own

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from octo import handoff
 from octo.logs import error_log
 from octo.runtime import events as ev
-from octo.runtime.sandbox import Operation, enter, leave
+from octo.runtime.sandbox import OperationScope
 
 if TYPE_CHECKING:
     from octo.runtime.app import Octo
@@ -184,10 +184,13 @@ class TickRunner:
                 stats.set_unlocked(tick.name, {"owner": 0, "run": 0})
 
     async def _run(self, tick: Tick) -> None:
+        async with OperationScope("tick", self.runtime):
+            await self._call(tick)
+
+    async def _call(self, tick: Tick) -> None:
+        """Run *tick* once (in its operation), unless another host has this interval: its
+        errors, a failing Redis's too, are counted and logged."""
         runtime = self.runtime
-        op = Operation("tick")
-        op.state["runtime"] = runtime
-        token = enter(op)
         try:
             if tick.one_server and not await self._fleet_slot(tick):
                 return
@@ -206,10 +209,6 @@ class TickRunner:
             FAILED[0] += 1
             runtime.tick_stats.incr(tick.name, "errors")
             error_log.exception("tick %r raised; the schedule goes on", tick.name)
-        finally:
-            await runtime.finish(op)
-            await runtime.events.dispatch(ev.OperationTerminated("tick"))
-            leave(token)
 
     async def _fleet_slot(self, tick: Tick) -> bool:
         """one_server: only the host that claims this interval's key in Redis runs it."""
