@@ -118,7 +118,7 @@ class Octo:
     def wrap(self, app: Any) -> ASGIApp:
         """Serve *app* inside the sandbox."""
         if handoff.settings().detect_leaks:
-            self.leaks = LeakDetector(self, app)
+            self.leaks = LeakDetector(self.container, app)
         return Sandboxed(self, app)
 
     async def boot(self) -> None:

@@ -25,16 +25,30 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from octo import handoff
 from octo.logs import error_log
 from octo.runtime import events as ev
+from octo.runtime import sandbox
 from octo.runtime.sandbox import OperationScope
 
 if TYPE_CHECKING:
-    from octo.runtime.app import Octo
     from octo.runtime.cache import Lock
+    from octo.runtime.container import Container
+    from octo.runtime.table import Table
+
+
+class Host(sandbox.Host, Protocol):
+    """What the tick scheduler needs of its runtime (octo.Octo): the scheduler is part of
+    the runtime, so it names these instead of importing the runtime's class."""
+
+    container: Container
+
+    @property
+    def tick_stats(self) -> Table: ...
+
+    def lock(self, name: str, ttl: float = 10.0) -> Lock: ...
 
 LEADER_TTL = 1.0
 POLL = 0.05
@@ -60,7 +74,7 @@ class Tick:
 
 
 class TickRunner:
-    def __init__(self, runtime: Octo) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.ticks: list[Tick] = []
         self.task: asyncio.Task[None] | None = None
@@ -227,7 +241,7 @@ def redis_url() -> str:
     return handoff.settings().redis_url
 
 
-def injected(fn: Callable[..., Any], runtime: Octo) -> list[tuple[str, Any]]:
+def injected(fn: Callable[..., Any], runtime: Host) -> list[tuple[str, Any]]:
     from octo.runtime.container import ContainerError
 
     try:
