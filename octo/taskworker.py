@@ -38,10 +38,10 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from octo.errors import TaskTimeout
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import rundir
-from octo.runtime.concurrent import TaskTimeout
 from octo.runtime.sandbox import OperationScope
 from octo.runtime.tasks import FRAME_LEN, MAX_FRAME, TaskFailed, task_name
 

@@ -40,10 +40,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from octo import handoff
+from octo.errors import TaskTimeout
 from octo.logs import error_log
 from octo.runtime import rundir
 from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
-from octo.runtime.concurrent import TaskTimeout
 from octo.runtime.sandbox import current_operation
 from octo.stats import TASKS
 
@@ -202,7 +202,7 @@ class Tasks:
 
     async def _run_here(self, fn: Callable[..., Any], args: tuple[Any, ...],
                         kwargs: dict[str, Any], timeout: float | None) -> Any:
-        from octo.runtime.concurrent import concurrently
+        from octo.runtime.inprocess import run_all
 
         self._warn_local()
         call = functools.partial(fn, *args, **kwargs)
@@ -218,7 +218,7 @@ class Tasks:
                                    "and was cancelled") from None
                 raise  # the task's own TimeoutError
         try:
-            (value,) = await concurrently(call, timeout=timeout)
+            (value,) = await run_all([call], timeout)
         except TaskTimeout:
             assert timeout is not None
             raise _timeout(fn, timeout, "no task workers, so it runs in a thread of this "
