@@ -106,7 +106,7 @@ def _check_tls(cfg: config_mod.Config) -> None:
     """Build the TLS context once before anything forks: a wrong file or password is one
     line here, not a boot failure in every worker."""
     if cfg.is_ssl:
-        from octo.tls import ssl_context
+        from octo.process.tls import ssl_context
 
         try:
             ssl_context(cfg)

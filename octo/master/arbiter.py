@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from octo.config import WORKER_LIMIT, Config
 from octo.logs import error_log
-from octo.master import orphan
 from octo.master.autoscale import (
     STEP,
     Autoscaler,
@@ -38,7 +37,9 @@ from octo.master.control import ControlServer, Refused
 from octo.master.exposition import Snapshot, WorkerSample, render
 from octo.master.metrics import MetricsServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
-from octo.master.slots import Slots, SlotState, SlotWriter, StatsView
+from octo.process import orphan
+from octo.process.exits import BOOT_ERRORS, EXIT_BOOT_ERROR, describe_exit
+from octo.process.slots import Slots, SlotState, SlotWriter, StatsView
 from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
 from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
@@ -47,9 +48,7 @@ if TYPE_CHECKING:
 
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
            signal.SIGTTOU, signal.SIGCHLD)
-EXIT_WORKER_BOOT = 3  # same codes the worker uses: the master passes them on
-EXIT_APP_LOAD = 4
-BOOT_ERRORS = (EXIT_WORKER_BOOT, EXIT_APP_LOAD)
+EXIT_WORKER_BOOT = EXIT_BOOT_ERROR  # the worker's code, passed on as the server's status
 MAX_SLOTS = 2 * WORKER_LIMIT  # room for a replacement beside every worker
 LOOP_INTERVAL = 0.1
 SPAWN_PER_PASS = 4  # forks per pass of the loop: signals and control are served in between
@@ -456,7 +455,7 @@ class Arbiter:
             writer = SlotWriter(self.slots, index, os.getpid(), time.time(), self.pid)
             error_log.addHandler(writer.note_errors())  # a boot failure's reason, for reload
             if role == "task":
-                from octo.taskworker import TaskWorker
+                from octo.process.taskworker import TaskWorker
 
                 for sock in self.sockets:
                     sock.close()
@@ -465,7 +464,7 @@ class Arbiter:
                 assert self.task_sock is not None
                 code = TaskWorker(self.config, self.task_sock, writer).run()
             else:
-                from octo.worker import Worker
+                from octo.process.worker import Worker
 
                 if self.task_sock is not None:
                     self.task_sock.close()
@@ -887,15 +886,6 @@ def process_stats(info: WorkerInfo) -> tuple[int | None, float | None]:
         return None, None
 
 
-def describe_exit(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return {0: "exit 0", EXIT_WORKER_BOOT: "exit 3: lifespan startup failed",
-            EXIT_APP_LOAD: "exit 4: app could not be loaded"}.get(code, f"exit {code}")
-
-
 def open_runtime_dir(config: Config) -> RuntimeDir:
     """The server's private runtime directory, or exit with one line saying why not."""
     try:
@@ -938,7 +928,7 @@ def main(config: Config) -> int:
     """``octo serve``: check the runtime directory, bind, write the pid file, supervise
     until stopped."""
     from octo.master.control import control_address
-    from octo.worker import bind_master_sockets
+    from octo.process.sockets import bind_master_sockets
 
     directory = open_runtime_dir(config)  # refuse an unsafe one before binding anything
     sockets, uds = ([], None) if config.reuse_port else bind_master_sockets(config)

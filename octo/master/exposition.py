@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from octo.master.slots import HistogramView, StatsView
+from octo.process.slots import HistogramView, StatsView
 from octo.stats import BOUNDS
 
 STATUS_LABELS = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")  # none: the client left first

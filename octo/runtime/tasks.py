@@ -4,7 +4,7 @@ The master binds one Unix socket and forks task workers that share it, like HTTP
 share the listening socket. A caller connects, sends one pickled ``(fn, args, kwargs, wait,
 deadline)`` frame and reads one pickled reply frame; each task worker takes one connection
 at a time, so the kernel's accept queue is the queue all task workers serve from (a free
-one takes the oldest waiting task). The worker side is ``octo.taskworker``.
+one takes the oldest waiting task). The worker side is ``octo.process.taskworker``.
 
 ``rt.tasks.run`` waits for the result. With ``timeout=`` it raises :class:`TaskTimeout`
 naming the task when that passes; the task worker, told the deadline in the frame, cancels

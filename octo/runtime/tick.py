@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from octo import handoff
+from octo import handoff, stats
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import sandbox
@@ -50,12 +50,13 @@ class Host(sandbox.Host, Protocol):
 
     def lock(self, name: str, ttl: float = 10.0) -> Lock: ...
 
+
 LEADER_TTL = 1.0
 POLL = 0.05
-# Ticks this process skipped, ran and saw fail (read into the worker's status slot).
-SKIPPED = [0]
-RUNS = [0]
-FAILED = [0]
+# Ticks this process skipped, ran and saw fail (octo.stats: the worker reads them there).
+SKIPPED = stats.TICKS_SKIPPED
+RUNS = stats.TICKS_RUN
+FAILED = stats.TICKS_FAILED
 
 
 class TickError(ValueError):
@@ -166,8 +167,8 @@ class TickRunner:
     def _claim(self, tick: Tick) -> int:
         """Mark *tick* as running here, in the shared tick table; 0 when marked, else the
         pid of the live worker whose run of it has not ended."""
-        # Here, not at the top: every worker imports this module (for SKIPPED), and one
-        # serving a plain ASGI app has no use for the lock module (ctypes, libatomic).
+        # Here, not at the top: a worker serving a plain ASGI app has no use for the lock
+        # module (ctypes, libatomic).
         from octo.runtime.shmlock import holder_alive, own_token
 
         stats = self.runtime.tick_stats

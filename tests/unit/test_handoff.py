@@ -7,7 +7,7 @@ import pytest
 
 from octo import handoff
 from octo.config import Config
-from octo.worker import load_configured_app
+from octo.process.worker import load_configured_app
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def test_a_worker_reads_its_hand_off_and_leaves_the_environment_alone(
         monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     import os
 
-    monkeypatch.setattr("octo.worker.load_app", lambda *args: "the app")
+    monkeypatch.setattr("octo.process.worker.load_app", lambda *args: "the app")
     monkeypatch.setenv("OCTO_GRACEFUL_TIMEOUT", "99")  # the user's, for another server
     before = dict(os.environ)
     cfg = Config(app="m:app", app_dir=str(tmp_path), graceful_timeout=3, detect_leaks=True,

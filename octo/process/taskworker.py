@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from octo.errors import TaskTimeout
 from octo.logs import error_log
+from octo.process.exits import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, EXIT_OK, EXIT_TASK_TIMEOUT
 from octo.runtime import events as ev
 from octo.runtime import rundir
 from octo.runtime.sandbox import OperationScope
@@ -47,10 +48,9 @@ from octo.runtime.tasks import FRAME_LEN, MAX_FRAME, TaskFailed, task_name
 
 if TYPE_CHECKING:
     from octo.config import Config
-    from octo.master.slots import SlotWriter
+    from octo.process.slots import SlotWriter
     from octo.runtime.app import Octo
 
-EXIT_TASK_TIMEOUT = 5  # a task outlived its deadline: the master replaces the worker
 CANCEL_GRACE = 1.0  # seconds a task past its deadline gets to stop before the worker exits
 BEAT_INTERVAL = 0.5
 
@@ -83,7 +83,7 @@ class TaskWorker:
     """One task worker process: boots the app, then serves tasks one at a time."""
 
     def __init__(self, config: Config, sock: socket.socket, slot: SlotWriter | None) -> None:
-        from octo.worker import new_event_loop
+        from octo.process.worker import new_event_loop
 
         self.config = config
         self.sock = sock
@@ -115,15 +115,9 @@ class TaskWorker:
             self.loop.close()
 
     async def serve(self) -> int:
-        from octo.importer import AppLoadError
-        from octo.lifespan import Lifespan, LifespanFailure
-        from octo.worker import (
-            EXIT_APP_LOAD_ERROR,
-            EXIT_BOOT_ERROR,
-            EXIT_OK,
-            load_configured_app,
-            wrap_asgi2,
-        )
+        from octo.process.importer import AppLoadError
+        from octo.process.lifespan import Lifespan, LifespanFailure
+        from octo.process.worker import load_configured_app, wrap_asgi2
 
         try:
             app = wrap_asgi2(load_configured_app(self.config, role="task"))
@@ -370,7 +364,7 @@ class TaskWorker:
         os._exit(EXIT_TASK_TIMEOUT)
 
     def beat(self) -> None:
-        from octo.master.slots import SlotState
+        from octo.process.slots import SlotState
 
         if self.slot is not None:
             self.slot.beat(SlotState.STOPPING if self.stopping else SlotState.READY,

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from octo.http.cycle import ASGIApp, Message
-from octo.importer import describe
 from octo.logs import error_log
+from octo.process.importer import describe
 
 
 class LifespanFailure(Exception):
