@@ -35,6 +35,7 @@ from octo.master.autoscale import (
 )
 from octo.master.control import ControlServer, Refused
 from octo.master.exposition import Snapshot, WorkerSample, render
+from octo.master.lifecycle import Event, WorkerInfo
 from octo.master.metrics import MetricsServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
 from octo.process import orphan
@@ -44,7 +45,7 @@ from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, defaul
 from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
 if TYPE_CHECKING:
-    import psutil
+    pass
 
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
            signal.SIGTTOU, signal.SIGCHLD)
@@ -57,25 +58,6 @@ KILL_GRACE = 5.0  # after SIGKILL at the stop deadline, before the master gives 
 MEMORY_STRIKES = 3  # consecutive RSS samples over --max-memory before recycling
 DUMP_GRACE = 0.5  # seconds between the stack-dump signal and SIGKILL for a hung worker
 STACK_DUMP_SIGNAL = signal.SIGUSR2
-
-
-@dataclasses.dataclass(slots=True)
-class WorkerInfo:
-    pid: int
-    index: int
-    generation: int
-    spawned: float
-    role: str = "http"  # or "task"
-    ready: bool = False
-    stopping: bool = False  # SIGTERM sent
-    replaced_by: int | None = None  # pid of the worker that will take over from this one
-    replaces: int | None = None
-    memory_strikes: int = 0
-    kill_at: float | None = None
-    cause: str = ""  # why the master stops or replaces it (a restart cause of --metrics)
-    last_beat: float = 0.0  # the heartbeat value the master last read from the slot...
-    beat_seen_at: float | None = None  # ...and when (master's clock) it last saw it change
-    process: psutil.Process | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -201,6 +183,7 @@ class Arbiter:
             self.next_step = now + STEP
             self._step(now)
         self._check_watch()
+        self.refresh_ready()
         self._check_liveness(now)
         self._check_recycling(now)
         self._advance_reload()
@@ -307,8 +290,7 @@ class Arbiter:
             raise Refused("the server is stopping")
         self.generation += 1
         self.reload_status = ReloadStatus(self.generation)
-        self.reload_queue = deque(pid for pid, info in self.workers.items()
-                                  if not info.stopping and info.replaced_by is None)
+        self.reload_queue = deque(pid for pid, info in self.workers.items() if info.counted)
         error_log.info("reload: replacing %d worker(s) one at a time", len(self.reload_queue))
         return self.generation
 
@@ -362,7 +344,7 @@ class Arbiter:
             # SIGQUIT's default action (it may not have its handlers yet) dumps core.
             fast = not graceful and info.ready
             self._signal(pid, signal.SIGQUIT if fast else signal.SIGTERM)
-            info.stopping = True
+            info.on(Event.STOP)
         return self.stop_deadline - now + KILL_GRACE
 
     def _stop_task_workers_without_callers(self) -> None:
@@ -374,7 +356,7 @@ class Arbiter:
         for pid, info in self.workers.items():
             if not info.stopping:
                 self._signal(pid, signal.SIGTERM)
-                info.stopping = True
+                info.on(Event.STOP)
 
     def stop_listening(self) -> None:
         """A stop's first step: close the master's copies of the listening sockets (and
@@ -553,21 +535,24 @@ class Arbiter:
 
     # -- health, recycling, reload, scale -------------------------------------------------------
 
-    def _refresh_ready(self) -> None:
+    def refresh_ready(self) -> None:
+        """READY for each worker whose slot says it serves; a replacement that serves
+        retires the worker it replaces (a reload's or a recycling's second half)."""
         for info in self.workers.values():
             if not info.ready:
                 slot = self.slots.read(info.index)
                 if slot.pid == info.pid and slot.state in (SlotState.READY, SlotState.RETIRING):
-                    info.ready = True
+                    info.on(Event.READY)
                     self.ever_ready = True
                     self.crashes.clear()
                     if info.replaces is not None:
                         self._retire(info.replaces)
 
     def _retire(self, pid: int) -> None:
+        """STOP for worker *pid*, gracefully (SIGTERM), unless it was told already."""
         old = self.workers.get(pid)
         if old is not None and not old.stopping:
-            old.stopping = True
+            old.on(Event.STOP)
             self._signal(pid, signal.SIGTERM)
 
     def _check_watch(self) -> None:
@@ -586,7 +571,6 @@ class Arbiter:
         self.reload()
 
     def _check_liveness(self, now: float) -> None:
-        self._refresh_ready()
         timeout = self.config.timeout
         for info in list(self.workers.values()):
             if info.kill_at is not None:
@@ -627,7 +611,7 @@ class Arbiter:
         if sample:
             self.last_sample = now
         for info in list(self.workers.values()):
-            if info.stopping or info.replaced_by is not None or not info.ready:
+            if not info.counted or not info.ready:
                 continue
             reason = cause = None
             if self.slots.read(info.index).state is SlotState.RETIRING:
@@ -656,7 +640,7 @@ class Arbiter:
         while self.reload_queue:
             old = self.reload_queue.popleft()
             info = self.workers.get(old)
-            if info is not None and not info.stopping and info.replaced_by is None:
+            if info is not None and info.counted:
                 if self.spawn_budget <= 0:
                     self.reload_queue.appendleft(old)  # next pass
                     return
@@ -666,8 +650,8 @@ class Arbiter:
 
     def _scale(self, now: float) -> None:
         for role, target in (("http", self.target), ("task", self.task_target)):
-            counted = [info for info in self.workers.values() if info.role == role
-                       and not info.stopping and info.replaced_by is None]
+            counted = [info for info in self.workers.values()
+                       if info.role == role and info.counted]
             if len(counted) < target and now >= self.next_spawn:
                 # A few per pass: a big scale-up never holds up signals or the control
                 # socket (forking 1000 at once used to leave SIGINT unserved for 19 s).
