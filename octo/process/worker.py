@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from octo import handoff
 from octo.config import Config
-from octo.http.cycle import ASGIApp
 from octo.http.protocol import HttpProtocol, ServerState
 from octo.http.response import DateHeader
 from octo.logs import error_log
@@ -35,6 +34,7 @@ from octo.process.slots import SlotState, SlotWriter
 from octo.process.sockets import bind_sockets, describe
 from octo.process.tls import ssl_context
 from octo.stats import TASKS, TICKS_FAILED, TICKS_RUN, TICKS_SKIPPED, clock, table_usage
+from octo.types import ASGIApp
 
 if TYPE_CHECKING:
     pass

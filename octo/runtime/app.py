@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
 from octo import handoff
@@ -20,14 +20,10 @@ from octo.runtime.sandbox import Operation, OperationScope, current_operation
 from octo.runtime.table import Column, Int, Table
 from octo.runtime.tasks import DEFAULT_QUEUE_SIZE, Tasks, graceful_timeout
 from octo.runtime.tick import Tick, TickRunner
+from octo.types import ASGIApp, Message, Receive, Scope, Send
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 _BOOTED: weakref.WeakSet[Octo] = weakref.WeakSet()
