@@ -41,6 +41,7 @@ serve-django: $(EXAMPLES_STAMP)  ## migrate, add the demo users, serve the Djang
 # Two pytest processes, each taking whole files (a module's shared server stays one server):
 # on this project's 2-core machines the suite took 5.5 min on one process.
 test: $(STAMP)  ## the whole suite: unit, corpus and integration tests; the 15 slowest listed
+	bash scripts/install-test-tools
 	bash scripts/run-tests $(BIN)/python -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)

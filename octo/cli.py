@@ -355,6 +355,9 @@ def format_status(reply: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]
     lines += _load_lines(reply)
+    from octo.master.taskscale import status_lines
+
+    lines += status_lines(reply)
     last = reply.get("reload")
     if last and last["state"] != "done":
         lines.append(f"reload to generation {last['generation']}: {last['state']}"

@@ -58,6 +58,11 @@ def _parse_workers(text: str) -> int | str:
     return text if ":" in text else int(text)
 
 
+def _parse_task_workers(text: str) -> int | str:
+    """--task-workers N or ``MIN:MAX`` (split later by task_worker_range)."""
+    return text if ":" in text else int(text)
+
+
 @dataclasses.dataclass(slots=True)
 class Config:
     """Everything a worker needs to serve; the master hands it over unchanged."""
@@ -144,7 +149,17 @@ class Config:
     scale_cooldown: float = setting(5.0, "Autoscaling: seconds after a change before the "
                                          "next one.")
     task_workers: int = setting(0, "Processes for rt.tasks / "
-                                   "concurrently(in_workers=True).")
+                                   "concurrently(in_workers=True), or MIN:MAX to autoscale "
+                                   "them from the task queue.", parse=_parse_task_workers)
+    # Task-worker autoscaling (--task-workers MIN:MAX, or --min/--max-task-workers); 0: off.
+    min_task_workers: int = setting(0, "Autoscale task workers (with --max-task-workers): "
+                                       "never fewer.", shown="off")
+    max_task_workers: int = setting(0, "Autoscale task workers: never more than this.",
+                                    shown="off")
+    task_scale_up_wait: float = setting(
+        1.0, "Task-worker autoscaling: add one when clearing the dispatched-task queue would "
+             "take longer than this many seconds (queued / taken per second), or the tasks "
+             "taken waited that long.")
     pid: str | None = setting(None, "Write the master's pid to this file.")
     control: str | None = setting(None, "Control socket path.",
                                   shown="next to --pid/--uds, else per port in --runtime-dir")
@@ -321,9 +336,10 @@ class Config:
             raise ConfigError(f"--workers {self.workers} is above --max-workers "
                               f"{self.max_workers}")
         most = max(self.workers, self.max_workers)
-        if most + self.task_workers > WORKER_LIMIT:
+        tasks = self.task_worker_ceiling()
+        if most + tasks > WORKER_LIMIT:
             raise ConfigError(f"--workers/--max-workers {most} plus --task-workers "
-                              f"{self.task_workers} is above the {WORKER_LIMIT} worker "
+                              f"{tasks} is above the {WORKER_LIMIT} worker "
                               "processes one server supervises")
 
     def _validate_operations(self) -> None:
@@ -332,6 +348,7 @@ class Config:
         for name in ("max_wait_time", "shutdown_delay", "scale_cooldown"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+        check_task_scaling(self)
         if not self.min_workers:
             return
         if not self.max_workers:
@@ -350,7 +367,8 @@ class Config:
     def reads_load(self) -> bool:
         """Something reads the workers' counters (--metrics, --max-wait-time, autoscaling):
         only then do they copy them into their slots and the master sample them."""
-        return self.metrics is not None or self.max_wait_time > 0 or self.autoscale
+        return (self.metrics is not None or self.max_wait_time > 0 or self.autoscale
+                or self.task_autoscale)
 
     @property
     def autoscale(self) -> bool:
@@ -372,7 +390,16 @@ class Config:
         """The most HTTP workers this server may scale to: --max-workers, else the default
         from CPUs and memory, never below --workers."""
         ceiling = self.max_workers or default_max_workers()
-        return min(max(ceiling, self.workers), WORKER_LIMIT - self.task_workers)
+        return min(max(ceiling, self.workers), WORKER_LIMIT - self.task_worker_ceiling())
+
+    def task_worker_ceiling(self) -> int:
+        """The most task workers this server runs: --max-task-workers when autoscaling."""
+        return max(self.task_workers, self.max_task_workers)
+
+    @property
+    def task_autoscale(self) -> bool:
+        """The master adds and removes task workers itself (--task-workers MIN:MAX)."""
+        return self.min_task_workers > 0
 
     @property
     def is_ssl(self) -> bool:
@@ -554,6 +581,7 @@ def coerce(name: str, raw: Any) -> Any:
 def worker_range(values: dict[str, Any]) -> dict[str, Any]:
     """Split ``workers = "MIN:MAX"`` of one source into --min-workers, --max-workers and the
     starting --workers (MIN)."""
+    values = task_worker_range(values)
     spec = values.get("workers")
     if not isinstance(spec, str) or ":" not in spec:
         return values
@@ -564,6 +592,42 @@ def worker_range(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"--workers {spec!r}: expected N, auto or MIN:MAX (e.g. "
                           "2:8)") from None
     return {**values, "workers": minimum, "min_workers": minimum, "max_workers": maximum}
+
+
+def task_worker_range(values: dict[str, Any]) -> dict[str, Any]:
+    """``task_workers = "MIN:MAX"``: --min-task-workers, --max-task-workers, and MIN to
+    start with."""
+    spec = values.get("task_workers")
+    if not isinstance(spec, str):
+        return values
+    low, _, high = spec.partition(":")
+    try:
+        minimum, maximum = (int(low), int(high)) if ":" in spec else (int(spec), 0)
+    except ValueError:
+        raise ConfigError(f"--task-workers {spec!r}: expected N or MIN:MAX (e.g. "
+                          "1:4)") from None
+    if not maximum:
+        return {**values, "task_workers": minimum}
+    return {**values, "task_workers": minimum, "min_task_workers": minimum,
+            "max_task_workers": maximum}
+
+
+def check_task_scaling(config: Config) -> None:
+    """--task-workers MIN:MAX (or --min/--max-task-workers) makes sense."""
+    low, high = config.min_task_workers, config.max_task_workers
+    if low < 0 or high < 0:
+        raise ConfigError("--min-task-workers and --max-task-workers cannot be negative")
+    if not low and not high:
+        return
+    if not low or not high:
+        raise ConfigError("task-worker autoscaling needs both --min-task-workers and "
+                          "--max-task-workers; or give both as --task-workers MIN:MAX")
+    if not 1 <= low <= config.task_workers <= high:
+        raise ConfigError(f"task-worker autoscaling needs 1 <= --min-task-workers ({low}) "
+                          f"<= --task-workers ({config.task_workers}) <= --max-task-workers "
+                          f"({high})")
+    if config.task_scale_up_wait <= 0:
+        raise ConfigError("--task-scale-up-wait must be positive")
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -600,4 +664,6 @@ def build(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     merged.update(worker_range({k: coerce(k, v) for k, v in cli.items() if v is not None}))
     if merged.get("min_workers") and "workers" not in merged:
         merged["workers"] = merged["min_workers"]  # autoscaling starts at MIN
+    if merged.get("min_task_workers") and "task_workers" not in merged:
+        merged["task_workers"] = merged["min_task_workers"]
     return Config(**merged)

@@ -64,6 +64,17 @@ class RequestStats:
         return self.busy + (now - self.busy_since if in_flight > 0 else 0.0)
 
 
+def count_wait(waits: Histogram, began: float) -> None:
+    """The queue wait of a request whose app is called now: since *began* (its head parsed,
+    or its queueing behind the requests before it on the connection). Measured here, at the
+    call, not where the app's task is made: without an eager task start (before Python
+    3.12) the call waits for its turn on the event loop, behind every callback ready before
+    it, which is where requests queue in a worker that has more to do than it can."""
+    wait = clock() - began
+    waits.counts[bisect_left(BOUNDS, wait)] += 1
+    waits.total += wait
+
+
 def request_start_age(value: bytes, now: float | None = None) -> float | None:
     """Seconds since an ``X-Request-Start`` value (``t=`` prefix optional; seconds,
     milliseconds or microseconds since the epoch, as nginx, Heroku and HAProxy send it), or
@@ -109,6 +120,14 @@ TASKS = TaskStats()
 TICKS_SKIPPED = [0]
 TICKS_RUN = [0]
 TICKS_FAILED = [0]
+# The same by tick name: [runs, skipped, failed] (the per-name series of --metrics).
+TICKS_BY_NAME: dict[str, list[int]] = {}
+
+
+def tick_counts() -> list[tuple[str, int, int, int]]:
+    """(name, runs, skipped, failed) of every tick this process counted, by name."""
+    return sorted((name, runs, skipped, failed)
+                  for name, (runs, skipped, failed) in list(TICKS_BY_NAME.items()))
 # The tables this process opened, by name: the heartbeat reports their usage.
 TABLES: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 

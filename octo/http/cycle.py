@@ -11,6 +11,7 @@ from octo.http.response import CONTINUE, DateHeader
 from octo.http.static import FILE_MESSAGE
 from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
+from octo.stats import count_wait
 
 if TYPE_CHECKING:
     from octo.http.protocol import HttpProtocol
@@ -73,7 +74,9 @@ def _encode_headers(headers: Any) -> EncodedHeaders:
 
 
 class ClientDisconnected(OSError):
-    """Raised by ``send`` once the client has gone (ASGI spec 2.4)."""
+    """A write found the client gone. Inside the server only: HTTP scopes declare ASGI
+    spec 2.3, so the app's ``send`` after a disconnect is a no-op (see
+    RequestCycle._swallow), never this."""
 
 
 class FileShrank(OSError):
@@ -128,6 +131,7 @@ class RequestCycle:
     started_at = 0.0  # on ServerState.clock, read only under --max-execution-time
     request_id: str | None = None
     timed_out = False
+    swallowed = silenced = False  # sends after a disconnect (see _swallow)
     deadline_timer: asyncio.TimerHandle | None = None  # --max-execution-time
     # Why a response that never completed ended, for its access-log line.
     ended: str | None = None
@@ -204,7 +208,8 @@ class RequestCycle:
         kind = message["type"]
         if kind == "http.response.body":
             if not self.started or self.complete or self.disconnected:
-                self._refuse_body()
+                await self._refuse_body()
+                return
             more = message.get("more_body", False)
             self._write_body(message.get("body", b""), more)
             if more:
@@ -222,8 +227,13 @@ class RequestCycle:
             if not self.started or self.head_sent:
                 self._misuse("http.response.pathsend must follow http.response.start")
             if self.disconnected:
-                raise ClientDisconnected("client disconnected")
-            await self._pathsend(message["path"])
+                await self._swallow()
+                return
+            try:
+                await self._pathsend(message["path"])
+            except ClientDisconnected:  # a write failed before the loop reported the loss
+                self.lose()
+                await self._swallow()
         elif kind == FILE_MESSAGE:  # --static (octo.http.static): an open file's bytes
             if not self.started or self.head_sent:
                 raise ProtocolMisuse(f"{FILE_MESSAGE} must follow http.response.start")
@@ -231,12 +241,30 @@ class RequestCycle:
         else:
             raise ProtocolMisuse(f"unexpected ASGI message type {kind!r}")
 
-    def _refuse_body(self) -> None:
+    async def _refuse_body(self) -> None:
         if not self.started:
             self._misuse("http.response.body sent before http.response.start")
         if self.complete:
             self._misuse("http.response.body sent after the response completed")
-        raise ClientDisconnected("client disconnected")
+        await self._swallow()
+
+    async def _swallow(self) -> None:
+        """A send after the client left. HTTP scopes declare ASGI spec 2.3, where that
+        send is a no-op, as under uvicorn: under 2.4 it raised an OSError, which Starlette
+        turns into a ClientDisconnect escaping the app, and every ASGI error tracker
+        (Sentry's middleware) recorded one event per early close. The no-op yields, so
+        an app that only sends cannot starve the loop, and one that sends *again* after
+        that (it listens to neither ``receive`` nor the no-op) is cancelled: a
+        CancelledError, which error trackers and ``except Exception`` leave alone.
+        Starlette stops by itself during the first yield (its disconnect listener)."""
+        if not self.swallowed:
+            self.swallowed = True
+            error_log.debug("client went away while the app was sending")
+        elif self.task is not None and not self.task.done():
+            error_log.debug("the app sends on after its client left: cancelled")
+            self.silenced = True
+            self.task.cancel()
+        await asyncio.sleep(0)
 
     def _misuse(self, what: str) -> NoReturn:
         if self.timed_out:
@@ -394,6 +422,7 @@ class RequestCycle:
 
     async def run(self, app: ASGIApp) -> None:
         conn = self.conn
+        count_wait(conn.server.stats.wait, self.began)
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -404,8 +433,8 @@ class RequestCycle:
             if isinstance(exc, GeneratorExit):
                 raise  # the pending coroutine is being closed (collected): no one to answer
             if isinstance(exc, asyncio.CancelledError):
-                if self.timed_out:
-                    return  # our own deadline, answered already: the worker carries on
+                if self.timed_out or self.silenced:
+                    return  # our own deadline or a client gone: the worker carries on
                 self.ended = self.ended or "cancelled"  # e.g. at the --graceful-timeout
                 if not self.started:
                     self._fail(503, None)

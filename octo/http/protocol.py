@@ -33,7 +33,11 @@ SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the serv
 _VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 _CRLF = b"\r\n"
 EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# Spec 2.3, as uvicorn declares: under 2.4, send() after a disconnect raises, and Starlette
+# re-raises that out of the app as ClientDisconnect, so every ASGI error tracker records an
+# event per client that closes a stream early. Under 2.3 the send is a no-op and Starlette
+# ends its stream on the http.disconnect its listener receives.
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
 TASK_NAME = "octo-request"
 
@@ -603,18 +607,11 @@ class HttpProtocol(asyncio.Protocol):
             error_log.warning("--limit-concurrency %d reached: answering 503", limit)
             cycle.keep_alive = False
             app = _service_unavailable
-        # For --metrics: the queue wait, from the request's head being parsed to the app
-        # call. Most requests start in the read that completed their head (no wait, and no
-        # clock read for it); a pipelined one waits for those before it on the connection.
+        # For --metrics: the queue wait runs from here (or from the queueing of a pipelined
+        # request) to the app call, which the cycle measures (see octo.stats.count_wait).
         now = clock()
         stats = server.stats
-        waits = stats.wait
-        began = cycle.began
-        if began:
-            waits.counts[bisect_left(BOUNDS, now - began)] += 1
-            waits.total += now - began
-        else:
-            waits.counts[0] += 1
+        if not cycle.began:
             cycle.began = now
         if cycle.request_start is not None:
             _proxy_wait(stats, cycle.request_start)

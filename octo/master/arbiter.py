@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import faulthandler
+import json
 import os
 import random
 import select
@@ -34,13 +35,17 @@ from octo.master.autoscale import (
     ScalePolicy,
 )
 from octo.master.control import ControlServer, Refused
+from octo.master.dashboard import History
+from octo.master.dashboard import state as dashboard_state
 from octo.master.exposition import Snapshot, WorkerSample, render
 from octo.master.lifecycle import Event, WorkerInfo
 from octo.master.metrics import MetricsServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
+from octo.master.taskscale import TaskLoadMeter, task_policy
 from octo.process import orphan
 from octo.process.exits import BOOT_ERRORS, EXIT_BOOT_ERROR, describe_exit
 from octo.process.slots import Slots, SlotState, SlotWriter, StatsView
+from octo.process.usage import TickRow, TickTotals, parse_usage
 from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
 from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
@@ -111,6 +116,9 @@ class Arbiter:
         self.retired = StatsView()
         self.retired_ticks_skipped = 0
         self.restarts: dict[str, int] = {}
+        self.tick_totals = TickTotals()  # by tick name, of the workers that exited
+        self.history = History()  # the dashboard's plots, a point per STEP
+        self.started_at = time.time()
         self.draining_until: float | None = None  # SIGTERM with --shutdown-delay
         # Once a STEP: the load, the --max-wait-time watch and the autoscaler.
         self.meter = LoadMeter()
@@ -121,6 +129,10 @@ class Arbiter:
         self.autoscaler = Autoscaler(ScalePolicy(
             config.min_workers, config.max_workers, config.scale_up_wait, config.scale_up_busy,
             config.scale_down_busy, config.scale_cooldown)) if config.autoscale else None
+        # --task-workers MIN:MAX: the same, from the dispatched-task queue.
+        self.task_meter = TaskLoadMeter()
+        self.task_load: LoadSample | None = None
+        self.task_scaler = Autoscaler(task_policy(config)) if config.task_autoscale else None
 
     # -- main loop --------------------------------------------------------------------------
 
@@ -171,6 +183,9 @@ class Arbiter:
         if self.autoscaler is not None:
             error_log.info("autoscaling between %d and %d worker(s)", self.config.min_workers,
                            self.config.max_workers)
+        if self.task_scaler is not None:
+            error_log.info("autoscaling between %d and %d task worker(s)",
+                           self.config.min_task_workers, self.config.max_task_workers)
 
     def maintain(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -658,9 +673,15 @@ class Arbiter:
                 for _ in range(min(target - len(counted), self.spawn_budget)):
                     self.spawn(role=role)
             elif len(counted) > target and not self.reload_queue:
-                for info in sorted(counted, key=lambda w: w.spawned)[target:]:
+                for info in sorted(counted, key=self._keep_first)[target:]:
                     error_log.info("scaling down: stopping worker %d", info.pid)
                     self._retire(info.pid)
+
+    def _keep_first(self, info: WorkerInfo) -> tuple[bool, float]:
+        """Scaling down stops the newest workers; task workers running a task last (so a
+        long task is not cut short when an idle one can go instead)."""
+        idle = info.role != "task" or self.slots.read(info.index).in_flight == 0
+        return idle, info.spawned
 
     # -- load: --max-wait-time and autoscaling ----------------------------------------------
 
@@ -672,6 +693,10 @@ class Arbiter:
             self._watch_wait(now)
         if self.autoscaler is not None:
             self._autoscale(now)
+        if self.task_scaler is not None:
+            self._task_autoscale(now)
+        if self.metrics is not None:
+            self._record_history(now)
 
     def _serving(self) -> list[WorkerInfo]:
         """HTTP workers that serve (ready, not stopping, their slot theirs), oldest first."""
@@ -712,6 +737,36 @@ class Arbiter:
                        decision.reason)
         self.target = count
 
+    def _task_autoscale(self, now: float) -> None:
+        """Once a STEP with --task-workers MIN:MAX: sample the task queue, maybe scale."""
+        scaler = self.task_scaler
+        assert scaler is not None
+        queued, handed, waited = 0, self.retired.tasks_handed, self.retired.task_wait
+        busy: dict[int, float] = {}
+        settling = False
+        for info in self.workers.values():
+            if self.slots.read(info.index).pid != info.pid:
+                settling = settling or info.role == "task"
+                continue
+            stats = self.slots.read_stats(info.index)
+            if info.role == "http":
+                queued, handed = queued + stats.task_queued, handed + stats.tasks_handed
+                waited += stats.task_wait
+            elif info.ready and not info.stopping:
+                busy[info.pid] = stats.busy
+            settling = settling or (info.role == "task" and not info.ready
+                                    and not info.stopping)
+        self.task_load = self.task_meter.sample(now, queued, handed, waited, busy)
+        if settling:
+            return  # a task worker boots: its effect is not measured yet
+        decision = scaler.decide(now, self.task_target, self.task_load)
+        if decision is None:
+            return
+        count = self.task_target + decision.change
+        error_log.info("autoscale: %d -> %d task worker(s): %s", self.task_target, count,
+                       decision.reason)
+        self.task_target = count
+
     # -- metrics ----------------------------------------------------------------------------
 
     def _count_restart(self, cause: str) -> None:
@@ -723,11 +778,13 @@ class Arbiter:
         if slot.pid == info.pid:
             self.retired.add(self.slots.read_stats(info.index))
             self.retired_ticks_skipped += slot.ticks_skipped
+            self.tick_totals.retire(parse_usage(self.slots.read_tables(info.index))[1])
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
         samples = []
         tables: list[tuple[str, int, int]] = []
+        ticks: list[list[TickRow]] = []
         for info in sorted(self.workers.values(), key=lambda w: w.spawned):
             slot = self.slots.read(info.index)
             if slot.pid != info.pid:
@@ -737,8 +794,9 @@ class Arbiter:
                 info.index, info.pid, info.role, state, slot.requests, slot.in_flight,
                 slot.connections, slot.loop_lag, max(0.0, now - slot.heartbeat),
                 process_stats(info)[0], slot.ticks_skipped, self.slots.read_stats(info.index)))
-            if not tables:
-                tables = [tuple(row) for row in self.slots.read_tables(info.index) or []]
+            worker_tables, worker_ticks = parse_usage(self.slots.read_tables(info.index))
+            tables = tables or worker_tables  # shared: any worker's view is the server's
+            ticks.append(worker_ticks)
         cfg = self.config
         watch = self.long_wait
         return Snapshot(
@@ -746,10 +804,34 @@ class Arbiter:
             cfg.min_workers or self.target, cfg.worker_ceiling(), self.task_target,
             self.draining_until is not None, self.stopping, watch.episodes if watch else 0,
             bool(watch and watch.active), cfg.max_wait_time,
-            self.autoscaler.changes if self.autoscaler else {}, tables)
+            self.autoscaler.changes if self.autoscaler else {}, tables,
+            self.tick_totals.summed(ticks),
+            self.task_scaler.changes if self.task_scaler else {})
 
     def metrics_text(self) -> str:
         return render(self.snapshot())
+
+    def dashboard_json(self) -> str:
+        return json.dumps(dashboard_state(self.snapshot(), self.history, self.started_at))
+
+    def _record_history(self, now: float) -> None:
+        """A point of the dashboard's plots (once a STEP, with --metrics)."""
+        summed = StatsView()
+        summed.add(self.retired)
+        queued = 0
+        counts = {"http": 0, "task": 0}
+        cpu = {}
+        for info in self.workers.values():
+            if self.slots.read(info.index).pid != info.pid:
+                continue
+            stats = self.slots.read_stats(info.index)
+            summed.add(stats)
+            cpu[info.pid] = stats.cpu
+            queued += stats.task_queued
+            if not info.stopping:
+                counts[info.role] += 1
+        self.history.observe(now, summed, counts["http"], counts["task"], queued)
+        self.history.observe_cpu(now, cpu)
 
     def livez(self) -> tuple[bool, str]:
         """The master runs (it answers) and a worker's heartbeat moved within --timeout."""
@@ -828,6 +910,14 @@ class Arbiter:
         if self.autoscaler is not None:
             out["autoscale"] = {"min": self.config.min_workers, "max": self.config.max_workers,
                                 "changes": dict(self.autoscaler.changes)}
+        if self.task_scaler is not None:
+            task = self.task_load
+            out["task_autoscale"] = {
+                "min": self.config.min_task_workers, "max": self.config.max_task_workers,
+                "changes": dict(self.task_scaler.changes),
+                "load": None if task is None else {
+                    "wait": None if task.wait is None or task.wait == float("inf")
+                    else round(task.wait, 4), "busy": round(task.busy, 3)}}
         return out
 
     def _cleanup(self) -> None:

@@ -108,6 +108,14 @@ class LongWaitWatch:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Labels:
+    """How a decision's reason names the wait and its flag (HTTP or task workers)."""
+
+    wait: str = "queue wait"
+    wait_flag: str = "--scale-up-wait"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ScalePolicy:
     minimum: int
     maximum: int
@@ -115,6 +123,7 @@ class ScalePolicy:
     up_busy: float  # --scale-up-busy: share of time busy, 0..1
     down_busy: float  # --scale-down-busy
     cooldown: float  # --scale-cooldown: seconds after a change before the next one
+    labels: Labels = Labels()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -162,7 +171,9 @@ class Autoscaler:
         """Why the workers are overloaded ("" if they are not)."""
         policy = self.policy
         if sample.wait is not None and sample.wait > policy.up_wait:
-            return (f"queue wait {sample.wait * 1000:.0f} ms > --scale-up-wait "
+            shown = "infinite (none taken)" if sample.wait == float("inf") else \
+                f"{sample.wait * 1000:.0f} ms"
+            return (f"{policy.labels.wait} {shown} > {policy.labels.wait_flag} "
                     f"{policy.up_wait * 1000:.0f} ms")
         if sample.busy > policy.up_busy:
             return f"busy {sample.busy:.1%} > --scale-up-busy {policy.up_busy:.0%}"

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from octo.process.slots import HistogramView, StatsView
+from octo.process.usage import TickRow
 from octo.stats import BOUNDS
 
 STATUS_LABELS = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")  # none: the client left first
@@ -59,6 +60,8 @@ class Snapshot:
     max_wait_time: float
     scale_changes: dict[str, int]
     tables: list[tuple[str, int, int]]
+    ticks: list[TickRow] = dataclasses.field(default_factory=list)  # by name, see usage
+    task_scale_changes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Writer:
@@ -128,10 +131,11 @@ def _server(out: Writer, snap: Snapshot) -> None:
     for cause in RESTART_CAUSES:
         out.sample("octo_worker_restarts_total", snap.restarts.get(cause, 0), {"cause": cause})
     out.family("octo_autoscale_changes_total", "counter",
-               "Workers added (up) or removed (down) by the autoscaler.")
-    for direction in ("up", "down"):
-        out.sample("octo_autoscale_changes_total", snap.scale_changes.get(direction, 0),
-                   {"direction": direction})
+               "Workers added (up) or removed (down) by the autoscaler, by role.")
+    for role, changes in (("http", snap.scale_changes), ("task", snap.task_scale_changes)):
+        for direction in ("up", "down"):
+            out.sample("octo_autoscale_changes_total", changes.get(direction, 0),
+                       {"role": role, "direction": direction})
     out.one("octo_long_wait_episodes_total", "counter", "Times the request queue wait stayed "
             "above --max-wait-time (LongWaitDetected).", snap.long_waits)
     out.one("octo_long_wait", "gauge", "1 while the request queue wait is above "
@@ -203,12 +207,19 @@ def _runtime(out: Writer, snap: Snapshot) -> None:
     out.sample("octo_ticks_total", summed.tick_runs, {"outcome": "run"})
     out.sample("octo_ticks_total", skipped, {"outcome": "skipped"})
     out.sample("octo_ticks_total", summed.tick_failed, {"outcome": "failed"})
+    out.family("octo_tick_runs_total", "counter", "Tick runs by tick name and outcome (run: "
+               "finished, skipped: still running when due, failed: raised).")
+    for name, runs, skips, failures in snap.ticks:
+        for outcome, count in (("run", runs), ("skipped", skips), ("failed", failures)):
+            out.sample("octo_tick_runs_total", count, {"tick": name, "outcome": outcome})
     out.one("octo_task_queue_depth", "gauge", "Dispatched tasks waiting for a task worker, "
             "in every HTTP worker's queue.", sum(w.stats.task_queued for w in snap.workers))
     out.family("octo_task_queue_wait_seconds", "summary", "From rt.tasks.dispatch to a task "
                "worker taking the task.")
     out.sample("octo_task_queue_wait_seconds_sum", summed.task_wait)
     out.sample("octo_task_queue_wait_seconds_count", summed.tasks_handed)
+    out.one("octo_task_workers_desired", "gauge", "Task workers the master keeps running "
+            "now (moved by --task-workers MIN:MAX).", snap.task_target)
     out.one("octo_task_workers_busy", "gauge", "Task workers running a task.",
             sum(w.in_flight for w in snap.workers if w.role == "task"))
     out.family("octo_table_rows", "gauge", "Rows in use in a shared table (octo.Octo.table; "

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from octo.config import Config
 from octo.logs import error_log
+from octo.master.dashboard import PAGE, POLICY
 
 MAX_REQUEST = 8192  # bytes of request head
 EXCHANGE_TIMEOUT = 5.0  # seconds a connection may take for its request and our answer
@@ -38,12 +39,15 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
            503: "Service Unavailable"}
 TEXT = "text/plain; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
 
 
 class MetricsSource(Protocol):
     """What the listener asks the arbiter."""
 
     def metrics_text(self) -> str: ...
+    def dashboard_json(self) -> str: ...
     def livez(self) -> tuple[bool, str]: ...
     def readyz(self) -> tuple[bool, str]: ...
 
@@ -81,7 +85,8 @@ class MetricsServer:
         bound = sock.getsockname()
         shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
         self.url = f"http://{shown}:{bound[1]}"
-        error_log.info("metrics on %s/metrics (and /livez, /readyz)", self.url)
+        error_log.info("metrics on %s/metrics (and /livez, /readyz, a dashboard at /)",
+                       self.url)
 
     # -- what the loop waits on ----------------------------------------------------------
 
@@ -171,14 +176,20 @@ class MetricsServer:
         if target in (b"/livez", b"/readyz"):
             ok, why = self.source.livez() if target == b"/livez" else self.source.readyz()
             return (200 if ok else 503), TEXT, why + "\n"
-        return 404, TEXT, "not found: try /metrics, /livez or /readyz\n"
+        if target == b"/":
+            return 200, HTML, PAGE
+        if target == b"/dashboard.json":
+            return 200, JSON, self.source.dashboard_json()
+        return 404, TEXT, "not found: try /, /metrics, /livez or /readyz\n"
 
     def _answer(self, exchange: Exchange, status: int, kind: str, body: str,
                 head_only: bool) -> None:
         data = body.encode()
         head = (f"HTTP/1.0 {status} {REASONS.get(status, 'Unknown')}\r\n"
                 f"Content-Type: {kind}\r\nContent-Length: {len(data)}\r\n"
-                "Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode()
+                "Cache-Control: no-store\r\nConnection: close\r\n"
+                f"X-Content-Type-Options: nosniff\r\nContent-Security-Policy: {POLICY}\r\n"
+                "\r\n").encode()
         exchange.answered = True
         exchange.out = head if head_only else head + data
         self._write(exchange)

@@ -345,6 +345,12 @@ class SlotWriter:
     def write_tables(self, data: bytes) -> None:
         self.slots.write_tables(self.index, data)
 
+    def write_busy(self, seconds: float, cpu: float) -> None:
+        """A task worker's busy and CPU seconds (an HTTP worker's come with write_stats)."""
+        base = self.index * (SLOT_SIZE // WORD)
+        self.slots.floats[base + _BUSY] = seconds
+        self.slots.floats[base + _CPU] = cpu
+
 
 class _NoteHandler(logging.Handler):
     def __init__(self, writer: SlotWriter) -> None:

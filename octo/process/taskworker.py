@@ -93,6 +93,8 @@ class TaskWorker:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="octo-task")
         self.done = 0
         self.busy = False
+        self.busy_seconds = 0.0  # closed periods with a task (for task-worker autoscaling)
+        self.busy_since = 0.0
         self.stopping = False
         self.force = False
         self.current: Running | None = None
@@ -208,6 +210,7 @@ class TaskWorker:
         if not self._trusted(conn):
             conn.close()
             return
+        self.busy_since = time.monotonic()
         self.busy = True
         try:
             with conn:
@@ -220,6 +223,7 @@ class TaskWorker:
         finally:
             self.done += 1
             self.busy = False
+            self.busy_seconds += time.monotonic() - self.busy_since
 
     async def _serve_task(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -367,8 +371,12 @@ class TaskWorker:
         from octo.process.slots import SlotState
 
         if self.slot is not None:
+            now = time.monotonic()
+            busy = self.busy  # read once: the loop thread changes it
+            self.slot.write_busy(self.busy_seconds + (now - self.busy_since if busy else 0.0),
+                                 time.process_time())
             self.slot.beat(SlotState.STOPPING if self.stopping else SlotState.READY,
-                           time.monotonic(), self.done, int(self.busy), 0.0, 0)
+                           now, self.done, int(busy), 0.0, 0)
 
 
 class Watchdog(threading.Thread):

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import gc
-import json
 import os
 import signal
 import socket
@@ -33,7 +32,16 @@ from octo.process.lifespan import Lifespan, LifespanFailure
 from octo.process.slots import SlotState, SlotWriter
 from octo.process.sockets import bind_sockets, describe
 from octo.process.tls import ssl_context
-from octo.stats import TASKS, TICKS_FAILED, TICKS_RUN, TICKS_SKIPPED, clock, table_usage
+from octo.process.usage import usage_json
+from octo.stats import (
+    TASKS,
+    TICKS_FAILED,
+    TICKS_RUN,
+    TICKS_SKIPPED,
+    clock,
+    table_usage,
+    tick_counts,
+)
 from octo.types import ASGIApp
 
 if TYPE_CHECKING:
@@ -127,7 +135,7 @@ class Worker:
         ticking.cancel()
         if self.pulse is not None:
             self.pulse.cancel()
-        self._report(loop)
+        self._report(loop, final=True)
         return EXIT_OK
 
     def _watch_lifeline(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -251,7 +259,7 @@ class Worker:
         slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
                   max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
 
-    def _report(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _report(self, loop: asyncio.AbstractEventLoop, final: bool = False) -> None:
         """Copy the --metrics counters into the slot (from the pulse, twice a second, and
         once more at the end: the master adds a gone worker's last counts to its totals)."""
         if self.slot is None or self.state is None or not self.config.reads_load:
@@ -262,8 +270,8 @@ class Worker:
                          len(state.websockets), (TICKS_RUN[0], TICKS_FAILED[0]),
                          (TASKS.queued(), TASKS.handed, TASKS.waited))
         self.reports += 1
-        if self.reports % TABLES_EVERY == 1:  # table usage moves slowly: every 2 s
-            tables = json.dumps(table_usage()).encode()
+        if final or self.reports % TABLES_EVERY == 1:  # usage moves slowly: every 2 s
+            tables = usage_json(table_usage(), tick_counts())
             if tables != self.tables_written:
                 slot.write_tables(tables)
                 self.tables_written = tables

@@ -53,10 +53,17 @@ class Host(sandbox.Host, Protocol):
 
 LEADER_TTL = 1.0
 POLL = 0.05
-# Ticks this process skipped, ran and saw fail (octo.stats: the worker reads them there).
+# Ticks this process skipped, ran and saw fail, in all and by name (octo.stats: the worker
+# reads them there).
 SKIPPED = stats.TICKS_SKIPPED
 RUNS = stats.TICKS_RUN
 FAILED = stats.TICKS_FAILED
+BY_NAME = stats.TICKS_BY_NAME
+counts = stats.tick_counts
+
+
+def _count(name: str, outcome: int) -> None:
+    BY_NAME.setdefault(name, [0, 0, 0])[outcome] += 1
 
 
 class TickError(ValueError):
@@ -153,6 +160,7 @@ class TickRunner:
         busy = os.getpid() if tick.running else self._claim(tick)
         if busy:
             SKIPPED[0] += 1
+            _count(tick.name, 1)
             self.runtime.tick_stats.incr(tick.name, "skipped")
             error_log.debug("tick %r still running (worker %d): this run is skipped",
                             tick.name, busy)
@@ -219,9 +227,11 @@ class TickRunner:
                 call = functools.partial(ctx.run, functools.partial(tick.fn, **kwargs))
                 await asyncio.get_running_loop().run_in_executor(None, call)
             RUNS[0] += 1
+            _count(tick.name, 0)
             runtime.tick_stats.incr(tick.name, "runs")
         except Exception:
             FAILED[0] += 1
+            _count(tick.name, 2)
             runtime.tick_stats.incr(tick.name, "errors")
             error_log.exception("tick %r raised; the schedule goes on", tick.name)
 

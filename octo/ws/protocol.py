@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from octo.http.flow import WriteFlow
 from octo.http.response import error_body, simple_response, status_line
-from octo.logs import access_log, error_log, format_access
+from octo.logs import error_log
+from octo.stats import clock
+from octo.ws.access import log_handshake
 from octo.ws.engine import Engine, Sink, truncate_reason
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.ping_task: asyncio.Task[None] | None = None
         self.pong_waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.began = clock()  # the upgrade, for the handshake's access-log duration
 
     # -- hand-over from HTTP ------------------------------------------------------------
 
@@ -230,7 +233,7 @@ class WebSocketProtocol(asyncio.Protocol):
         status = engine.accept(_raw_request(self.scope), subprotocol, headers)
         self.engine = engine
         self._flush()
-        self._log(status)
+        self._log(status, headers)
         if status != 101:
             error_log.info("websocket handshake refused (%d): invalid upgrade request", status)
             self.refused = True
@@ -272,7 +275,7 @@ class WebSocketProtocol(asyncio.Protocol):
         head += [name + b": " + value + b"\r\n" for name, value in message.get("headers", ())]
         head.append(b"connection: close\r\ntransfer-encoding: chunked\r\n\r\n")
         self.transport.write(b"".join(head))
-        self._log(status)
+        self._log(status, message.get("headers", ()))
 
     def _deny_body(self, message: MutableMapping[str, Any]) -> None:
         if not self.response_started or self.accepted:
@@ -330,12 +333,9 @@ class WebSocketProtocol(asyncio.Protocol):
         elif self.accepted and not self.close_sent:
             self._close(1000, "")
 
-    def _log(self, status: int) -> None:
+    def _log(self, status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         if self.server.access_log:
-            client = self.scope["client"]
-            who = f"{client[0]}:{client[1]}" if client else "-"
-            access_log.info(format_access(who, "GET", self.scope["raw_path"].decode("latin-1"),
-                                          "1.1", status) + " (websocket)")
+            log_handshake(self.server.access, self.scope, status, self.began, headers)
 
 
 class ClientDisconnectedWS(OSError):

@@ -116,8 +116,9 @@ async def _stream_forever(send: Any) -> None:
     try:
         while True:
             await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
-    except OSError as exc:
+    except BaseException as exc:  # it never listens: cancelled once it sends on
         print(f"APP: stream stopped: {type(exc).__name__}", file=sys.stderr, flush=True)
+        raise
 
 
 async def _lifespan(scope: Any, receive: Any, send: Any) -> None:

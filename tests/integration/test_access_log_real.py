@@ -161,3 +161,66 @@ def test_no_request_id() -> None:
     with run_server(APP, *APP_DIR, "--no-request-id", "--echo-request-id") as server:
         reply = httpx.get(server.url + "/state", timeout=10, headers={"X-Request-ID": "a"})
     assert "request_id" not in reply.text and "x-request-id" not in reply.headers
+
+
+WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def logged_json(log: str) -> list[dict[str, Any]]:
+    """The JSON objects of access lines on the default handler (after its prefix)."""
+    return [json.loads(line[line.index(" INFO {") + 6:]) for line in log.splitlines()
+            if " INFO {" in line]
+
+
+def _handshake(server: Server, path: bytes, extra: bytes = b"") -> bytes:
+    """A WebSocket upgrade of *path*; what came back until the head (101) or the close."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: " + WS_KEY + b"\r\nUser-Agent: ws-tester/2\r\n"
+                     + extra + b"\r\n")
+        out = b""
+        while b"\r\n\r\n" not in out and (chunk := sock.recv(65536)):
+            out += chunk
+        return out
+
+
+def test_websocket_handshakes_get_json_access_records_like_http(tmp_path: Path) -> None:
+    with run_server("apps.ws_apps:app", *APP_DIR, "--access-log-json") as server:
+        assert _handshake(server, b"/echo?room=1", b"X-Request-ID: ws-id-1\r\n").startswith(
+            b"HTTP/1.1 101")
+        assert _handshake(server, b"/custom-deny").startswith(b"HTTP/1.1 401")
+        assert _handshake(server, b"/deny").startswith(b"HTTP/1.1 403")
+        deadline = time.monotonic() + 30
+        while True:  # the three lines are written as each handshake is answered
+            by_path = {r["path"]: r for r in logged_json(server.log()) if r.get("websocket")}
+            if len(by_path) == 3:
+                break
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.02)
+    accepted, custom, denied = by_path["/echo"], by_path["/custom-deny"], by_path["/deny"]
+    assert accepted["status"] == 101 and accepted["method"] == "GET"
+    assert accepted["query"] == "room=1" and accepted["target"] == "/echo?room=1"
+    assert accepted["request_id"] == "ws-id-1" and accepted["user_agent"] == "ws-tester/2"
+    assert accepted["pid"] != server.pid and accepted["duration"] >= 0
+    assert re.match(r"^127\.0\.0\.1:\d+$", accepted["client"])
+    assert custom["status"] == 401 and denied["status"] == 403
+    assert GENERATED.match(custom["request_id"])
+
+
+def test_websocket_handshakes_in_an_access_log_format(tmp_path: Path) -> None:
+    log_format = "WS %(h)s %(r)s %(s)s %({x-hello}o)s %({x-request-id}i)s %(a)s"
+    with run_server("apps.ws_apps:app", *APP_DIR, "--access-log-format", log_format) as server:
+        assert _handshake(server, b"/echo", b"X-Request-ID: fmt-7\r\n").startswith(
+            b"HTTP/1.1 101")
+        assert _handshake(server, b"/deny").startswith(b"HTTP/1.1 403")
+        log = server.wait_for_log("WS 127.0.0.1 GET /deny HTTP/1.1 403", timeout=30)
+    assert "WS 127.0.0.1 GET /echo HTTP/1.1 101 world fmt-7 ws-tester/2" in log
+    assert "(websocket)" not in log  # the format is the whole line, as for HTTP
+
+
+def test_websocket_handshakes_keep_the_default_line() -> None:
+    with run_server("apps.ws_apps:app", *APP_DIR) as server:
+        assert _handshake(server, b"/echo").startswith(b"HTTP/1.1 101")
+        log = server.wait_for_log('"GET /echo HTTP/1.1" 101 (websocket)', timeout=30)
+    assert re.search(r'127\.0\.0\.1:\d+ - "GET /echo HTTP/1\.1" 101 \(websocket\)', log)

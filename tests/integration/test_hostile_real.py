@@ -309,7 +309,7 @@ def _never_read(server: Server, request: bytes, text: str) -> str:
 
 def test_a_client_that_never_reads_a_stream_is_aborted(srv) -> None:
     _never_read(srv, b"GET /stream-forever HTTP/1.1\r\nHost: x\r\n\r\n",
-                "APP: stream stopped: ClientDisconnected")
+                "APP: stream stopped: CancelledError")
 
 
 def test_a_client_that_never_reads_a_file_is_aborted(tmp_path: Path) -> None:

@@ -187,3 +187,43 @@ def test_a_client_resetting_a_file_download_is_one_access_line_and_no_error(stre
     log = streams.wait_for_log(line, timeout=WAIT, since=since)
     assert len(re.findall(rf"127\.0\.0\.1:{port} - ", log)) == 1, log
     assert "ERROR" not in log and "Traceback" not in log, log
+
+
+# -- an error tracker's view of clients leaving --------------------------------------------------
+
+def test_clients_leaving_a_stream_are_no_error_tracker_events(tmp_path) -> None:
+    """Sentry's ASGI middleware records what escapes the app. Under ASGI spec 2.4 (declared
+    before) each early close was one ClientDisconnect event from Starlette; under 2.3 a
+    leaving client is an access line and nothing else, while a real error is still one."""
+    pytest.importorskip("sentry_sdk")
+    events = tmp_path / "events.jsonl"
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)  # sparse; far more than the socket buffers hold
+    with run_server("apps.error_tracker_app:app", *APP_DIR, "--workers", "1",
+                    env={"OCTO_TEST_EVENTS": str(events), "OCTO_TEST_FILE": str(big)}
+                    ) as server:
+        since = server.log_size()
+        for target, first in [("/stream", b"first")] * 3 + [("/file", b"\r\n\r\n")] * 3:
+            with get(server, target) as sock:
+                data = b""
+                while first not in data:
+                    chunk = sock.recv(4096)
+                    assert chunk, data
+                    data += chunk
+                # Unread bytes make the close a reset: the server's next write fails.
+        for target in ("/stream", "/file"):
+            line = f'"GET {target} HTTP/1.1" 200 (client disconnected)'
+            deadline = time.monotonic() + WAIT
+            while server.log(since).count(line) < 3:  # the worker saw each one go
+                assert time.monotonic() < deadline, server.log(since)
+                time.sleep(0.05)  # polling the server's log
+        assert " ERROR " not in server.log(since) and "Traceback" not in server.log(since)
+        with get(server, "/boom") as sock:
+            assert parse_responses(read_until_closed(sock, WAIT))[0].status == 500
+        deadline = time.monotonic() + WAIT
+        while not (events.exists() and "ZeroDivisionError" in events.read_text()):
+            assert time.monotonic() < deadline, "the tracker recorded nothing"
+            time.sleep(0.05)  # polling a file another process writes
+        # The tracker records in order: the error is there, so any earlier event is too.
+        assert events.read_text().splitlines() == ['{"type": "ZeroDivisionError"}']

@@ -85,7 +85,7 @@ def test_every_log_call_with_request_data_escapes_it() -> None:
     assert unescaped == []
     # The walk really sees the request-data sites (it would pass vacuously otherwise).
     assert len(calls) > 50
-    assert {"octo/http/protocol.py", "octo/http/cycle.py", "octo/ws/protocol.py"} <= carrying
+    assert {"octo/http/protocol.py", "octo/http/cycle.py", "octo/ws/access.py"} <= carrying
 
 
 def test_the_walk_flags_an_unescaped_site() -> None:

@@ -408,7 +408,7 @@ def test_scope_contents(run) -> None:
     req = b"GET /a%20b/c?x=1&y=%20 HTTP/1.1\r\nHost: example\r\nX-Thing: V\r\n\r\n"
     run(exchange(app, [req], cfg(root_path="/root"), lifespan_state={"k": 1}))
     [scope] = scopes
-    assert scope["type"] == "http" and scope["asgi"]["spec_version"] == "2.4"
+    assert scope["type"] == "http" and scope["asgi"]["spec_version"] == "2.3"
     assert scope["http_version"] == "1.1" and scope["method"] == "GET"
     assert scope["path"] == "/root/a b/c" and scope["raw_path"] == b"/a%20b/c"
     assert scope["query_string"] == b"x=1&y=%20" and scope["root_path"] == "/root"

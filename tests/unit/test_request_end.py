@@ -182,10 +182,18 @@ def test_a_client_leaving_a_starlette_stream_is_one_access_line_and_no_error(run
     async def stream(request: Any) -> StreamingResponse:
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    app = Starlette(routes=[Route("/events", stream)])
+    escaped: list[BaseException] = []
+
+    async def tracker(scope: Any, receive: Any, send: Any) -> None:
+        """What an ASGI error tracker (Sentry's middleware) sees: whatever escapes."""
+        try:
+            await Starlette(routes=[Route("/events", stream)])(scope, receive, send)
+        except BaseException as exc:
+            escaped.append(exc)
+            raise
 
     async def main() -> None:
-        client = Client(app)
+        client = Client(tracker)
         client.send(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
         for _ in range(20000):  # bounded: a hung stream ends the test
             if b"data: 3" in client.transport.buffer:
@@ -202,8 +210,10 @@ def test_a_client_leaving_a_starlette_stream_is_one_access_line_and_no_error(run
     assert "Traceback" not in caplog.text
     assert messages(caplog, logger="octo.access") == [
         '127.0.0.1:50000 - "GET /events HTTP/1.1" 200 (client disconnected)']
-    assert any("client went away: the app raised ClientDisconnect" in m
-               for m in messages(caplog))
+    # Spec 2.3: Starlette ends the stream on the http.disconnect its listener receives,
+    # and nothing escapes the app for a tracker to record (under 2.4 a ClientDisconnect did).
+    assert escaped == []
+    assert "ASGI app returned mid-response after a disconnect" in messages(caplog)
 
 
 def test_an_app_that_stops_on_http_disconnect_mid_stream_is_not_an_error(run, caplog) -> None:
@@ -223,6 +233,76 @@ def test_an_app_that_stops_on_http_disconnect_mid_stream_is_not_an_error(run, ca
     with caplog.at_level(logging.DEBUG):
         run(main())
     assert messages(caplog, logging.ERROR) == []
+    assert messages(caplog, logger="octo.access") == [
+        '127.0.0.1:50000 - "GET /slow HTTP/1.1" 200 (client disconnected)']
+
+
+def test_a_send_after_the_client_left_is_a_no_op(run, caplog) -> None:
+    """ASGI spec 2.3, as declared: an app that finishes its work and sends its last part
+    after the client left gets no exception and ends as it would have."""
+    results: list[object] = []
+
+    async def main() -> None:
+        go_on = asyncio.Event()
+
+        async def finisher(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            await go_on.wait()  # the client leaves meanwhile
+            results.append(await send({"type": "http.response.body", "body": b"end"}))
+            results.append(scope["asgi"]["spec_version"])
+
+        client = Client(finisher)
+        client.send(GET)
+        await client.settle(5, 0)
+        client.leave()
+        await client.settle(5, 0)
+        go_on.set()
+        await client.settle()
+        assert not client.state.tasks
+
+    with caplog.at_level(logging.DEBUG):
+        run(main())
+    assert results == [None, "2.3"]
+    assert messages(caplog, logging.ERROR) == []
+    assert "the app sends on after its client left: cancelled" not in messages(caplog)
+
+
+def test_an_app_that_sends_on_after_the_no_op_is_cancelled(run, caplog) -> None:
+    """One that listens to nothing would stream into the void forever (and a no-op send
+    that never suspended would starve the loop): its send after the no-op cancels it."""
+    ended: list[str] = []
+
+    async def main() -> None:
+        resume = asyncio.Event()
+
+        async def deaf(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            await resume.wait()
+            sent = 0
+            try:
+                while True:  # awaits nothing but send
+                    await send({"type": "http.response.body", "body": b"x", "more_body": True})
+                    sent += 1
+            except BaseException as exc:
+                ended.append(f"{type(exc).__name__} after {sent}")
+                raise
+
+        client = Client(deaf)
+        client.send(GET)
+        await client.settle(5, 0)
+        client.leave()
+        await client.settle(5, 0)
+        resume.set()
+        await client.settle()
+        assert not client.state.tasks
+
+    with caplog.at_level(logging.DEBUG):
+        run(main())
+    assert ended == ["CancelledError after 1"]
+    assert messages(caplog, logging.ERROR) == []
+    assert "the app sends on after its client left: cancelled" in messages(caplog)
     assert messages(caplog, logger="octo.access") == [
         '127.0.0.1:50000 - "GET /slow HTTP/1.1" 200 (client disconnected)']
 
