@@ -95,6 +95,69 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# The one cycle left, inside the HTTP layer (config checks access formats with http.access,
+# which names http.cycle for its types, which names http.protocol, which imports config):
+# it goes with the HTTP layer's rewrite into a compiled core behind a small host interface.
+# Delete this entry then; nothing else may join it.
+KNOWN_CYCLE = frozenset({"octo.config", "octo.http.access", "octo.http.cycle",
+                         "octo.http.protocol"})
+
+
+def strongly_connected(edges: dict[str, set[str]]) -> list[set[str]]:
+    """The groups of modules that import each other, directly or around (Tarjan's
+    algorithm, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.add(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(group)
+    return groups
+
+
+def test_octo_imports_form_a_dag() -> None:
+    edges = graph(PACKAGE)
+    groups = [group for group in strongly_connected(edges) if not group <= KNOWN_CYCLE]
+    cycles = [find_cycle({m: edges[m] & group for m in group}) for group in groups]
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c or []) for c in cycles)
+
+
+def test_the_cycle_finders_agree_on_a_planted_knot() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e2"}, "e2": {"e"}}
+    assert sorted(map(sorted, strongly_connected(edges))) == [["a", "b", "c"], ["e", "e2"]]
+
+
 # Modules every layer may import: they import no layer above them.
 LEAVES = {"octo._version", "octo.errors", "octo.handoff", "octo.logs", "octo.stats",
           "octo.types"}
