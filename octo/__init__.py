@@ -9,11 +9,12 @@ from octo._version import __version__
 
 if TYPE_CHECKING:
     from octo.config import Config, ConfigError
+    from octo.errors import TaskTimeout
     from octo.http.errors import ClientDisconnected
     from octo.runtime.app import Octo, resolve, resolve_sync
     from octo.runtime.bridge import NotAwaited
     from octo.runtime.cache import Cache, Lock, LockTimeout
-    from octo.runtime.concurrent import TaskTimeout, concurrently
+    from octo.runtime.concurrent import concurrently
     from octo.runtime.container import Container, ContainerError, Lifetime, ScopeError
     from octo.runtime.events import (
         Event,
@@ -51,7 +52,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Octo", "resolve", "resolve_sync"], "octo.runtime.app"),
     "NotAwaited": "octo.runtime.bridge",
     **dict.fromkeys(["Cache", "Lock", "LockTimeout"], "octo.runtime.cache"),
-    **dict.fromkeys(["TaskTimeout", "concurrently"], "octo.runtime.concurrent"),
+    "TaskTimeout": "octo.errors",
+    "concurrently": "octo.runtime.concurrent",
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
                     "octo.runtime.container"),
     **dict.fromkeys(["Event", "LongWaitDetected", "OperationTerminated", "RequestHandled",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -37,164 +38,41 @@ def cli() -> None:
     """octo: a persistent-process ASGI server."""
 
 
+def setting_option(name: str, help: str | None = None) -> Callable[[Any], Any]:
+    """The click option of Config field *name*, made from its declaration: flag names,
+    type, choices and help with its "[default: ...]". Every option defaults to None (not
+    given), so ``OCTO_*`` and ``[tool.octo]`` fill what the command line leaves out.
+    *help*: another command's wording (``octo stop --port``: the server's port)."""
+    flag = config_mod.flag_of(name)
+    kind, _ = config_mod.KINDS[name]
+    decls = [f"--{config_mod.flag_name(name)}", *flag.aliases]
+    extra: dict[str, Any] = {}
+    if kind is bool:
+        decls = [f"{decl}/--no-{decl[2:]}" if decl.startswith("--") and "/" not in decl
+                 else decl for decl in decls]
+    elif name in config_mod.CHOICES:
+        extra["type"] = click.Choice(config_mod.CHOICES[name])
+    elif flag.parse is None and kind in (int, float):
+        extra["type"] = kind
+    shown = config_mod.shown_default(name)
+    text = help if help is not None else flag.help
+    if shown is not None:
+        text = f"{text} [default: {shown}]"
+    return click.option(*decls, name, help=text, default=None, metavar=flag.metavar,
+                        multiple=kind is tuple, **extra)
+
+
+def setting_options(func: Any) -> Any:
+    """Every Config setting as an option of *func*, in the order they are declared."""
+    for field in reversed(dataclasses.fields(config_mod.Config)):
+        if config_mod.flag_of(field.name).option:
+            func = setting_option(field.name)(func)
+    return func
+
+
 @cli.command()
 @click.argument("app", required=False)
-@click.option("--host", help="Bind address. [default: 127.0.0.1]")
-@click.option("--port", type=int, help="Bind port. [default: 8000]")
-@click.option("--uds", help="Bind to this Unix domain socket instead.")
-@click.option("--fd", type=int, help="Serve an already listening socket given by file descriptor.")
-@click.option("--app-dir", help="Directory added to sys.path before importing APP. [default: .]")
-@click.option("--factory", is_flag=True, default=None, help="APP is a callable returning the app.")
-@click.option("--root-path", help="ASGI root_path when mounted below a URL prefix.")
-@click.option("--proxy-headers/--no-proxy-headers", default=None,
-              help="Trust X-Forwarded-Proto/For from --forwarded-allow-ips. [default: on]")
-@click.option("--forwarded-allow-ips",
-              help="Proxy addresses/networks to trust (comma-separated), or '*'. [127.0.0.1]")
-@click.option("--timeout-keep-alive", type=float,
-              help="Close idle keep-alive connections after this many seconds. [5]")
-@click.option("--header-timeout", type=float,
-              help="Seconds a client has to send a whole request head (slowloris guard; the "
-                   "timer does not restart per byte). [default: 10]")
-@click.option("--body-timeout", type=float,
-              help="Window in seconds over which a request body must arrive at "
-                   "--body-min-rate; a slower one gets 408 and a close. 0: off. [30]")
-@click.option("--body-min-rate", type=float,
-              help="Least request-body bytes per second, over each --body-timeout window "
-                   "(time the server is not reading does not count). [240]")
-@click.option("--send-timeout", type=float,
-              help="Abort a connection whose response makes no write progress for this "
-                   "many seconds (a client that stops reading). 0: off. [60]")
-@click.option("--graceful-timeout", "--timeout-graceful-shutdown", "graceful_timeout",
-              type=float, help="Seconds to let in-flight requests finish on stop. [30]")
-@click.option("--limit-concurrency", type=int,
-              help="Answer 503 at once beyond this many concurrent requests/connections.")
-@click.option("--limit-request-line", type=int, help="Max request-target bytes (414). [8190]")
-@click.option("--limit-request-fields", type=int, help="Max header fields (431). [100]")
-@click.option("--limit-request-head", type=int, help="Max request line + headers bytes (431). "
-                                                     "[65536]")
-@click.option("--limit-request-field-size", type=int,
-              help="Max bytes of one header or trailer line (431). [8190]")
-@click.option("--limit-chunk-extension", type=int,
-              help="Max bytes of one chunk-size line: size and chunk extensions (413). "
-                   "[16384]")
-@click.option("--limit-request-body", type=int, help="Max request body bytes (413). [64 MiB]")
-@click.option("--backlog", type=int, help="listen() backlog. [default: 2048]")
-@click.option("--lifespan", type=click.Choice(["auto", "on", "off"]), help="[default: auto]")
-@click.option("--log-level",
-              type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
-              help="[default: info]")
-@click.option("--access-log/--no-access-log", default=None, help="[default: on]")
-@click.option("--access-log-format",
-              help="Access line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s "
-                   "%(M)s %({x-request-id}i)s'. [the default line]")
-@click.option("--access-log-json/--no-access-log-json", default=None,
-              help="One JSON object per request: time, method, path, status, bytes, "
-                   "duration, client, request_id, pid, user_agent. [off]")
-@click.option("--request-id/--no-request-id", default=None,
-              help="Give each request an id: the --request-id-header value when safe, else "
-                   "a generated one; in scope['state']['request_id'] and the access log. [on]")
-@click.option("--request-id-header", help="Header carrying the request id. [X-Request-ID]")
-@click.option("--echo-request-id/--no-echo-request-id", default=None,
-              help="Send the request id back in the --request-id-header response header. "
-                   "[off]")
-@click.option("--static", multiple=True, metavar="/PREFIX=DIR",
-              help="Serve files under DIR at /PREFIX without calling the app (repeatable).")
-@click.option("--static-max-age", type=int,
-              help="Cache-Control max-age in seconds for static files (0: no-cache); names "
-                   "with a content hash (app.3f2a9c.js) get a year, immutable. [3600]")
-@click.option("--server-header/--no-server-header", default=None, help="[default: on]")
-@click.option("--ssl-keyfile", help="TLS private key file.")
-@click.option("--ssl-certfile", help="TLS certificate chain file.")
-@click.option("--ssl-keyfile-password",
-              help="Password of an encrypted --ssl-keyfile (OCTO_SSL_KEYFILE_PASSWORD keeps "
-                   "it out of the process list).")
-@click.option("--ssl-ca-certs", help="CA certificates file to verify client certificates.")
-@click.option("--ssl-cert-reqs", type=click.IntRange(0, 2),
-              help="Client certificates: 0 not asked, 1 optional, 2 required (with "
-                   "--ssl-ca-certs). [0]")
-@click.option("--workers", "-w",
-              help="Worker processes, 'auto' for one per CPU, or MIN:MAX to autoscale "
-                   "between MIN and MAX. [1]")
-@click.option("--max-workers", type=int,
-              help="The most workers `octo scale`, SIGTTIN and the autoscaler may ask for. "
-                   "[4 per CPU, at most one per 64 MiB of memory]")
-@click.option("--min-workers", type=int,
-              help="Autoscale (with --max-workers): never fewer HTTP workers than this. [off]")
-@click.option("--scale-up-wait", type=float,
-              help="Autoscaling: add a worker when the mean request queue wait stays above "
-                   "this many seconds. [0.05]")
-@click.option("--scale-up-busy", type=float,
-              help="Autoscaling: add a worker when the workers are busy (a request in "
-                   "flight) more than this share of the time, 0-1. [0.8]")
-@click.option("--scale-down-busy", type=float,
-              help="Autoscaling: remove a worker when they are busy less than this. [0.3]")
-@click.option("--scale-cooldown", type=float,
-              help="Autoscaling: seconds after a change before the next one. [5]")
-@click.option("--metrics",
-              help="Serve /metrics (Prometheus), /livez, /readyz and a dashboard at / on "
-                   "HOST:PORT, from the master. [off]")
-@click.option("--max-wait-time", type=float,
-              help="Warn (and fire LongWaitDetected) when requests wait longer than this "
-                   "many seconds before the app is called. [off]")
-@click.option("--shutdown-delay", type=float,
-              help="On SIGTERM, fail /readyz and keep serving this many seconds before "
-                   "stopping (for load balancers, Kubernetes). [0]")
-@click.option("--interface", type=click.Choice(["auto", "asgi3", "asgi2", "wsgi"]),
-              help="The app's interface; auto: WSGI if it takes (environ, start_response), "
-                   "ASGI 2 if it is a class, else ASGI 3. [auto]")
-@click.option("--threads", type=int,
-              help="Threads per worker running a WSGI app's requests. [1]")
-@click.option("--ws", type=click.Choice(["auto", "none", "wsproto", "websockets"]),
-              help="WebSocket framing engine; auto: websockets if installed, else wsproto; "
-                   "none: upgrades are served as plain HTTP. [auto]")
-@click.option("--ws-max-size", type=int, help="Largest WebSocket message in bytes. [16 MiB]")
-@click.option("--ws-ping-interval", type=float, help="Seconds between keepalive pings. [20]")
-@click.option("--ws-ping-timeout", type=float, help="Seconds to wait for a pong. [20]")
-@click.option("--ws-per-message-deflate/--no-ws-per-message-deflate", default=None,
-              help="Offer permessage-deflate compression. [on]")
-@click.option("--task-workers",
-              help="Processes for rt.tasks / concurrently(in_workers=True), or MIN:MAX to "
-                   "autoscale them from the task queue. [0]")
-@click.option("--min-task-workers", type=int,
-              help="Autoscale task workers (with --max-task-workers): never fewer. [off]")
-@click.option("--max-task-workers", type=int,
-              help="Autoscale task workers: never more than this. [off]")
-@click.option("--task-scale-up-wait", type=float,
-              help="Task-worker autoscaling: add one when clearing the dispatched-task "
-                   "queue would take longer than this many seconds (queued / taken per "
-                   "second), or the tasks taken waited that long. [1]")
-@click.option("--reuse-port/--no-reuse-port", default=None,
-              help="Give each worker its own SO_REUSEPORT socket. [off]")
-@click.option("--timeout", type=float,
-              help="Liveness limit: a worker whose event loop has not beaten for this many "
-                   "seconds gets its stack dumped and is replaced. Not a request timeout. [30]")
-@click.option("--max-execution-time", type=float,
-              help="Per-request deadline in seconds: 504 and the request is cancelled. [off]")
-@click.option("--max-requests", "--limit-max-requests", "max_requests", type=int,
-              help="Recycle a worker after N requests. [off]")
-@click.option("--max-requests-jitter", "--limit-max-requests-jitter", "max_requests_jitter",
-              type=int, help="Add 0..J to --max-requests. [0]")
-@click.option("--max-memory", type=float, help="Recycle a worker above this RSS in MB. [off]")
-@click.option("--max-lifetime", type=float, help="Recycle a worker after S seconds. [off]")
-@click.option("--watch/--no-watch", "--reload/--no-reload", "watch", default=None,
-              help="Development: roll the workers when *.py files under --app-dir change.")
-@click.option("--watch-include", help="Extra comma-separated globs to watch (e.g. '*.html').")
-@click.option("--env-file", help="Load KEY=VALUE lines from this dotenv file into the "
-                                  "environment before the app is imported (set variables "
-                                  "win).")
-@click.option("--log-config", help="logging configuration file (.json dictConfig, or .ini).")
-@click.option("--detect-leaks/--no-detect-leaks", default=None,
-              help="Debug: warn when app globals or singleton attributes change between "
-                   "requests (octo.Octo runtime).")
-@click.option("--gc-threshold", type=float,
-              help="Collect garbage between requests once RSS grew this many MB. [off]")
-@click.option("--redis-url", help="Redis for one_server ticks, e.g. redis://127.0.0.1:6379/0.")
-@click.option("--pid", help="Write the master's pid to this file.")
-@click.option("--control", help="Control socket path. [next to --pid/--uds, else per port in "
-                                 "--runtime-dir]")
-@click.option("--runtime-dir",
-              help="Private directory (mode 0700, created if missing) for the tables and "
-                   "sockets. [$XDG_RUNTIME_DIR/octo, else /dev/shm/octo-<uid>]")
+@setting_options
 def serve(app: str | None, **options: Any) -> None:
     """Serve the ASGI application APP, given as module:attribute."""
     if app is not None:
@@ -206,13 +84,7 @@ def serve(app: str | None, **options: Any) -> None:
         cfg = settings(options)  # OCTO_* variables from the file count too
     if not cfg.app:
         raise click.UsageError("missing APP (module:attribute), e.g. octo serve main:app")
-    _check_tls(cfg)
-    from octo.http.static import StaticConfigError
-
-    try:
-        cfg.static_mounts(check=True)
-    except StaticConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    preflight(cfg)
     setup_logging(cfg.log_level, cfg.access_log, cfg.log_config, cfg.app_dir)
     from octo.master.arbiter import main as serve_main
 
@@ -228,11 +100,26 @@ def _load_env_file(path: str) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+def preflight(cfg: config_mod.Config) -> None:
+    """Check, before anything forks, what every worker would otherwise find out for itself
+    at boot: the TLS files, the static directories and the --ws backend. Each failure is one
+    usage error here, not a crash (and a traceback) per worker."""
+    _check_tls(cfg)
+    from octo.http.static import StaticConfigError
+    from octo.ws import BackendMissing, resolve
+
+    try:
+        cfg.static_mounts(check=True)
+        resolve(cfg.ws)
+    except (StaticConfigError, BackendMissing) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _check_tls(cfg: config_mod.Config) -> None:
     """Build the TLS context once before anything forks: a wrong file or password is one
     line here, not a boot failure in every worker."""
     if cfg.is_ssl:
-        from octo.tls import ssl_context
+        from octo.process.tls import ssl_context
 
         try:
             ssl_context(cfg)
@@ -252,17 +139,15 @@ def settings(options: dict[str, Any]) -> config_mod.Config:
 
 
 def _control_options(func: Any) -> Any:
-    for option in (
-        click.option("--runtime-dir",
-                     help="The server's --runtime-dir (its control socket is in it)."),
-        click.option("--control", help="The server's --control socket path."),
-        click.option("--pid", help="The server's --pid file (its control socket is next to it)."),
-        click.option("--uds", help="The server's --uds path."),
-        click.option("--port", type=int, help="The server's port. [8000]"),
-        click.option("--app-dir", help="Where the server's pyproject.toml ([tool.octo]) is. "
-                                       "[.]"),
+    for name, text in (
+        ("runtime_dir", "The server's --runtime-dir (its control socket is in it)."),
+        ("control", "The server's --control socket path."),
+        ("pid", "The server's --pid file (its control socket is next to it)."),
+        ("uds", "The server's --uds path."),
+        ("port", "The server's port."),
+        ("app_dir", "Where the server's pyproject.toml ([tool.octo]) is."),
     ):
-        func = option(func)
+        func = setting_option(name, text)(func)
     return func
 
 

@@ -1,4 +1,10 @@
-"""One typed configuration for the server, built from CLI > env ``OCTO_*`` > ``[tool.octo]``."""
+"""One typed configuration for the server, built from CLI > env ``OCTO_*`` > ``[tool.octo]``.
+
+Each setting is declared once, as a ``Config`` field made by :func:`setting`: its type (the
+annotation), its default, its help and its flag names. ``octo serve``'s options, their
+``[default: ...]`` help, the ``OCTO_<NAME>`` variables and the ``[tool.octo]`` keys are all
+generated from these fields (see :func:`options` and octo.cli).
+"""
 
 from __future__ import annotations
 
@@ -6,133 +12,256 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+WsBackend = Literal["auto", "none", "wsproto", "websockets"]
+Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the setting."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Flag:
+    """How one setting appears on the command line (the field metadata of :func:`setting`)."""
+
+    help: str
+    # The "[default: ...]" text; None: derived from the field's default.
+    shown: str | None = None
+    # More names for the same option: uvicorn's (--reload), a short one (-w).
+    aliases: tuple[str, ...] = ()
+    metavar: str | None = None
+    # Reads an env/file/flag text where the annotation's type alone cannot (--workers).
+    parse: Callable[[str], Any] | None = None
+    # False: not an option of ``octo serve`` (APP is its argument).
+    option: bool = True
+
+
+def setting(default: Any, help: str, *, shown: str | None = None,
+            aliases: tuple[str, ...] = (), metavar: str | None = None,
+            parse: Callable[[str], Any] | None = None, option: bool = True) -> Any:
+    """A Config field: its default, plus the one description every source is made from."""
+    flag = Flag(help, shown, aliases, metavar, parse, option)
+    return dataclasses.field(default=default, metadata={"flag": flag})
+
+
+def _parse_workers(text: str) -> int | str:
+    """--workers N, ``auto`` (one per CPU) or ``MIN:MAX`` (split later by worker_range)."""
+    if text.lower() == "auto":
+        return os.cpu_count() or 1
+    return text if ":" in text else int(text)
+
+
+def _parse_task_workers(text: str) -> int | str:
+    """--task-workers N or ``MIN:MAX`` (split later by task_worker_range)."""
+    return text if ":" in text else int(text)
+
+
 @dataclasses.dataclass(slots=True)
 class Config:
     """Everything a worker needs to serve; the master hands it over unchanged."""
 
-    app: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8000
-    uds: str | None = None
-    fd: int | None = None
-    app_dir: str = "."
-    factory: bool = False
-    root_path: str = ""
-    proxy_headers: bool = True
-    forwarded_allow_ips: str = "127.0.0.1"
-    backlog: int = 2048
-    log_level: LogLevel = "info"
-    log_config: str | None = None
-    access_log: bool = True
+    app: str = setting("", "The ASGI application, module:attribute.", option=False)
+    # Binding.
+    host: str = setting("127.0.0.1", "Bind address.")
+    port: int = setting(8000, "Bind port.")
+    uds: str | None = setting(None, "Bind to this Unix domain socket instead.")
+    fd: int | None = setting(None, "Serve an already listening socket given by file "
+                                   "descriptor.")
+    backlog: int = setting(2048, "listen() backlog.")
+    reuse_port: bool = setting(False, "Give each worker its own SO_REUSEPORT socket.")
+    # The application.
+    app_dir: str = setting(".", "Directory added to sys.path before importing APP.")
+    factory: bool = setting(False, "APP is a callable returning the app.")
+    root_path: str = setting("", "ASGI root_path when mounted below a URL prefix.")
+    lifespan: LifespanMode = setting("auto", "ASGI lifespan events: auto (if the app "
+                                             "handles them), on or off.")
+    env_file: str | None = setting(None, "Load KEY=VALUE lines from this dotenv file into "
+                                         "the environment before the app is imported (set "
+                                         "variables win).")
+    # Proxies.
+    proxy_headers: bool = setting(True, "Trust X-Forwarded-Proto/For from "
+                                        "--forwarded-allow-ips.")
+    forwarded_allow_ips: str = setting("127.0.0.1", "Proxy addresses/networks to trust "
+                                                    "(comma-separated), or '*'.")
+    # Logging.
+    log_level: LogLevel = setting("info", "Log level.")
+    log_config: str | None = setting(None, "logging configuration file (.json dictConfig, "
+                                           "or .ini).")
+    access_log: bool = setting(True, "Log one line per request.")
     # None: the default line; else gunicorn's atoms (see octo.http.access).
-    access_log_format: str | None = None
-    access_log_json: bool = False
+    access_log_format: str | None = setting(
+        None, "Access line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(M)s "
+              "%({x-request-id}i)s'.", shown="the default line")
+    access_log_json: bool = setting(
+        False, "One JSON object per request: time, method, path, status, bytes, duration, "
+               "client, request_id, pid, user_agent.")
     # Request ids: the incoming header's value when it is safe, else a generated one.
-    request_id: bool = True
-    request_id_header: str = "x-request-id"
-    echo_request_id: bool = False
+    request_id: bool = setting(
+        True, "Give each request an id: the --request-id-header value when safe, else a "
+              "generated one; in scope['state']['request_id'] and the access log.")
+    request_id_header: str = setting("x-request-id", "Header carrying the request id.")
+    echo_request_id: bool = setting(False, "Send the request id back in the "
+                                           "--request-id-header response header.")
+    server_header: bool = setting(True, "Send a Server header.")
     # Static files: "/prefix=directory" mounts served by the worker (octo.http.static).
-    static: tuple[str, ...] = ()
-    static_max_age: int = 3600
-    ssl_keyfile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile_password: str | None = None
-    ssl_ca_certs: str | None = None  # CA bundle to verify client certificates with
-    ssl_cert_reqs: int = 0  # ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED, as uvicorn
-    env_file: str | None = None  # dotenv file loaded before the app is imported
-    lifespan: LifespanMode = "auto"
-    server_header: bool = True
+    static: tuple[str, ...] = setting(
+        (), "Serve files under DIR at /PREFIX without calling the app (repeatable).",
+        metavar="/PREFIX=DIR")
+    static_max_age: int = setting(
+        3600, "Cache-Control max-age in seconds for static files (0: no-cache); names with "
+              "a content hash (app.3f2a9c.js) get a year, immutable.")
+    # TLS.
+    ssl_keyfile: str | None = setting(None, "TLS private key file.")
+    ssl_certfile: str | None = setting(None, "TLS certificate chain file.")
+    ssl_keyfile_password: str | None = setting(
+        None, "Password of an encrypted --ssl-keyfile (OCTO_SSL_KEYFILE_PASSWORD keeps it "
+              "out of the process list).")
+    ssl_ca_certs: str | None = setting(None, "CA certificates file to verify client "
+                                             "certificates.")
+    # ssl.CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED, as uvicorn.
+    ssl_cert_reqs: int = setting(0, "Client certificates: 0 not asked, 1 optional, 2 "
+                                    "required (with --ssl-ca-certs).")
     # Process model (master).
-    workers: int = 1
-    # The most HTTP workers `octo scale`/SIGTTIN may ask for; 0: from CPUs and memory
-    # (see default_max_workers).
-    max_workers: int = 0
+    workers: int = setting(1, "Worker processes, 'auto' for one per CPU, or MIN:MAX to "
+                              "autoscale between MIN and MAX.", aliases=("-w",),
+                           parse=_parse_workers)
+    # 0: from CPUs and memory (see default_max_workers).
+    max_workers: int = setting(0, "The most workers `octo scale`, SIGTTIN and the "
+                                  "autoscaler may ask for.",
+                               shown="4 per CPU, at most one per 64 MiB of memory")
     # Autoscaling (--workers MIN:MAX, or --min-workers with --max-workers); 0: off.
-    min_workers: int = 0
-    scale_up_wait: float = 0.05  # mean request queue wait (s) that adds a worker
-    scale_up_busy: float = 0.8  # share of time with a request in flight that adds one
-    scale_down_busy: float = 0.3  # below this (and no wait) a worker is removed
-    scale_cooldown: float = 5.0  # seconds after a change before the next
-    task_workers: int = 0
+    min_workers: int = setting(0, "Autoscale (with --max-workers): never fewer HTTP "
+                                  "workers than this.", shown="off")
+    scale_up_wait: float = setting(0.05, "Autoscaling: add a worker when the mean request "
+                                         "queue wait stays above this many seconds.")
+    scale_up_busy: float = setting(0.8, "Autoscaling: add a worker when the workers are "
+                                        "busy (a request in flight) more than this share "
+                                        "of the time, 0-1.")
+    scale_down_busy: float = setting(0.3, "Autoscaling: remove a worker when they are busy "
+                                          "less than this.")
+    scale_cooldown: float = setting(5.0, "Autoscaling: seconds after a change before the "
+                                         "next one.")
+    task_workers: int = setting(0, "Processes for rt.tasks / "
+                                   "concurrently(in_workers=True), or MIN:MAX to autoscale "
+                                   "them from the task queue.", parse=_parse_task_workers)
     # Task-worker autoscaling (--task-workers MIN:MAX, or --min/--max-task-workers); 0: off.
-    min_task_workers: int = 0
-    max_task_workers: int = 0
-    task_scale_up_wait: float = 1.0  # seconds to clear the dispatch queue that add one
-    reuse_port: bool = False
-    pid: str | None = None
-    control: str | None = None
-    # Private directory for tables and sockets (default: $XDG_RUNTIME_DIR/octo or
-    # /dev/shm/octo-<uid>; see octo.runtime.rundir).
-    runtime_dir: str | None = None
-    watch: bool = False
-    watch_include: str = ""
+    min_task_workers: int = setting(0, "Autoscale task workers (with --max-task-workers): "
+                                       "never fewer.", shown="off")
+    max_task_workers: int = setting(0, "Autoscale task workers: never more than this.",
+                                    shown="off")
+    task_scale_up_wait: float = setting(
+        1.0, "Task-worker autoscaling: add one when clearing the dispatched-task queue would "
+             "take longer than this many seconds (queued / taken per second), or the tasks "
+             "taken waited that long.")
+    pid: str | None = setting(None, "Write the master's pid to this file.")
+    control: str | None = setting(None, "Control socket path.",
+                                  shown="next to --pid/--uds, else per port in --runtime-dir")
+    # Private directory for tables and sockets (see octo.runtime.rundir).
+    runtime_dir: str | None = setting(
+        None, "Private directory (mode 0700, created if missing) for the tables and "
+              "sockets.", shown="$XDG_RUNTIME_DIR/octo, else /dev/shm/octo-<uid>")
+    watch: bool = setting(False, "Development: roll the workers when *.py files under "
+                                 "--app-dir change.", aliases=("--reload/--no-reload",))
+    watch_include: str = setting("", "Extra comma-separated globs to watch (e.g. "
+                                     "'*.html').")
     # Recycling: replace a worker after this many requests / MB RSS / seconds.
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    max_memory: float = 0.0
-    max_lifetime: float = 0.0
+    max_requests: int = setting(0, "Recycle a worker after N requests.", shown="off",
+                                aliases=("--limit-max-requests",))
+    max_requests_jitter: int = setting(0, "Add 0..J to --max-requests.",
+                                       aliases=("--limit-max-requests-jitter",))
+    max_memory: float = setting(0.0, "Recycle a worker above this RSS in MB.", shown="off")
+    max_lifetime: float = setting(0.0, "Recycle a worker after S seconds.", shown="off")
+    # The app's interface (octo.wsgi for WSGI apps).
+    interface: Interface = setting("auto", "The app's interface; auto: WSGI if it takes "
+                                           "(environ, start_response), ASGI 2 if it is a "
+                                           "class, else ASGI 3.")
+    threads: int = setting(1, "Threads per worker running a WSGI app's requests.")
     # WebSockets.
-    interface: str = "auto"  # auto | asgi3 | asgi2 | wsgi (auto: detected, see octo.wsgi)
-    threads: int = 1  # --interface wsgi: the app's threads per worker
-    ws: str = "auto"  # auto | none | wsproto | websockets
-    ws_max_size: int = 16 * 1024 * 1024
-    ws_ping_interval: float = 20.0
-    ws_ping_timeout: float = 20.0
-    ws_per_message_deflate: bool = True
+    ws: WsBackend = setting("auto", "WebSocket framing engine; auto: websockets if "
+                                    "installed, else wsproto; none: upgrades are served as "
+                                    "plain HTTP.")
+    ws_max_size: int = setting(16 * 1024 * 1024, "Largest WebSocket message in bytes.",
+                               shown="16 MiB")
+    ws_ping_interval: float = setting(20.0, "Seconds between keepalive pings.")
+    ws_ping_timeout: float = setting(20.0, "Seconds to wait for a pong.")
+    ws_per_message_deflate: bool = setting(True, "Offer permessage-deflate compression.")
     # Runtime (octo.Octo): debug leak detector, collect garbage when RSS grew this many MB.
-    detect_leaks: bool = False
-    redis_url: str | None = None  # for one_server ticks
-    gc_threshold: float = 0.0
-    # Timeouts (seconds).
+    detect_leaks: bool = setting(False, "Debug: warn when app globals or singleton "
+                                        "attributes change between requests (octo.Octo "
+                                        "runtime).")
+    redis_url: str | None = setting(None, "Redis for one_server ticks, e.g. "
+                                          "redis://127.0.0.1:6379/0.")
+    gc_threshold: float = setting(0.0, "Collect garbage between requests once RSS grew "
+                                       "this many MB.", shown="off")
     # Operations: the metrics/health listener (HOST:PORT), long-wait warning, SIGTERM delay.
-    metrics: str | None = None
-    max_wait_time: float = 0.0
-    shutdown_delay: float = 0.0
-    timeout: float = 30.0  # liveness: a worker whose loop has not beaten this long is killed
-    max_execution_time: float = 0.0  # per-request deadline; 0 = none
-    timeout_keep_alive: float = 5.0
-    header_timeout: float = 10.0
+    metrics: str | None = setting(None, "Serve /metrics (Prometheus), /livez, /readyz and a "
+                                        "dashboard at / on HOST:PORT, from the master.",
+                                  shown="off")
+    max_wait_time: float = setting(0.0, "Warn (and fire LongWaitDetected) when requests "
+                                        "wait longer than this many seconds before the app "
+                                        "is called.", shown="off")
+    shutdown_delay: float = setting(0.0, "On SIGTERM, fail /readyz and keep serving this "
+                                         "many seconds before stopping (for load balancers, "
+                                         "Kubernetes).")
+    # Timeouts (seconds); 0 turns the ones that say so off.
+    timeout: float = setting(30.0, "Liveness limit: a worker whose event loop has not "
+                                   "beaten for this many seconds gets its stack dumped and "
+                                   "is replaced. Not a request timeout.")
+    max_execution_time: float = setting(0.0, "Per-request deadline in seconds: 504 and the "
+                                             "request is cancelled.", shown="off")
+    timeout_keep_alive: float = setting(5.0, "Close idle keep-alive connections after this "
+                                             "many seconds.")
+    header_timeout: float = setting(10.0, "Seconds a client has to send a whole request "
+                                          "head (slowloris guard; the timer does not "
+                                          "restart per byte).")
     # A request body must arrive at --body-min-rate bytes/s, measured over each window of
-    # this many seconds; 0 = no limit (like the others below).
-    body_timeout: float = 30.0
-    body_min_rate: float = 240.0  # Kestrel's MinRequestBodyDataRate
-    send_timeout: float = 60.0  # no progress writing a response for this long: abort (nginx)
-    graceful_timeout: float = 30.0
+    # this many seconds.
+    body_timeout: float = setting(30.0, "Window in seconds over which a request body must "
+                                        "arrive at --body-min-rate; a slower one gets 408 "
+                                        "and a close. 0: off.")
+    # Kestrel's MinRequestBodyDataRate.
+    body_min_rate: float = setting(240.0, "Least request-body bytes per second, over each "
+                                          "--body-timeout window (time the server is not "
+                                          "reading does not count).")
+    # As nginx's send_timeout.
+    send_timeout: float = setting(60.0, "Abort a connection whose response makes no write "
+                                        "progress for this many seconds (a client that "
+                                        "stops reading). 0: off.")
+    graceful_timeout: float = setting(30.0, "Seconds to let in-flight requests finish on "
+                                            "stop.", aliases=("--timeout-graceful-shutdown",))
     # Limits, each with a log line when it fires.
-    limit_concurrency: int | None = None
-    limit_request_line: int = 8190
-    limit_request_fields: int = 100
-    limit_request_head: int = 65536
-    limit_request_field_size: int = 8190  # one header or trailer line (gunicorn's default)
-    limit_chunk_extension: int = 16384  # one chunk-size line: size and extensions (Node.js)
-    limit_request_body: int = 64 * 1024 * 1024
+    limit_concurrency: int | None = setting(None, "Answer 503 at once beyond this many "
+                                                  "concurrent requests/connections.")
+    limit_request_line: int = setting(8190, "Max request-target bytes (414).")
+    limit_request_fields: int = setting(100, "Max header fields (431).")
+    limit_request_head: int = setting(65536, "Max request line + headers bytes (431).")
+    # gunicorn's default.
+    limit_request_field_size: int = setting(8190, "Max bytes of one header or trailer line "
+                                                  "(431).")
+    # Node.js's.
+    limit_chunk_extension: int = setting(16384, "Max bytes of one chunk-size line: size and "
+                                                "chunk extensions (413).")
+    limit_request_body: int = setting(64 * 1024 * 1024, "Max request body bytes (413).",
+                                      shown="64 MiB")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting that is out of range."""
-        if self.lifespan not in ("auto", "on", "off"):
-            raise ConfigError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
-        if self.interface not in ("auto", "asgi3", "asgi2", "wsgi"):
-            raise ConfigError(f"interface must be auto, asgi3, asgi2 or wsgi, not "
-                              f"{self.interface!r}")
-        if self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, not {self.threads}")
-        if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
-            raise ConfigError(f"unknown log level {self.log_level!r}")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+                raise ConfigError(f"--{flag_name(name)} {getattr(self, name)!r}: choose "
+                                  f"{listed}")
         for name in ("limit_request_line", "limit_request_fields", "limit_request_head",
                      "limit_request_field_size", "limit_chunk_extension"):
             if getattr(self, name) <= 0:
@@ -140,13 +269,13 @@ class Config:
         for name in ("body_timeout", "body_min_rate", "send_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative (0 turns it off)")
-        if self.ws not in ("auto", "none", "wsproto", "websockets"):
-            raise ConfigError(f"--ws {self.ws!r}: choose auto, none, wsproto or websockets")
         self._validate_workers()
         if self.reuse_port and (self.fd is not None or self.uds is not None):
             raise ConfigError("--reuse-port needs --host/--port (not --fd or --uds)")
         if self.timeout <= 0:
             raise ConfigError("timeout must be positive (it is the worker liveness limit)")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {self.threads}")
         self._validate_operations()
         if self.limit_concurrency is not None and self.limit_concurrency <= 0:
             raise ConfigError("limit_concurrency must be positive")
@@ -381,31 +510,80 @@ def usable_memory() -> int | None:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+def _kind(hint: Any) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) of a field's annotation: ``int | None`` is
+    (int, True), ``Literal["a", "b"]`` is (Literal["a", "b"], False), ``tuple[str, ...]``
+    is (tuple, False)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        return next(arg for arg in args if arg is not type(None)), True
+    return typing.get_origin(hint) or hint, False
+
+
+# Each field's resolved annotation, read once: coerce and the CLI dispatch on types, never
+# on annotation text.
+KINDS: dict[str, tuple[Any, bool]] = {
+    name: _kind(hint) for name, hint in typing.get_type_hints(Config).items()
+    if name in FIELDS}
+# The settings whose annotation is a Literal: the values each accepts.
+CHOICES: dict[str, tuple[str, ...]] = {
+    name: typing.get_args(hint) for name, hint in typing.get_type_hints(Config).items()
+    if typing.get_origin(hint) is Literal}
+
+
+def flag_of(name: str) -> Flag:
+    """The command-line description of setting *name*."""
+    flag: Flag = FIELDS[name].metadata["flag"]
+    return flag
+
+
+def flag_name(name: str) -> str:
+    """``max_requests`` as its flag (``max-requests``), as in messages and [tool.octo]."""
+    return name.replace("_", "-")
+
+
+def shown_default(name: str) -> str | None:
+    """The "[default: ...]" text of setting *name*, or None when there is nothing to show
+    (no value, an empty string)."""
+    flag, default = flag_of(name), FIELDS[name].default
+    if flag.shown is not None:
+        return flag.shown
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, float):
+        return f"{default:g}"
+    if default is None or default in ("", ()):
+        return None
+    return str(default)
+
+
+def _read_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+_READERS: dict[Any, Callable[[str], Any]] = {bool: _read_bool, int: int, float: float}
+
+
 def coerce(name: str, raw: Any) -> Any:
     """Turn an env/file value into the field's type, naming the setting on failure."""
-    field = FIELDS[name]
-    kind = str(field.type)
+    kind, optional = KINDS[name]
     if not isinstance(raw, str):
-        return tuple(raw) if isinstance(raw, list) and kind.startswith("tuple") else raw
+        return tuple(raw) if isinstance(raw, list) and kind is tuple else raw
     text = raw.strip()
+    parse = flag_of(name).parse or _READERS.get(kind)
+    if parse is None:
+        return text  # str, a Literal (checked by validate), tuple (split by validate)
+    if optional and text.lower() in ("", "none"):
+        return None
     try:
-        if kind == "bool":
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if name == "workers" and text.lower() == "auto":
-            return os.cpu_count() or 1
-        if name in ("workers", "task_workers") and ":" in text:
-            return text  # MIN:MAX, split by worker_range
-        if kind.startswith("int"):
-            return None if text.lower() in ("", "none") and "None" in kind else int(text)
-        if kind.startswith("float"):
-            return float(text)
+        return parse(text)
     except ValueError:
-        raise ConfigError(f"{name}: cannot read {raw!r} as {kind}") from None
-    return text
+        kind_name = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{name}: cannot read {raw!r} as {kind_name}") from None
 
 
 def worker_range(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The request path only bumps list items and adds floats here (no shared memory, no lock, no
 call but the clock and one ``bisect``); the worker's heartbeat copies the lot into its
-shared-memory slot twice a second (``octo.master.slots``), where the master reads it. A
+shared-memory slot twice a second (``octo.process.slots``), where the master reads it. A
 leaf module: the HTTP layer, the runtime and the master all import it.
 """
 
@@ -62,6 +62,19 @@ class TaskStats:
 
 
 TASKS = TaskStats()
+# Ticks this process skipped (still running when due), ran and saw fail: bumped by
+# octo.runtime.tick, copied into the worker's heartbeat slot.
+TICKS_SKIPPED = [0]
+TICKS_RUN = [0]
+TICKS_FAILED = [0]
+# The same by tick name: [runs, skipped, failed] (the per-name series of --metrics).
+TICKS_BY_NAME: dict[str, list[int]] = {}
+
+
+def tick_counts() -> list[tuple[str, int, int, int]]:
+    """(name, runs, skipped, failed) of every tick this process counted, by name."""
+    return sorted((name, runs, skipped, failed)
+                  for name, (runs, skipped, failed) in list(TICKS_BY_NAME.items()))
 # The tables this process opened, by name: the heartbeat reports their usage.
 TABLES: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 

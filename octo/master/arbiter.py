@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from octo.config import WORKER_LIMIT, Config
 from octo.logs import error_log
-from octo.master import orphan
 from octo.master.autoscale import (
     STEP,
     Autoscaler,
@@ -39,22 +38,23 @@ from octo.master.control import ControlServer, Refused
 from octo.master.dashboard import History
 from octo.master.dashboard import state as dashboard_state
 from octo.master.exposition import Snapshot, WorkerSample, render
+from octo.master.lifecycle import Event, WorkerInfo
 from octo.master.metrics import MetricsServer
 from octo.master.reload import PollingWatcher, WatchfilesWatcher, make_watcher, syntax_errors
-from octo.master.slots import Slots, SlotState, SlotWriter, StatsView
 from octo.master.taskscale import TaskLoadMeter, task_policy
-from octo.master.usage import TickRow, TickTotals, parse_usage
+from octo.process import orphan
+from octo.process.exits import BOOT_ERRORS, EXIT_BOOT_ERROR, describe_exit
+from octo.process.slots import Slots, SlotState, SlotWriter, StatsView
+from octo.process.usage import TickRow, TickTotals, parse_usage
 from octo.runtime.rundir import RuntimeDir, RuntimeDirError, SocketPlace, default_root, serve_from
 from octo.runtime.shmfiles import remove_server_files, remove_stale_files, task_socket_name
 
 if TYPE_CHECKING:
-    import psutil
+    pass
 
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
            signal.SIGTTOU, signal.SIGCHLD)
-EXIT_WORKER_BOOT = 3  # same codes the worker uses: the master passes them on
-EXIT_APP_LOAD = 4
-BOOT_ERRORS = (EXIT_WORKER_BOOT, EXIT_APP_LOAD)
+EXIT_WORKER_BOOT = EXIT_BOOT_ERROR  # the worker's code, passed on as the server's status
 MAX_SLOTS = 2 * WORKER_LIMIT  # room for a replacement beside every worker
 LOOP_INTERVAL = 0.1
 SPAWN_PER_PASS = 4  # forks per pass of the loop: signals and control are served in between
@@ -63,25 +63,6 @@ KILL_GRACE = 5.0  # after SIGKILL at the stop deadline, before the master gives 
 MEMORY_STRIKES = 3  # consecutive RSS samples over --max-memory before recycling
 DUMP_GRACE = 0.5  # seconds between the stack-dump signal and SIGKILL for a hung worker
 STACK_DUMP_SIGNAL = signal.SIGUSR2
-
-
-@dataclasses.dataclass(slots=True)
-class WorkerInfo:
-    pid: int
-    index: int
-    generation: int
-    spawned: float
-    role: str = "http"  # or "task"
-    ready: bool = False
-    stopping: bool = False  # SIGTERM sent
-    replaced_by: int | None = None  # pid of the worker that will take over from this one
-    replaces: int | None = None
-    memory_strikes: int = 0
-    kill_at: float | None = None
-    cause: str = ""  # why the master stops or replaces it (a restart cause of --metrics)
-    last_beat: float = 0.0  # the heartbeat value the master last read from the slot...
-    beat_seen_at: float | None = None  # ...and when (master's clock) it last saw it change
-    process: psutil.Process | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -167,7 +148,6 @@ class Arbiter:
         self.pid = os.getpid()
         self.lifeline = orphan.Lifeline()
         serve_from(self.directory, str(self.pid))
-        os.environ["OCTO_SERVER_ID"] = str(self.pid)
         try:
             self._start()
             while True:
@@ -219,6 +199,7 @@ class Arbiter:
             self.next_step = now + STEP
             self._step(now)
         self._check_watch()
+        self.refresh_ready()
         self._check_liveness(now)
         self._check_recycling(now)
         self._advance_reload()
@@ -325,8 +306,7 @@ class Arbiter:
             raise Refused("the server is stopping")
         self.generation += 1
         self.reload_status = ReloadStatus(self.generation)
-        self.reload_queue = deque(pid for pid, info in self.workers.items()
-                                  if not info.stopping and info.replaced_by is None)
+        self.reload_queue = deque(pid for pid, info in self.workers.items() if info.counted)
         error_log.info("reload: replacing %d worker(s) one at a time", len(self.reload_queue))
         return self.generation
 
@@ -380,7 +360,7 @@ class Arbiter:
             # SIGQUIT's default action (it may not have its handlers yet) dumps core.
             fast = not graceful and info.ready
             self._signal(pid, signal.SIGQUIT if fast else signal.SIGTERM)
-            info.stopping = True
+            info.on(Event.STOP)
         return self.stop_deadline - now + KILL_GRACE
 
     def _stop_task_workers_without_callers(self) -> None:
@@ -392,7 +372,7 @@ class Arbiter:
         for pid, info in self.workers.items():
             if not info.stopping:
                 self._signal(pid, signal.SIGTERM)
-                info.stopping = True
+                info.on(Event.STOP)
 
     def stop_listening(self) -> None:
         """A stop's first step: close the master's copies of the listening sockets (and
@@ -473,9 +453,8 @@ class Arbiter:
             writer = SlotWriter(self.slots, index, os.getpid(), time.time(), self.pid)
             error_log.addHandler(writer.note_errors())  # a boot failure's reason, for reload
             if role == "task":
-                from octo.taskworker import TaskWorker
+                from octo.process.taskworker import TaskWorker
 
-                os.environ["OCTO_ROLE"] = "task"
                 for sock in self.sockets:
                     sock.close()
                 if lifeline is not None:
@@ -483,7 +462,7 @@ class Arbiter:
                 assert self.task_sock is not None
                 code = TaskWorker(self.config, self.task_sock, writer).run()
             else:
-                from octo.worker import Worker
+                from octo.process.worker import Worker
 
                 if self.task_sock is not None:
                     self.task_sock.close()
@@ -572,21 +551,24 @@ class Arbiter:
 
     # -- health, recycling, reload, scale -------------------------------------------------------
 
-    def _refresh_ready(self) -> None:
+    def refresh_ready(self) -> None:
+        """READY for each worker whose slot says it serves; a replacement that serves
+        retires the worker it replaces (a reload's or a recycling's second half)."""
         for info in self.workers.values():
             if not info.ready:
                 slot = self.slots.read(info.index)
                 if slot.pid == info.pid and slot.state in (SlotState.READY, SlotState.RETIRING):
-                    info.ready = True
+                    info.on(Event.READY)
                     self.ever_ready = True
                     self.crashes.clear()
                     if info.replaces is not None:
                         self._retire(info.replaces)
 
     def _retire(self, pid: int) -> None:
+        """STOP for worker *pid*, gracefully (SIGTERM), unless it was told already."""
         old = self.workers.get(pid)
         if old is not None and not old.stopping:
-            old.stopping = True
+            old.on(Event.STOP)
             self._signal(pid, signal.SIGTERM)
 
     def _check_watch(self) -> None:
@@ -605,7 +587,6 @@ class Arbiter:
         self.reload()
 
     def _check_liveness(self, now: float) -> None:
-        self._refresh_ready()
         timeout = self.config.timeout
         for info in list(self.workers.values()):
             if info.kill_at is not None:
@@ -646,7 +627,7 @@ class Arbiter:
         if sample:
             self.last_sample = now
         for info in list(self.workers.values()):
-            if info.stopping or info.replaced_by is not None or not info.ready:
+            if not info.counted or not info.ready:
                 continue
             reason = cause = None
             if self.slots.read(info.index).state is SlotState.RETIRING:
@@ -675,7 +656,7 @@ class Arbiter:
         while self.reload_queue:
             old = self.reload_queue.popleft()
             info = self.workers.get(old)
-            if info is not None and not info.stopping and info.replaced_by is None:
+            if info is not None and info.counted:
                 if self.spawn_budget <= 0:
                     self.reload_queue.appendleft(old)  # next pass
                     return
@@ -685,8 +666,8 @@ class Arbiter:
 
     def _scale(self, now: float) -> None:
         for role, target in (("http", self.target), ("task", self.task_target)):
-            counted = [info for info in self.workers.values() if info.role == role
-                       and not info.stopping and info.replaced_by is None]
+            counted = [info for info in self.workers.values()
+                       if info.role == role and info.counted]
             if len(counted) < target and now >= self.next_spawn:
                 # A few per pass: a big scale-up never holds up signals or the control
                 # socket (forking 1000 at once used to leave SIGINT unserved for 19 s).
@@ -980,15 +961,6 @@ def process_stats(info: WorkerInfo) -> tuple[int | None, float | None]:
         return None, None
 
 
-def describe_exit(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return {0: "exit 0", EXIT_WORKER_BOOT: "exit 3: lifespan startup failed",
-            EXIT_APP_LOAD: "exit 4: app could not be loaded"}.get(code, f"exit {code}")
-
-
 def open_runtime_dir(config: Config) -> RuntimeDir:
     """The server's private runtime directory, or exit with one line saying why not."""
     try:
@@ -1031,7 +1003,7 @@ def main(config: Config) -> int:
     """``octo serve``: check the runtime directory, bind, write the pid file, supervise
     until stopped."""
     from octo.master.control import control_address
-    from octo.worker import bind_master_sockets
+    from octo.process.sockets import bind_master_sockets
 
     directory = open_runtime_dir(config)  # refuse an unsafe one before binding anything
     sockets, uds = ([], None) if config.reuse_port else bind_master_sockets(config)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from octo.master.slots import StatsView
+from octo.process.slots import StatsView
 
 STEP = 1.0  # seconds between samples
 SUSTAIN = 3  # steps a condition must hold before the autoscaler acts on it

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from octo.master.exposition import RESTART_CAUSES, STATUS_LABELS, Snapshot, total
-from octo.master.slots import StatsView
+from octo.process.slots import StatsView
 from octo.stats import BOUNDS
 
 HISTORY = 300  # points (one per load step: five minutes)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from octo.master.slots import HistogramView, StatsView
-from octo.master.usage import TickRow
+from octo.process.slots import HistogramView, StatsView
+from octo.process.usage import TickRow
 from octo.stats import BOUNDS
 
 STATUS_LABELS = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")  # none: the client left first

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
+from octo import handoff
 from octo.logs import error_log
 from octo.runtime import events as ev
 from octo.runtime import rundir
@@ -16,18 +16,14 @@ from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread,
 from octo.runtime.cache import Cache, Lock
 from octo.runtime.container import MISSING, Container, ContainerError, name_of
 from octo.runtime.leaks import LeakDetector
-from octo.runtime.sandbox import Operation, current_operation, enter, leave
+from octo.runtime.sandbox import Operation, OperationScope, current_operation
 from octo.runtime.table import Column, Int, Table
 from octo.runtime.tasks import DEFAULT_QUEUE_SIZE, Tasks, graceful_timeout
 from octo.runtime.tick import Tick, TickRunner
+from octo.types import ASGIApp, Message, Receive, Scope, Send
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 _BOOTED: weakref.WeakSet[Octo] = weakref.WeakSet()
@@ -63,7 +59,7 @@ class Octo:
         self.booted = False
         self._boot_lock: asyncio.Lock | None = None
         self.leaks: LeakDetector | None = None
-        self.gc_threshold = float(os.environ.get("OCTO_GC_THRESHOLD", "0") or 0) * 1024 * 1024
+        self.gc_threshold = handoff.settings().gc_threshold * 1024 * 1024
         self._rss_after_gc = 0
 
     def listen(self, event_type: type[ev.E], listener: Callable[[ev.E], Any]) -> None:
@@ -117,8 +113,8 @@ class Octo:
 
     def wrap(self, app: Any) -> ASGIApp:
         """Serve *app* inside the sandbox."""
-        if os.environ.get("OCTO_DETECT_LEAKS") == "1":
-            self.leaks = LeakDetector(self, app)
+        if handoff.settings().detect_leaks:
+            self.leaks = LeakDetector(self.container, app)
         return Sandboxed(self, app)
 
     async def boot(self) -> None:
@@ -190,9 +186,12 @@ class Sandboxed:
         runtime = self.runtime
         if not runtime.booted:
             await runtime.boot()  # a server without lifespan: boot on first use
-        op = Operation("request", scope)
-        op.state["runtime"] = runtime
-        token = enter(op)
+        async with OperationScope("request", runtime, scope) as op:
+            await self._serve(op, scope, receive, send)
+
+    async def _serve(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app's call, as operation *op*: its status and a disconnect are recorded for
+        the closing events."""
 
         async def tracked_receive() -> Message:
             message = await receive()
@@ -205,7 +204,7 @@ class Sandboxed:
                 op.status = message["status"]
             await send(message)
 
-        dispatch = runtime.events.dispatch
+        dispatch = self.runtime.events.dispatch
         try:
             await dispatch(ev.RequestReceived(scope))
             await self.app(scope, tracked_receive, tracked_send)
@@ -215,11 +214,6 @@ class Sandboxed:
                 op.disconnected = True
             await dispatch(ev.WorkerErrorOccurred(exc))
             raise
-        finally:
-            await runtime.finish(op)
-            await dispatch(ev.RequestTerminated(scope, op.status, op.disconnected))
-            await dispatch(ev.OperationTerminated("request"))
-            leave(token)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Boot the runtime on startup and stop it on shutdown, around the app's own

@@ -14,10 +14,11 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from octo import handoff
 from octo.logs import error_log
 
 if TYPE_CHECKING:
-    from octo.runtime.app import Octo
+    from octo.runtime.container import Container
 
 _CONTAINERS = (list, dict, set, bytearray, deque)
 
@@ -29,12 +30,12 @@ def _fingerprint(value: Any) -> tuple[int, int]:
 
 
 class LeakDetector:
-    def __init__(self, runtime: Octo, app: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, container: Container, app: Any) -> None:
+        self.container = container  # its built singletons are watched too
         module = inspect.getmodule(app) or inspect.getmodule(type(app))
         base = getattr(module, "__file__", None)
         self.roots = [os.path.dirname(os.path.abspath(base))] if base else []
-        self.roots.append(os.path.abspath(os.environ.get("OCTO_APP_DIR", os.getcwd())))
+        self.roots.append(handoff.settings().app_dir)
         self.baseline: dict[str, tuple[int, int]] | None = None
         self.reported: set[str] = set()
 
@@ -55,7 +56,7 @@ class LeakDetector:
             for name, value in list(vars(module).items()):
                 if not name.startswith("__") and isinstance(value, _CONTAINERS):
                     prints[f"global {module.__name__}.{name}"] = _fingerprint(value)
-        for key, instance in list(self.runtime.container.singletons.items()):
+        for key, instance in list(self.container.singletons.items()):
             attrs = getattr(instance, "__dict__", None)
             if attrs is None:
                 continue

@@ -3,6 +3,10 @@
 The scope travels in a context variable, so concurrent requests in one worker never see
 each other's scoped objects, and anything the request spawns with the context (tasks,
 ``concurrently``) sees the request's scope.
+
+Every operation has the same life, written once in :class:`OperationScope`: enter (the
+operation becomes current) → the caller's events and work → finish (the scope disposed, the
+flush list applied) → the terminated events → leave.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
+
+from octo.runtime import events as ev
 
 _current: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
     "octo_operation", default=None)
@@ -51,3 +58,50 @@ def enter(op: Operation) -> contextvars.Token[Operation | None]:
 
 def leave(token: contextvars.Token[Operation | None]) -> None:
     _current.reset(token)
+
+
+class Host(Protocol):
+    """What an operation needs of the runtime it belongs to (octo.Octo)."""
+
+    events: ev.Events
+
+    async def finish(self, op: Operation) -> None: ...
+
+
+def terminated(op: Operation) -> list[ev.Event]:
+    """The events that close *op*, in order: a request's RequestTerminated (with its status
+    and whether the client went away), then every operation's OperationTerminated."""
+    closing: list[ev.Event] = []
+    if op.kind == "request" and op.scope is not None:
+        closing.append(ev.RequestTerminated(op.scope, op.status, op.disconnected))
+    closing.append(ev.OperationTerminated(op.kind))
+    return closing
+
+
+class OperationScope:
+    """``async with OperationScope("tick", runtime) as op:`` runs the block as one
+    operation of *host* (None: a task worker serving an app without a runtime, where the
+    operation only carries the context)."""
+
+    __slots__ = ("op", "host", "token")
+
+    def __init__(self, kind: str, host: Host | None,
+                 scope: MutableMapping[str, Any] | None = None) -> None:
+        self.op = Operation(kind, scope)
+        self.host = host
+        if host is not None:
+            self.op.state["runtime"] = host
+
+    async def __aenter__(self) -> Operation:
+        self.token = enter(self.op)
+        return self.op
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if self.host is not None:
+                await self.host.finish(self.op)
+                for event in terminated(self.op):
+                    await self.host.events.dispatch(event)
+        finally:
+            leave(self.token)

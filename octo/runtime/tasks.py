@@ -4,7 +4,7 @@ The master binds one Unix socket and forks task workers that share it, like HTTP
 share the listening socket. A caller connects, sends one pickled ``(fn, args, kwargs, wait,
 deadline)`` frame and reads one pickled reply frame; each task worker takes one connection
 at a time, so the kernel's accept queue is the queue all task workers serve from (a free
-one takes the oldest waiting task). The worker side is ``octo.taskworker``.
+one takes the oldest waiting task). The worker side is ``octo.process.taskworker``.
 
 ``rt.tasks.run`` waits for the result. With ``timeout=`` it raises :class:`TaskTimeout`
 naming the task when that passes; the task worker, told the deadline in the frame, cancels
@@ -33,17 +33,17 @@ import collections
 import dataclasses
 import functools
 import inspect
-import os
 import pickle
 import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from octo import handoff
+from octo.errors import TaskTimeout
 from octo.logs import error_log
 from octo.runtime import rundir
 from octo.runtime.bridge import checked, coroutine_function, refuse_loop_thread, run_on_loop
-from octo.runtime.concurrent import TaskTimeout
 from octo.runtime.sandbox import current_operation
 from octo.stats import TASKS
 
@@ -89,12 +89,9 @@ def task_name(fn: Any) -> str:
 
 
 def graceful_timeout() -> float:
-    """Seconds a stopping worker gives queued tasks (``--graceful-timeout``, which the
-    worker passes on through ``OCTO_GRACEFUL_TIMEOUT``; 30 elsewhere)."""
-    try:
-        return max(0.0, float(os.environ.get("OCTO_GRACEFUL_TIMEOUT", "30")))
-    except ValueError:
-        return 30.0
+    """Seconds a stopping worker gives queued tasks (``--graceful-timeout``, handed over
+    by the worker; ``OCTO_GRACEFUL_TIMEOUT`` or 30 elsewhere)."""
+    return handoff.settings().graceful_timeout
 
 
 @dataclasses.dataclass(slots=True)
@@ -205,7 +202,7 @@ class Tasks:
 
     async def _run_here(self, fn: Callable[..., Any], args: tuple[Any, ...],
                         kwargs: dict[str, Any], timeout: float | None) -> Any:
-        from octo.runtime.concurrent import concurrently
+        from octo.runtime.inprocess import run_all
 
         self._warn_local()
         call = functools.partial(fn, *args, **kwargs)
@@ -221,7 +218,7 @@ class Tasks:
                                    "and was cancelled") from None
                 raise  # the task's own TimeoutError
         try:
-            (value,) = await concurrently(call, timeout=timeout)
+            (value,) = await run_all([call], timeout)
         except TaskTimeout:
             assert timeout is not None
             raise _timeout(fn, timeout, "no task workers, so it runs in a thread of this "

@@ -25,30 +25,41 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from octo import handoff, stats
 from octo.logs import error_log
 from octo.runtime import events as ev
-from octo.runtime.sandbox import Operation, enter, leave
+from octo.runtime import sandbox
+from octo.runtime.sandbox import OperationScope
 
 if TYPE_CHECKING:
-    from octo.runtime.app import Octo
     from octo.runtime.cache import Lock
+    from octo.runtime.container import Container
+    from octo.runtime.table import Table
+
+
+class Host(sandbox.Host, Protocol):
+    """What the tick scheduler needs of its runtime (octo.Octo): the scheduler is part of
+    the runtime, so it names these instead of importing the runtime's class."""
+
+    container: Container
+
+    @property
+    def tick_stats(self) -> Table: ...
+
+    def lock(self, name: str, ttl: float = 10.0) -> Lock: ...
+
 
 LEADER_TTL = 1.0
 POLL = 0.05
-# Ticks this process skipped, ran and saw fail (read into the worker's status slot).
-SKIPPED = [0]
-RUNS = [0]
-FAILED = [0]
-# The same by tick name: [runs, skipped, failed] (the per-name series of --metrics).
-BY_NAME: dict[str, list[int]] = {}
-
-
-def counts() -> list[tuple[str, int, int, int]]:
-    """(name, runs, skipped, failed) of every tick this process counted, by name."""
-    return sorted((name, runs, skipped, failed)
-                  for name, (runs, skipped, failed) in list(BY_NAME.items()))
+# Ticks this process skipped, ran and saw fail, in all and by name (octo.stats: the worker
+# reads them there).
+SKIPPED = stats.TICKS_SKIPPED
+RUNS = stats.TICKS_RUN
+FAILED = stats.TICKS_FAILED
+BY_NAME = stats.TICKS_BY_NAME
+counts = stats.tick_counts
 
 
 def _count(name: str, outcome: int) -> None:
@@ -71,7 +82,7 @@ class Tick:
 
 
 class TickRunner:
-    def __init__(self, runtime: Octo) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.ticks: list[Tick] = []
         self.task: asyncio.Task[None] | None = None
@@ -94,7 +105,7 @@ class TickRunner:
         self.ticks.append(tick)
 
     def start(self) -> None:
-        if os.environ.get("OCTO_ROLE") == "task":
+        if handoff.settings().role == "task":
             return  # task workers serve tasks; HTTP workers elect the tick leader
         for tick in self.ticks:
             injected(tick.fn, self.runtime)  # unresolvable parameters fail at boot
@@ -164,8 +175,8 @@ class TickRunner:
     def _claim(self, tick: Tick) -> int:
         """Mark *tick* as running here, in the shared tick table; 0 when marked, else the
         pid of the live worker whose run of it has not ended."""
-        # Here, not at the top: every worker imports this module (for SKIPPED), and one
-        # serving a plain ASGI app has no use for the lock module (ctypes, libatomic).
+        # Here, not at the top: a worker serving a plain ASGI app has no use for the lock
+        # module (ctypes, libatomic).
         from octo.runtime.shmlock import holder_alive, own_token
 
         stats = self.runtime.tick_stats
@@ -196,10 +207,13 @@ class TickRunner:
                 stats.set_unlocked(tick.name, {"owner": 0, "run": 0})
 
     async def _run(self, tick: Tick) -> None:
+        async with OperationScope("tick", self.runtime):
+            await self._call(tick)
+
+    async def _call(self, tick: Tick) -> None:
+        """Run *tick* once (in its operation), unless another host has this interval: its
+        errors, a failing Redis's too, are counted and logged."""
         runtime = self.runtime
-        op = Operation("tick")
-        op.state["runtime"] = runtime
-        token = enter(op)
         try:
             if tick.one_server and not await self._fleet_slot(tick):
                 return
@@ -220,10 +234,6 @@ class TickRunner:
             _count(tick.name, 2)
             runtime.tick_stats.incr(tick.name, "errors")
             error_log.exception("tick %r raised; the schedule goes on", tick.name)
-        finally:
-            await runtime.finish(op)
-            await runtime.events.dispatch(ev.OperationTerminated("tick"))
-            leave(token)
 
     async def _fleet_slot(self, tick: Tick) -> bool:
         """one_server: only the host that claims this interval's key in Redis runs it."""
@@ -238,10 +248,11 @@ class TickRunner:
 
 
 def redis_url() -> str:
-    return os.environ.get("OCTO_REDIS_URL", "")
+    """--redis-url (OCTO_REDIS_URL under another server); "": none."""
+    return handoff.settings().redis_url
 
 
-def injected(fn: Callable[..., Any], runtime: Octo) -> list[tuple[str, Any]]:
+def injected(fn: Callable[..., Any], runtime: Host) -> list[tuple[str, Any]]:
     from octo.runtime.container import ContainerError
 
     try:

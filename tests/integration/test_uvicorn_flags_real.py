@@ -124,3 +124,16 @@ def test_a_wrong_or_missing_key_password_is_one_line_before_any_worker(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert "booting" not in result.stderr  # refused before any worker was forked
+
+
+def test_the_runtime_settings_reach_the_worker_without_the_environment() -> None:
+    """--detect-leaks, --gc-threshold, --graceful-timeout and --redis-url reach the app's
+    runtime through the hand-off across the fork: the worker's environment gains no
+    OCTO_* variable (that namespace is the user's settings: a child process the app starts
+    must not read them as its own)."""
+    with run_server("apps.handoff_app:app", *APP_DIR, "--detect-leaks", "--gc-threshold",
+                    "5", "--graceful-timeout", "7", "--redis-url",
+                    "redis://127.0.0.1:1/0", "--workers", "2") as server:
+        seen = httpx.get(server.url + "/", timeout=10).json()
+    assert seen == {"env": [], "leaks": True, "gc_threshold": 5 * 1024 * 1024,
+                    "graceful_timeout": 7.0, "redis_url": "redis://127.0.0.1:1/0"}, seen

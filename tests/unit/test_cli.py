@@ -111,3 +111,22 @@ def test_lifespan_startup_failure_exit_code(tmp_path: Path) -> None:
 def test_missing_app_is_usage_error() -> None:
     result = octo_cmd("serve")
     assert result.returncode == 2 and "missing APP" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["wsproto", "websockets"])
+def test_a_missing_ws_backend_is_a_usage_error_before_any_worker(tmp_path: Path,
+                                                                 backend: str) -> None:
+    """``--ws NAME`` without NAME's package: one line and exit 2 from the command line, not
+    a crash with a traceback in every worker. The package is made unimportable in the
+    real ``octo`` process (sys.modules[name] = None, which the forked workers inherit)."""
+    (tmp_path / "plain.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    code = (f"import sys; sys.modules[{backend!r}] = None\n"
+            "from octo.cli import main\nsys.argv[0] = 'octo'\nmain()\n")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "serve", "plain:app", "--port", "0", "--app-dir",
+         str(tmp_path), "--ws", backend, "--workers", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"--ws {backend} needs the {backend} package" in result.stderr
+    assert "Traceback" not in result.stderr and "worker" not in result.stderr.lower(), \
+        result.stderr

@@ -46,3 +46,60 @@ def test_trusted_proxies() -> None:
     assert trusted.trusts(None)  # unix socket peer
     assert not trusted.trusts("192.168.1.1") and not trusted.trusts("garbage")
     assert TrustedProxies.parse("*").trusts("203.0.113.5")
+
+
+def test_every_setting_is_one_generated_option_with_its_default() -> None:
+    """``octo serve --help`` is made from the Config fields: every setting has its flag, its
+    declared help and the "[default: ...]" of the field's own default."""
+    import dataclasses
+
+    import click
+
+    import octo.cli
+    from octo.config import flag_name, flag_of, shown_default
+
+    ctx = click.Context(octo.cli.serve)
+    lines = {}
+    for param in octo.cli.serve.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is not None:
+            decls, text = record
+            lines[param.name] = (decls, text)
+    defaults = Config()
+    for field in dataclasses.fields(Config):
+        if field.name == "app":
+            continue
+        decls, line = lines.pop(field.name)
+        assert f"--{flag_name(field.name)}" in decls.replace(",", " ").split(), decls
+        assert flag_of(field.name).help in line, line
+        shown = shown_default(field.name)
+        if shown is None:
+            assert "[default:" not in line, line
+            continue
+        assert line.endswith(f"[default: {shown}]"), line
+        value = getattr(defaults, field.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and flag_of(field.name).shown is None:
+            assert float(shown) == value, (field.name, shown)  # the default, not a copy
+    help_option = octo.cli.serve.get_help_option(ctx)
+    assert help_option is not None
+    assert set(lines) <= {"app", help_option.name}  # no option that is not a setting
+
+
+@pytest.mark.parametrize("name, raw, value", [
+    ("limit_concurrency", "none", None), ("limit_concurrency", "7", 7),
+    ("access_log", "off", False), ("timeout", "2.5", 2.5), ("workers", "3", 3),
+    ("uds", "none", "none"), ("static", ["/a=b"], ("/a=b",)),
+])
+def test_values_are_read_by_the_fields_type(name: str, raw: object, value: object) -> None:
+    from octo.config import coerce
+
+    assert coerce(name, raw) == value
+
+
+def test_a_literal_setting_accepts_only_its_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError,
+                       match=r"--ws 'bogus': choose auto, none, wsproto or websockets"):
+        build({}, {"OCTO_WS": "bogus"}, tmp_path)
+    with pytest.raises(ConfigError, match=r"--log-level 'loud'"):
+        build({"log_level": "loud"}, {}, tmp_path)

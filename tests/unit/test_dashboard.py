@@ -13,8 +13,8 @@ from octo.config import Config
 from octo.master.dashboard import PAGE, History, quantile, state
 from octo.master.exposition import Snapshot, WorkerSample, render
 from octo.master.metrics import MetricsServer
-from octo.master.slots import HistogramView, StatsView
-from octo.master.usage import MAX_TICKS, TickTotals, parse_usage, usage_json
+from octo.process.slots import HistogramView, StatsView
+from octo.process.usage import MAX_TICKS, TickTotals, parse_usage, usage_json
 from octo.runtime import tick
 from octo.stats import BOUNDS, BUCKETS
 

@@ -39,7 +39,7 @@ SERVING_PATH = '''
 import json, sys
 import octo, octo.cli, octo.master.arbiter
 from octo.config import Config
-from octo.worker import Worker, websocket_handler
+from octo.process.worker import Worker, websocket_handler
 
 config = Config(app="plain:app", app_dir=sys.argv[1])
 Worker(config, []).load()

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from octo.lifespan import Lifespan, LifespanFailure
+from octo.process.lifespan import Lifespan, LifespanFailure
 
 
 def lifespan_app(events: list[str], fail: str | None = None) -> Any:

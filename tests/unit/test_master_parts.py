@@ -13,7 +13,7 @@ from octo.config import Config
 from octo.master.arbiter import Arbiter, WorkerInfo
 from octo.master.control import ControlServer, NotRunning, default_path, request
 from octo.master.reload import PollingWatcher, syntax_errors
-from octo.master.slots import STALE_AFTER, Slots, SlotState, SlotWriter
+from octo.process.slots import STALE_AFTER, Slots, SlotState, SlotWriter
 
 
 def test_slots_roundtrip_and_clear() -> None:

@@ -17,7 +17,7 @@ from octo.master.autoscale import (
     ScalePolicy,
 )
 from octo.master.exposition import Snapshot, WorkerSample, render
-from octo.master.slots import Slots, StatsView
+from octo.process.slots import Slots, StatsView
 from octo.stats import RequestStats
 
 

@@ -351,7 +351,7 @@ def test_task_callers_refuse_a_task_worker_of_another_user(nobody: Attacker, run
 def test_task_worker_refuses_a_caller_of_another_user(nobody: Attacker, tmp_path: Path,
                                                       caplog: Any) -> None:
     from octo.config import Config
-    from octo.taskworker import TaskWorker
+    from octo.process.taskworker import TaskWorker
 
     shared = nobody.shared_dir(mode=0o755)
     path = str(shared / "t.sock")

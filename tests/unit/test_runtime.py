@@ -311,7 +311,7 @@ def test_lifespan_boots_warm_singletons_before_serving(run) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def main() -> None:
-        from octo.lifespan import Lifespan
+        from octo.process.lifespan import Lifespan
 
         app = rt.wrap(plain)
         lifespan = Lifespan(app, "on")

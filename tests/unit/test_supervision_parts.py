@@ -20,7 +20,6 @@ import pytest
 
 from octo.cli import settings
 from octo.config import WORKER_LIMIT, Config, ConfigError, default_max_workers
-from octo.master import orphan
 from octo.master.arbiter import SPAWN_PER_PASS, Arbiter, WorkerInfo
 from octo.master.control import (
     ControlServer,
@@ -29,8 +28,9 @@ from octo.master.control import (
     control_address,
     request,
 )
-from octo.master.slots import NOTE_SIZE, Slots
-from octo.worker import limit_requests
+from octo.process import orphan
+from octo.process.slots import NOTE_SIZE, Slots
+from octo.process.worker import limit_requests
 
 GiB = 1024 ** 3
 

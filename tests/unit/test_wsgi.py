@@ -16,8 +16,8 @@ import pytest
 from harness import Client, parse_responses
 
 from octo.config import Config, ConfigError
-from octo.importer import AppLoadError
-from octo.worker import as_asgi
+from octo.process.importer import AppLoadError
+from octo.process.worker import as_asgi
 from octo.wsgi import SPOOL_LIMIT, WSGIAdapter, looks_like_wsgi
 
 WAIT = 60.0  # only ends a hung test
@@ -87,7 +87,7 @@ def test_interface_wsgi_refuses_an_asgi_app_in_one_line() -> None:
 
 
 def test_bad_interface_and_thread_settings_are_refused() -> None:
-    with pytest.raises(ConfigError, match="interface must be"):
+    with pytest.raises(ConfigError, match="--interface .rsgi.: choose auto, asgi3, asgi2 or wsgi"):
         Config(app="m:a", interface="rsgi")
     with pytest.raises(ConfigError, match="threads must be at least 1"):
         Config(app="m:a", threads=0)

@@ -38,19 +38,19 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from octo.errors import TaskTimeout
 from octo.logs import error_log
+from octo.process.exits import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, EXIT_OK, EXIT_TASK_TIMEOUT
 from octo.runtime import events as ev
 from octo.runtime import rundir
-from octo.runtime.concurrent import TaskTimeout
-from octo.runtime.sandbox import Operation, enter, leave
+from octo.runtime.sandbox import OperationScope
 from octo.runtime.tasks import FRAME_LEN, MAX_FRAME, TaskFailed, task_name
 
 if TYPE_CHECKING:
     from octo.config import Config
-    from octo.master.slots import SlotWriter
+    from octo.process.slots import SlotWriter
     from octo.runtime.app import Octo
 
-EXIT_TASK_TIMEOUT = 5  # a task outlived its deadline: the master replaces the worker
 CANCEL_GRACE = 1.0  # seconds a task past its deadline gets to stop before the worker exits
 BEAT_INTERVAL = 0.5
 
@@ -83,7 +83,7 @@ class TaskWorker:
     """One task worker process: boots the app, then serves tasks one at a time."""
 
     def __init__(self, config: Config, sock: socket.socket, slot: SlotWriter | None) -> None:
-        from octo.worker import new_event_loop
+        from octo.process.worker import new_event_loop
 
         self.config = config
         self.sock = sock
@@ -117,18 +117,12 @@ class TaskWorker:
             self.loop.close()
 
     async def serve(self) -> int:
-        from octo.importer import AppLoadError
-        from octo.lifespan import Lifespan, LifespanFailure
-        from octo.worker import (
-            EXIT_APP_LOAD_ERROR,
-            EXIT_BOOT_ERROR,
-            EXIT_OK,
-            as_asgi,
-            load_configured_app,
-        )
+        from octo.process.importer import AppLoadError
+        from octo.process.lifespan import Lifespan, LifespanFailure
+        from octo.process.worker import as_asgi, load_configured_app
 
         try:
-            app = as_asgi(load_configured_app(self.config), self.config)
+            app = as_asgi(load_configured_app(self.config, role="task"), self.config)
         except AppLoadError as exc:
             error_log.error("%s", exc, exc_info=exc if self.config.log_level == "debug" else None)
             return EXIT_APP_LOAD_ERROR
@@ -337,11 +331,7 @@ class TaskWorker:
     async def _in_scope(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                         is_async: bool) -> Any:
         runtime = self.runtime
-        op = Operation("task")
-        if runtime is not None:
-            op.state["runtime"] = runtime
-        token = enter(op)
-        try:
+        async with OperationScope("task", runtime):
             if runtime is not None:
                 await runtime.events.dispatch(ev.TaskReceived(getattr(fn, "__qualname__",
                                                                       repr(fn))))
@@ -355,11 +345,6 @@ class TaskWorker:
             if inspect.isawaitable(result):
                 result = await result
             return result
-        finally:
-            if runtime is not None:
-                await runtime.finish(op)
-                await runtime.events.dispatch(ev.OperationTerminated("task"))
-            leave(token)
 
     # -- called by the watchdog thread ---------------------------------------------------------
 
@@ -383,7 +368,7 @@ class TaskWorker:
         os._exit(EXIT_TASK_TIMEOUT)
 
     def beat(self) -> None:
-        from octo.master.slots import SlotState
+        from octo.process.slots import SlotState
 
         if self.slot is not None:
             now = time.monotonic()

@@ -19,30 +19,34 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from octo.accept import BalancedAcceptor, accept_queued
+from octo import handoff
 from octo.config import Config
 from octo.http import core
 from octo.http.response import DateHeader
-from octo.importer import AppLoadError, load_app
-from octo.lifespan import Lifespan, LifespanFailure
 from octo.logs import error_log
-from octo.master import orphan
-from octo.master.slots import SlotState, SlotWriter
-from octo.master.usage import usage_json
-from octo.runtime import tick
-from octo.stats import TASKS, clock, table_usage
-from octo.tls import ssl_context
+from octo.process import orphan
+from octo.process.accept import BalancedAcceptor, accept_queued
+from octo.process.exits import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, EXIT_OK
+from octo.process.importer import AppLoadError, load_app
+from octo.process.lifespan import Lifespan, LifespanFailure
+from octo.process.slots import SlotState, SlotWriter
+from octo.process.sockets import bind_sockets, describe
+from octo.process.tls import ssl_context
+from octo.process.usage import usage_json
+from octo.stats import (
+    TASKS,
+    TICKS_FAILED,
+    TICKS_RUN,
+    TICKS_SKIPPED,
+    clock,
+    table_usage,
+    tick_counts,
+)
+from octo.types import ASGIApp
 from octo.wsgi import WSGIAdapter, looks_like_wsgi
 
 if TYPE_CHECKING:
-    from octo.http.cycle import ASGIApp
     from octo.http.protocol import HttpProtocol, ServerState
-    from octo.runtime.rundir import SocketPlace
-
-# Exit codes the master reads to tell a boot failure (stop everything) from a crash (respawn).
-EXIT_OK = 0
-EXIT_BOOT_ERROR = 3  # lifespan startup failed
-EXIT_APP_LOAD_ERROR = 4  # module:attr could not be imported or is not an ASGI app
 
 CLOCK_INTERVAL = 0.5
 TABLES_EVERY = 4  # pulses between two reports of the tables' usage
@@ -65,7 +69,7 @@ class Worker:
         self.config = config
         self.sockets = sockets
         self.slot = slot
-        self.lifeline = lifeline  # read end of the master's lifeline (see octo.master.orphan)
+        self.lifeline = lifeline  # read end of the master's lifeline (see octo.process.orphan)
         self.retire_after = retire_after  # --max-requests (+ jitter) for this worker; 0: never
         self.phase = SlotState.BOOTING
         self.lags: collections.deque[float] = collections.deque(maxlen=20)
@@ -259,7 +263,7 @@ class Worker:
         state = self.state
         slot = self.slot
         slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
-                  max(self.lags, default=0.0), len(state.connections), tick.SKIPPED[0])
+                  max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
 
     def _report(self, loop: asyncio.AbstractEventLoop, final: bool = False) -> None:
         """Copy the --metrics counters into the slot (from the pulse, twice a second, and
@@ -269,11 +273,11 @@ class Worker:
         state = self.state
         slot = self.slot
         slot.write_stats(state.stats, clock(), state.in_flight, time.process_time(),
-                         len(state.websockets), (tick.RUNS[0], tick.FAILED[0]),
+                         len(state.websockets), (TICKS_RUN[0], TICKS_FAILED[0]),
                          (TASKS.queued(), TASKS.handed, TASKS.waited))
         self.reports += 1
         if final or self.reports % TABLES_EVERY == 1:  # usage moves slowly: every 2 s
-            tables = usage_json(table_usage(), tick.counts())
+            tables = usage_json(table_usage(), tick_counts())
             if tables != self.tables_written:
                 slot.write_tables(tables)
                 self.tables_written = tables
@@ -404,18 +408,13 @@ def websocket_handler(cfg: Config) -> Any:
     return upgrade_hook(backend)
 
 
-def load_configured_app(cfg: Config) -> Any:
-    """Import the app after telling the runtime (octo.Octo, created at import time) its
-    settings through the environment."""
-    os.environ["OCTO_APP_DIR"] = os.path.abspath(cfg.app_dir)
-    # How long a stopping worker's runtime gives its queued dispatched tasks.
-    os.environ["OCTO_GRACEFUL_TIMEOUT"] = str(cfg.graceful_timeout)
-    if cfg.detect_leaks:
-        os.environ["OCTO_DETECT_LEAKS"] = "1"
-    if cfg.gc_threshold:
-        os.environ["OCTO_GC_THRESHOLD"] = str(cfg.gc_threshold)
-    if cfg.redis_url:
-        os.environ["OCTO_REDIS_URL"] = cfg.redis_url
+def load_configured_app(cfg: Config, role: handoff.Role = "http") -> Any:
+    """Import the app after handing the runtime (octo.Octo, created at import time) its
+    settings: the hand-off is fixed before the app's first line runs."""
+    handoff.receive(handoff.Handoff(
+        role=role, app_dir=os.path.abspath(cfg.app_dir),
+        graceful_timeout=cfg.graceful_timeout, detect_leaks=cfg.detect_leaks,
+        gc_threshold=cfg.gc_threshold, redis_url=cfg.redis_url or ""))
     return load_app(cfg.app, cfg.app_dir, cfg.factory)
 
 
@@ -470,73 +469,6 @@ def as_asgi(app: Any, config: Config) -> ASGIApp:
 
         return asgi3
     return app  # type: ignore[no-any-return]
-
-
-def describe(sock: socket.socket, tls: bool) -> str:
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{sock.getsockname()}"
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"{'https' if tls else 'http'}://{shown}:{port}"
-
-
-def bind_master_sockets(config: Config) -> tuple[list[socket.socket], SocketPlace | None]:
-    """The master's listening socket(s), and for --uds the place it bound (unlinked when
-    the server stops listening)."""
-    if config.uds is not None and config.fd is None:
-        sock, place = _bind_uds(config.uds, config.backlog)
-        return [sock], place
-    return bind_sockets(config), None
-
-
-def bind_sockets(config: Config, reuse_port: bool = False) -> list[socket.socket]:
-    """Create the listening socket(s) named by --fd, --uds or --host/--port."""
-    if config.fd is not None:
-        sock = socket.socket(fileno=config.fd)
-        sock.setblocking(False)
-        return [sock]
-    if config.uds is not None:
-        sock, place = _bind_uds(config.uds, config.backlog)
-        place.close()
-        return [sock]
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    try:
-        sock.bind((config.host, config.port))
-    except OSError as exc:
-        sock.close()
-        raise SystemExit(f"octo: cannot bind {config.host}:{config.port}: {exc.strerror}") \
-            from None
-    sock.listen(config.backlog)
-    sock.setblocking(False)
-    return [sock]
-
-
-def _bind_uds(path: str, backlog: int) -> tuple[socket.socket, SocketPlace]:
-    """The --uds socket, mode 0666 like uvicorn's: an old socket of this user at the path is
-    replaced, anything else (another user's file, a non-socket) stops the start with one
-    line. The place knows the inode bound, to unlink only this socket later."""
-    from octo.runtime.rundir import RuntimeDirError, SocketPlace
-
-    try:
-        place = SocketPlace.at(path)
-        try:
-            sock = place.listen(backlog, "--uds", mode=0o666, replace_live=True)
-        except BaseException:
-            place.close()
-            raise
-    except FileNotFoundError:
-        raise SystemExit(f"octo: cannot bind --uds {path}: its directory does not "
-                         "exist") from None
-    except RuntimeDirError as exc:
-        raise SystemExit(f"octo: {exc}") from None
-    sock.setblocking(False)
-    return sock, place
 
 
 def _version() -> str:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from octo.master import orphan
+from octo.process import orphan
 from octo.stats import BUCKETS, STATUS_CLASSES, RequestStats
 
 # pid, state, started, heartbeat, requests, in_flight, loop lag, open connections,
@@ -30,7 +30,7 @@ _FORMAT = "=qqddqqdqq"
 SLOT_SIZE = 1024
 WORD = 8
 NOTE_SIZE = 512  # bytes per worker for the last error it logged (a boot failure's reason)
-# A worker beats every 0.5 s from its event loop (octo.worker.CLOCK_INTERVAL). A sibling
+# A worker beats every 0.5 s from its event loop (octo.process.worker.CLOCK_INTERVAL). A sibling
 # whose last beat is older than this is blocked (or dying): its connection count is frozen,
 # so the balanced acceptor does not hold back for it.
 STALE_AFTER = 1.0
@@ -303,7 +303,7 @@ class SlotWriter:
 
     def check_master(self) -> bool:
         """False once the master is gone (this process was re-parented); the first time,
-        this process is sent SIGTERM (see octo.master.orphan)."""
+        this process is sent SIGTERM (see octo.process.orphan)."""
         return not self.master_pid or orphan.check_parent(self.master_pid)
 
     def set_connections(self, count: int) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from octo.http.cycle import ASGIApp, Message
-from octo.importer import describe
 from octo.logs import error_log
+from octo.process.importer import describe
+from octo.types import ASGIApp, Message
 
 
 class LifespanFailure(Exception):
