@@ -54,7 +54,7 @@ from pathlib import Path
 import run
 from catalog import SCENARIOS, SERVERS, pick
 
-SERVERS_DEFAULT = "octo,uvicorn,granian,asgi-floor"
+SERVERS_DEFAULT = "octo,octo-pure,uvicorn,granian,asgi-floor"
 SCENARIOS_DEFAULT = "hello,starlette_json,django"
 TOOLS = ("valgrind", "callgrind_control", "wrk", "taskset")
 EXIT_USAGE, EXIT_MISSING = 2, 3

@@ -41,6 +41,7 @@ class Server:
     argv: tuple[str, ...]
     only: frozenset[str] | None = None  # scenario names it takes part in; None: all
     note: str = ""
+    env: tuple[tuple[str, str], ...] = ()  # added to the server's environment
     interfaces: frozenset[str] = frozenset({"asgi"})  # the app interfaces it serves
 
     def serves(self, scenario: Scenario) -> bool:
@@ -165,6 +166,14 @@ SERVERS: tuple[Server, ...] = (
               "--workers", "1", "--no-access-log", "--log-level", "warning"),
         note="master process + 1 worker (a WSGI app is detected: one thread runs it)",
         interfaces=frozenset({"asgi", "wsgi"}),
+    ),
+    Server(
+        name="octo-pure",
+        argv=("{bin}/octo", "serve", "{app}", "--host", "{host}", "--port", "{port}",
+              "--workers", "1", "--no-access-log", "--log-level", "warning"),
+        note="octo with its pure-Python HTTP core (OCTO_CORE=python): the reference the "
+             "compiled core is built from",
+        env=(("OCTO_CORE", "python"),),
     ),
     Server(
         name="uvicorn",

@@ -98,7 +98,8 @@ def versions() -> dict[str, str]:
     found: dict[str, str] = {}
     for name in PACKAGES:
         try:
-            found[name] = importlib.metadata.version(name)
+            # octo's distribution is octo-server (the name octo is another project's).
+            found[name] = importlib.metadata.version("octo-server" if name == "octo" else name)
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found

@@ -123,8 +123,8 @@ class RunFailed(RuntimeError):
 def launch(scenario: Scenario, server: Server, port: int, log: Path,
            wrapper: Sequence[str] = ()) -> procs.Launch:
     argv = [*wrapper, *server.command(suite.template_fields(scenario.app, str(port)))]
-    return procs.Launch(argv=argv, env=procs.server_env(suite.APPS, dict(scenario.env)),
-                        cwd=suite.APPS, log=log, cpu=SERVER_CPU)
+    env = procs.server_env(suite.APPS, {**dict(scenario.env), **dict(server.env)})
+    return procs.Launch(argv=argv, env=env, cwd=suite.APPS, log=log, cpu=SERVER_CPU)
 
 
 def valgrind_argv(out_dir: Path) -> list[str]:

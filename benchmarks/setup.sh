@@ -42,12 +42,17 @@ inputs_hash() {
 snapshot_octo() {
     local dir="$1"
     if [[ -n "$octo_rev" ]]; then
+        # setup.py (the compiled HTTP core) when the revision has one.
         git -C "$ROOT" archive "$octo_rev" pyproject.toml README.md octo \
+            $(git -C "$ROOT" ls-tree --name-only "$octo_rev" setup.py) \
             | tar -x -C "$dir" || return 1
     else
-        cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/octo" "$dir/" || return 1
+        cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/setup.py" "$ROOT/octo" "$dir/" \
+            || return 1
     fi
     find "$dir" -name __pycache__ -prune -exec rm -rf {} +
+    # The work tree's in-place build of the compiled core is not the snapshot's.
+    find "$dir" \( -name '*.so' -o -name .built \) -delete
 }
 
 pip_quietly() {

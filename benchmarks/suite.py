@@ -214,7 +214,7 @@ def make_launch(plan: Plan, raw_dir: Path, scenario: Scenario, server: Server, p
                 stem: str) -> procs.Launch:
     return procs.Launch(
         argv=server.command(template_fields(scenario.app, str(port))),
-        env=procs.server_env(APPS, dict(scenario.env)), cwd=APPS,
+        env=procs.server_env(APPS, {**dict(scenario.env), **dict(server.env)}), cwd=APPS,
         log=raw_dir / f"{stem}.server.log", cpu=plan.server_cpu)
 
 

@@ -18,9 +18,22 @@ from octo._version import __version__
 from octo.logs import setup as setup_logging
 
 
+def _print_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from octo.http import core  # only here: the command line itself does not serve
+
+    try:
+        described = core.current().describe()
+    except (ImportError, ValueError) as exc:  # OCTO_CORE=compiled without one, or a typo
+        described = str(exc)
+    click.echo(f"octo {__version__} ({described})")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="octo",
-                      message="%(prog)s %(version)s")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and the HTTP core, and exit.")
 def cli() -> None:
     """octo: a persistent-process ASGI server."""
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(params=["python", "compiled"])
+def http_core(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test with the pure-Python, then the compiled HTTP core (octo.http.core).
+
+    Without a compiled core the compiled run is skipped, unless OCTO_REQUIRE_COMPILED=1
+    (``make test`` sets it: it builds the core first) makes that a failure.
+    """
+    import harness
+
+    from octo.http import core
+
+    try:
+        chosen = core.load(str(request.param))
+    except ImportError as exc:
+        if os.environ.get("OCTO_REQUIRE_COMPILED") == "1":
+            pytest.fail(f"OCTO_REQUIRE_COMPILED=1 but {exc}")
+        pytest.skip(str(exc))
+    before = harness.CORE
+    harness.CORE = chosen
+    yield chosen.name
+    harness.CORE = before
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])

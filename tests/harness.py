@@ -10,8 +10,26 @@ from typing import Any
 import httptools
 
 from octo.config import Config
+from octo.http import core
 from octo.http.protocol import HttpProtocol, ServerState
 from octo.http.response import DateHeader
+
+# The HTTP core the tests drive: the http_core fixture (tests/conftest.py) sets it for each
+# test, so that the same tests run the pure-Python and the compiled core.
+CORE: core.Core = core.load("python")
+
+
+def server_state(config: Config, app: Any, loop: asyncio.AbstractEventLoop,
+                 lifespan_state: dict[str, Any] | None = None) -> ServerState:
+    """A ServerState of the core under test."""
+    state: ServerState = CORE.protocol.ServerState(config, app, loop, lifespan_state)
+    return state
+
+
+def http_protocol(state: ServerState) -> HttpProtocol:
+    """An HttpProtocol of the core under test."""
+    protocol: HttpProtocol = CORE.protocol.HttpProtocol(state)
+    return protocol
 
 
 class FakeTransport:
@@ -68,8 +86,8 @@ class Client:
                  peer: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
         self.loop = asyncio.get_running_loop()
         DateHeader.refresh(0)
-        self.state = ServerState(config or Config(app="x:y"), app, self.loop, lifespan_state)
-        self.protocol = HttpProtocol(self.state)
+        self.state = server_state(config or Config(app="x:y"), app, self.loop, lifespan_state)
+        self.protocol = http_protocol(self.state)
         self.transport = FakeTransport(self.protocol, self.loop, peer)
         self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
 

@@ -15,17 +15,30 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, MutableMapping
+from typing import Any, Protocol
 
 from octo.logs import access_log, escape, format_access
 from octo.stats import clock
 
-if TYPE_CHECKING:
-    from octo.http.cycle import RequestCycle
+
+class RequestCycle(Protocol):
+    """What an access record reads of a request cycle: ``octo.http.cycle.RequestCycle``,
+    of either HTTP core (a Protocol, so the compiled core's class fits it too)."""
+
+    scope: MutableMapping[str, Any]
+    status: int
+    headers: Any  # the response's, as the app sent them
+    head_sent: bool
+    complete: bool
+    ended: str | None
+    sent_bytes: int
+    began: float
+    request_id: str | None
+
 
 Fields = dict[str, Any]
-Atom = Callable[["RequestCycle", Fields], str]
+Atom = Callable[[RequestCycle, Fields], str]
 
 
 class AccessFormatError(ValueError):

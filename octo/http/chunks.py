@@ -13,7 +13,7 @@ It also holds the body's trailer fields, apart from the request's headers.
 
 from __future__ import annotations
 
-from octo.http.validate import RequestError, TrailerFields
+from .validate import RequestError
 
 _LINE, _DATA, _TRAILER, _DONE = range(4)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -37,7 +37,11 @@ class ChunkMeter:
         self.limit_field = limit_field
         self.head_index = head_index  # messages the connection had completed before this one
         self.started = False  # the meter has found where the body starts
-        self.trailers = TrailerFields()  # the parser's on_header fills it
+        # The body's trailer section, kept apart from the request's headers (merged, a
+        # trailer would pass for a header field; no ASGI extension carries request
+        # trailers, so they are dropped). The parser's on_header fills it, refusing fields
+        # that must not be trailers as they arrive (validate.check_trailer).
+        self.trailers: list[tuple[bytes, bytes]] = []
         # What llhttp reported, cumulative over the message: the protocol's on_chunk_header
         # counts chunk-size lines and notes the body size at each (at the zero-size last
         # chunk, the whole body's); reported_done is set once the message is complete.

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, Final, NoReturn
 
-from octo.http.response import CONTINUE, DateHeader
+from octo.http.errors import ClientDisconnected, FileShrank, ProtocolMisuse
+from octo.http.response import CONTINUE, DateHeader, error_body
 from octo.http.static import FILE_MESSAGE
-from octo.http.validate import TOKEN_CHARS
 from octo.logs import error_log, escape
-from octo.stats import count_wait
 
-if TYPE_CHECKING:
-    from octo.http.protocol import HttpProtocol
+from .counters import RequestStats, count_wait  # core modules: see octo.http.core
+from .validate import TOKEN_CHARS
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
@@ -73,21 +72,96 @@ def _encode_headers(headers: Any) -> EncodedHeaders:
     return b"".join(parts), length, close
 
 
-class ClientDisconnected(OSError):
-    """A write found the client gone. Inside the server only: HTTP scopes declare ASGI
-    spec 2.3, so the app's ``send`` after a disconnect is a no-op (see
-    RequestCycle._swallow), never this."""
+class HeadPrefixes:
+    """``DateHeader.prefix`` (status line, server and date headers) per status, kept for
+    the date ``DateHeader`` holds now. Compiled, this is a dict lookup where
+    ``DateHeader.prefix`` is a Python call (about 1,000 instructions a response)."""
+
+    def __init__(self) -> None:
+        self.date = b""
+        self.heads: dict[int, bytes] = {}
+
+    def get(self, status: int, server_header: bool) -> bytes:
+        date = DateHeader.value
+        if date is not self.date:  # refreshed (once a second): the old heads are stale
+            self.date = date
+            self.heads = {}
+        key = status * 2 + 1 if server_header else status * 2
+        head = self.heads.get(key)
+        if head is None:
+            head = self.heads[key] = DateHeader.prefix(status, server_header)
+        return head
 
 
-class FileShrank(OSError):
-    """A file being sent ended before the length its response promised."""
-
-    def __init__(self, sent: int, size: int) -> None:
-        super().__init__(f"file shrank while being sent ({sent} of {size} bytes went out)")
+PREFIXES: Final = HeadPrefixes()
 
 
-class ProtocolMisuse(RuntimeError):
-    """The application broke the ASGI message order; the message says how."""
+class CycleHost:
+    """What a request cycle may use of the connection it belongs to, and nothing more.
+
+    The connection (``HttpProtocol``) implements it and drives its cycles through their
+    public methods; a cycle reaches the connection only through this interface. A base
+    class rather than a typing.Protocol so that compiled code calls it directly.
+    """
+
+    __slots__ = ()
+
+    loop: asyncio.AbstractEventLoop
+    server_header: bool  # send "server: octo"
+    # --echo-request-id: the header (lowercase) the request id is echoed in, else None.
+    echo_request_id: bytes | None
+    max_execution_time: float  # --max-execution-time in seconds; 0: none
+    stats: RequestStats  # the worker's request counters (--metrics)
+
+    def write(self, data: bytes) -> None:
+        """Hand response bytes to the transport."""
+        raise NotImplementedError
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport's buffer is over its high-water mark: ``drain`` before more."""
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Wait until the transport takes writes again (or the connection is gone)."""
+        raise NotImplementedError
+
+    @property
+    def stopping(self) -> bool:
+        """The server is stopping: the response says ``connection: close``."""
+        raise NotImplementedError
+
+    def want_body(self) -> None:
+        """The app waits for body bytes: read from the client."""
+        raise NotImplementedError
+
+    def body_consumed(self) -> None:
+        """The app took the body buffered so far."""
+        raise NotImplementedError
+
+    def clock(self) -> float:
+        """The clock --max-execution-time is measured on (monotonic seconds)."""
+        raise NotImplementedError
+
+    def can_sendfile(self) -> bool:
+        raise NotImplementedError
+
+    async def sendfile(self, fd: int, offset: int, size: int) -> None:
+        """Send *size* bytes of *fd* from *offset* zero-copy (only when ``can_sendfile()``);
+        FileShrank if the file ends first."""
+        raise NotImplementedError
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        """*cycle*'s last response byte is written."""
+        raise NotImplementedError
+
+    def app_done(self, cycle: RequestCycle) -> None:
+        """*cycle*'s app returned or raised."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close the connection now: a response cannot be completed."""
+        raise NotImplementedError
 
 
 # Frameworks' own "the client went away" exceptions (Starlette's ClientDisconnect, raised
@@ -120,7 +194,12 @@ class RequestCycle:
     # per-request ones are stored (cheaper than initialising twenty slots per request).
     body_size = 0
     waiter: asyncio.Future[None] | None = None
-    started = head_sent = complete = disconnected = chunked = body_returned = False
+    started = False
+    head_sent = False
+    complete = False
+    disconnected = False
+    chunked = False
+    body_returned = False
     status = 0
     headers: Any = ()
     remaining: int | None = None
@@ -131,14 +210,15 @@ class RequestCycle:
     started_at = 0.0  # on ServerState.clock, read only under --max-execution-time
     request_id: str | None = None
     timed_out = False
-    swallowed = silenced = False  # sends after a disconnect (see _swallow)
+    swallowed = False  # a send after a disconnect was a no-op (see _swallow)
+    silenced = False  # the app was cancelled for sending on after that
     deadline_timer: asyncio.TimerHandle | None = None  # --max-execution-time
     # Why a response that never completed ended, for its access-log line.
     ended: str | None = None
     began = 0.0  # when the request was queued, else its app call (octo.stats.clock)
     request_start: bytes | None = None  # X-Request-Start of a trusted proxy
 
-    def __init__(self, conn: HttpProtocol, scope: Scope, keep_alive: bool,
+    def __init__(self, conn: CycleHost, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:
         self.conn = conn
         self.scope = scope
@@ -183,7 +263,7 @@ class RequestCycle:
         if self.expect_continue:
             self.expect_continue = False
             if not self.started and not self.disconnected:
-                self.conn.transport.write(CONTINUE)
+                self.conn.write(CONTINUE)
         if self.body_returned or self.complete:
             # The whole body was delivered: the only thing left to report is a disconnect.
             while not self.disconnected and not self.complete:
@@ -293,7 +373,7 @@ class RequestCycle:
         if more:
             self._hold(out)
         elif self.held is None:
-            self.conn.transport.write(out)  # the common case: a whole response in one write
+            self.conn.write(out)  # the common case: a whole response in one write
         else:
             self.held.append(out)  # _finish writes it with what is held
 
@@ -316,9 +396,9 @@ class RequestCycle:
             if tail:
                 held.append(tail)
             if not self.disconnected:
-                self.conn.transport.write(b"".join(held))
+                self.conn.write(b"".join(held))
         elif tail:
-            self.conn.transport.write(tail)
+            self.conn.write(tail)
 
     def _finish(self) -> None:
         self.flush(_CHUNK_END if self.chunked and not self.head else b"")
@@ -342,7 +422,7 @@ class RequestCycle:
             self.remaining = length
         if close:
             self.keep_alive = False
-        parts = [DateHeader.prefix(self.status, conn.server.server_header), encoded]
+        parts = [PREFIXES.get(self.status, conn.server_header), encoded]
         if self.status in _NO_BODY_STATUS or self.status < 200:
             pass
         elif length is None:
@@ -353,9 +433,9 @@ class RequestCycle:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # HTTP/1.0 without a length: end marked by close
-        if conn.server.echo_request_id and self.request_id is not None:
-            self._echo_request_id(parts, encoded)
-        if conn.server.stopping or not self.keep_alive:
+        if conn.echo_request_id is not None and self.request_id is not None:
+            self._echo_request_id(conn.echo_request_id, parts, encoded)
+        if conn.stopping or not self.keep_alive:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
         elif self.scope["http_version"] == "1.0":
@@ -363,10 +443,9 @@ class RequestCycle:
         parts.append(b"\r\n")
         return b"".join(parts)
 
-    def _echo_request_id(self, parts: list[bytes], encoded: bytes) -> None:
+    def _echo_request_id(self, name: bytes, parts: list[bytes], encoded: bytes) -> None:
         """--echo-request-id: the id in the response, unless the app sent that header."""
-        name = self.conn.server.request_id_header
-        assert name is not None and self.request_id is not None
+        assert self.request_id is not None
         if (b"\n" + encoded.lower()).find(b"\n" + name + b":") == -1:
             parts += (name, b": ", self.request_id.encode("latin-1"), b"\r\n")
 
@@ -383,7 +462,7 @@ class RequestCycle:
         is closed (what went out is all the client gets), like nginx does."""
         head = self._build_head(size)
         self.head_sent = True
-        self.conn.transport.write(head)
+        self.conn.write(head)
         try:
             if not self.head and self.status not in _NO_BODY_STATUS:
                 if size >= SENDFILE_MIN and self.conn.can_sendfile():
@@ -393,7 +472,7 @@ class RequestCycle:
         except FileShrank as exc:
             error_log.warning("%s; closing the connection", exc)
             self.complete = True  # nothing more can be sent for this response
-            self.conn.abort(self)
+            self.abort()
             return
         if self.remaining is not None and not self.head:
             self.remaining -= size
@@ -409,9 +488,9 @@ class RequestCycle:
             if not chunk:
                 raise FileShrank(sent, size)
             if self.chunked:
-                self.conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:
-                self.conn.transport.write(chunk)
+                self.conn.write(chunk)
             sent += len(chunk)
             if self.conn.write_paused:
                 await self.conn.drain()
@@ -422,7 +501,7 @@ class RequestCycle:
 
     async def run(self, app: ASGIApp) -> None:
         conn = self.conn
-        count_wait(conn.server.stats.wait, self.began)
+        count_wait(conn.stats.wait, self.began)
         try:
             result = await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -460,19 +539,19 @@ class RequestCycle:
                     error_log.debug("ASGI app returned mid-response after a disconnect")
                 else:
                     error_log.error("ASGI app returned without completing the response")
-                    conn.abort(self)
+                    self.abort()
         finally:
             conn.app_done(self)
 
     def arm_deadline(self) -> None:
         """--max-execution-time: expire once the request is that old, timed by the loop."""
-        server = self.conn.server
-        left = self.started_at + server.max_execution_time - server.clock()
+        conn = self.conn
+        left = self.started_at + conn.max_execution_time - conn.clock()
         self.deadline_timer = self.conn.loop.call_later(max(0.0, left), self._deadline_due)
 
     def _deadline_due(self) -> None:
         self.deadline_timer = None
-        self.expire(self.conn.server.clock())
+        self.expire(self.conn.clock())
 
     def disarm_deadline(self) -> None:
         timer = self.deadline_timer
@@ -488,7 +567,7 @@ class RequestCycle:
         task = self.task
         if task is None or task.done() or self.complete or self.timed_out:
             return False
-        limit = self.conn.server.max_execution_time
+        limit = self.conn.max_execution_time
         left = self.started_at + limit - now
         if left > 0:
             self.deadline_timer = self.conn.loop.call_later(left, self._deadline_due)
@@ -498,7 +577,7 @@ class RequestCycle:
             error_log.warning("%s %s exceeded --max-execution-time %ss after its response "
                               "started: connection aborted", escape(self.scope["method"]),
                               escape(self.scope["path"]), limit)
-            self.conn.abort(self, "aborted: --max-execution-time")
+            self.abort("aborted: --max-execution-time")
         else:
             error_log.warning("%s %s exceeded --max-execution-time %ss: cancelled, "
                               "answering 504", escape(self.scope["method"]),
@@ -513,10 +592,26 @@ class RequestCycle:
         if self.disconnected:
             return
         if self.started and self.head_sent:
-            self.conn.abort(self)  # half a response went out: the only honest end is a close
+            self.abort()  # half a response went out: the only honest end is a close
             return
         try:
-            self.conn.send_error(self, status)
+            self.send_error(status)
         except Exception:
             error_log.exception("could not send the %d response; closing", status)
-            self.conn.abort(self)
+            self.abort()
+
+    def send_error(self, status: int) -> None:
+        """The server answers for the app (500 after an exception, 503 when cancelled)."""
+        self.started = True
+        self.status = status
+        self.keep_alive = False
+        self.headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        self._write_body(error_body(status), False)
+        self._finish()
+
+    def abort(self, why: str = "aborted") -> None:
+        """End the exchange and the connection without completing the response; *why*
+        goes to its access-log line."""
+        self.flush()  # what the app sent before it failed still goes out before the close
+        self.lose(why)
+        self.conn.abort()

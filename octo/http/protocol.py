@@ -9,24 +9,51 @@ import sys
 import time
 from bisect import bisect_left
 from collections import deque
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 import httptools
 
 from octo.config import TrustedProxies
-from octo.http import validate
 from octo.http.access import AccessLog
-from octo.http.chunks import ChunkMeter
-from octo.http.cycle import ASGIApp, ClientDisconnected, FileShrank, RequestCycle, Scope
-from octo.http.flow import WriteFlow
+from octo.http.errors import ClientDisconnected, FileShrank
 from octo.http.request_id import RequestIds
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.static import StaticFiles
-from octo.http.validate import RequestError
 from octo.logs import access_log, error_log, escape, peer
-from octo.stats import BOUNDS, RequestStats, clock, request_start_age
+from octo.stats import clock, request_start_age
+
+# The core modules (octo.http.core.CORE_MODULES) import each other relatively: the same
+# sources are also compiled as the package octo._ccore.
+from . import validate
+from .chunks import ChunkMeter
+from .counters import BOUNDS, RequestStats
+from .cycle import ASGIApp, CycleHost, RequestCycle, Scope
+from .flow import WriteFlow
+from .validate import RequestError
+
+# The connection states and events as module constants, the same members (``CLOSED is
+# Conn.CLOSED``): compiled, a Final name is a C static, where ``Conn.CLOSED`` costs a
+# module-dict lookup and an attribute lookup on the enum class (~300 instructions on 3.11,
+# whose EnumType has a __getattr__ hook). A dozen of them ran per request.
+IDLE: Final = Conn.IDLE
+HEAD: Final = Conn.HEAD
+ACTIVE: Final = Conn.ACTIVE
+CLOSING: Final = Conn.CLOSING
+UPGRADED: Final = Conn.UPGRADED
+CLOSED: Final = Conn.CLOSED
+ON_BYTES: Final = Event.BYTES
+ON_HEAD_DONE: Final = Event.HEAD_DONE
+ON_KEEP_ALIVE: Final = Event.KEEP_ALIVE
+ON_PIPELINED: Final = Event.PIPELINED
+ON_LAST_RESPONSE: Final = Event.LAST_RESPONSE
+ON_SHUTDOWN: Final = Event.SHUTDOWN
+ON_UPGRADE: Final = Event.UPGRADE
+ON_TIMEOUT: Final = Event.TIMEOUT
+ON_REJECT: Final = Event.REJECT
+ON_LOST: Final = Event.LOST
+ON_EOF: Final = Event.EOF
 
 HIGH_WATER = 64 * 1024
 SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
@@ -40,6 +67,9 @@ EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round tri
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
 TASK_NAME = "octo-request"
+# An int: bytes' ``in`` tries a bytes operand as an int first, raising (and clearing) a
+# TypeError each time (about 2,000 instructions a request).
+PERCENT: Final = ord("%")
 
 
 class _Refused(Exception):
@@ -111,24 +141,33 @@ class ServerState:
         self.clock = time.monotonic
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection. State changes go through ``states.TRANSITIONS``."""
+class HttpProtocol(CycleHost):
+    """One client connection (an asyncio protocol). State changes go through
+    ``states.TRANSITIONS``; its request cycles reach it through ``CycleHost`` alone.
+
+    Not an ``asyncio.Protocol`` subclass: event loops only call its methods, and a class
+    with a Python base would be compiled as a plain Python class (see octo.http.core).
+    """
 
     __slots__ = (
-        "server", "loop", "parser", "transport", "state", "deadline", "client", "sockname",
-        "scheme", "trusted_peer", "url", "headers", "head_size", "line", "line_pending",
-        "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
+        "server", "loop", "server_header", "parser", "transport", "state", "deadline",
+        "client", "sockname", "scheme", "trusted_peer", "url", "headers", "head_size", "line",
+        "line_pending", "cycle", "reading", "queue", "to_start", "deferred_error", "read_paused",
         "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
         "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
-        "file_waiter",
+        "file_waiter", "echo_request_id", "max_execution_time", "stats",
     )
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
         self.loop = server.loop
+        self.server_header = server.server_header
+        self.echo_request_id = server.request_id_header if server.echo_request_id else None
+        self.max_execution_time = server.max_execution_time
+        self.stats = server.stats
         self.parser = httptools.HttpRequestParser(self)
-        self.state = Conn.IDLE
+        self.state = IDLE
         self.deadline = 0.0
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -182,11 +221,11 @@ class HttpProtocol(asyncio.Protocol):
             self.client[0] if self.client else None)
         self.deadline = server.now + server.keep_alive_timeout
         if server.stopping:
-            self._transition(Event.SHUTDOWN)
+            self._transition(ON_SHUTDOWN)
             transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = next_state(self.state, Event.LOST)
+        self.state = next_state(self.state, ON_LOST)
         server = self.server
         server.connections.discard(self)
         if server.on_connections is not None and not server.stopping:
@@ -211,12 +250,12 @@ class HttpProtocol(asyncio.Protocol):
             reading.lose()
             if reading in self.queue:
                 self.queue.remove(reading)
-        if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+        if self.state is CLOSED or self.state is UPGRADED:
             return None
         active = self.cycle
         if active is None or active is reading:
             if active is not None:
-                self._transition(Event.EOF)
+                self._transition(ON_EOF)
                 self.transport.close()
             return None  # the transport closes itself
         return True  # keep the write side open for the answers
@@ -227,20 +266,32 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.flow.resume()
 
+    # -- CycleHost: what the request cycles may use -------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
     @property
     def write_paused(self) -> bool:
         return self.flow.paused
 
+    @property
+    def stopping(self) -> bool:
+        return self.server.stopping
+
     async def drain(self) -> None:
-        if self.state is not Conn.CLOSED:
+        if self.state is not CLOSED:
             await self.flow.wait()
+
+    def clock(self) -> float:
+        return self.server.clock()
 
     def data_received(self, data: bytes) -> None:
         state = self.state
-        if state is Conn.IDLE:
-            self.state = TRANSITIONS[state, Event.BYTES]
+        if state is IDLE:
+            self.state = TRANSITIONS[state, ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
-        elif state is Conn.CLOSED or state is Conn.UPGRADED:
+        elif state is CLOSED or state is UPGRADED:
             return
         if not self.in_message and not self.line_pending:
             # The read starts at a request boundary. Common case first: a whole,
@@ -252,7 +303,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.line_pending = True
         if self.line_pending:
             self._check_line(data)
-            if self.state is Conn.CLOSED:
+            if self.state is CLOSED:
                 return
         head_before = self.in_head
         completed = self.completed
@@ -273,7 +324,7 @@ class HttpProtocol(asyncio.Protocol):
         start = self.to_start
         if start is not None:
             self.to_start = None
-            if self.state is not Conn.CLOSED:
+            if self.state is not CLOSED:
                 self._run(start)
 
     def _check_line(self, data: bytes) -> None:
@@ -445,7 +496,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        headers.append((name.lower(), value.rstrip(b" \t")))  # trailing OWS is not the value
+        name = name.lower()
+        if not self.in_head:
+            # A chunked body's trailer field (self.headers is its meter's trailers): refused
+            # as it arrives, before the parser reports the end of the body.
+            validate.check_trailer(name)
+        headers.append((name, value.rstrip(b" \t")))  # trailing OWS is not the value
         self.head_size += len(name) + len(value) + 4
         if len(headers) > self.server.limit_fields:
             raise RequestError(431, "more header fields than --limit-request-fields")
@@ -472,7 +528,7 @@ class HttpProtocol(asyncio.Protocol):
         length = facts.content_length
         if length is not None and length > server.limit_body:
             raise RequestError(413, f"Content-Length {length} exceeds --limit-request-body")
-        if self.state is Conn.CLOSED:
+        if self.state is CLOSED:
             return  # the request line was rejected already
         request_id = None
         ids = server.request_ids
@@ -496,7 +552,7 @@ class HttpProtocol(asyncio.Protocol):
         if facts.request_start is not None and self.trusted_peer:
             cycle.request_start = facts.request_start
         server.requests += 1
-        self.state = TRANSITIONS[self.state, Event.HEAD_DONE]
+        self.state = TRANSITIONS[self.state, ON_HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
             scope["octo.upgrade"] = facts.upgrade
         if self.cycle is None and self.to_start is None:
@@ -524,7 +580,7 @@ class HttpProtocol(asyncio.Protocol):
         meter = self.meter = ChunkMeter(self.server.limit_chunk_line, self.server.limit_field,
                                         self.completed)
         self.meters.append((meter, cycle))
-        self.headers = meter.trailers  # the scope keeps the head's list (see TrailerFields)
+        self.headers = meter.trailers  # the scope keeps the head's list (see ChunkMeter)
 
     def on_chunk_header(self) -> None:
         meter = self.meter
@@ -561,11 +617,13 @@ class HttpProtocol(asyncio.Protocol):
             raw_path, _, query = url.partition(b"?")
             raw_path, _, _ = raw_path.partition(b"#")
         else:
-            parsed = httptools.parse_url(url)
+            # Any on purpose: httptools' stub says path and query are bytes, but they are
+            # None when absent, and compiled code would check the stub's type.
+            parsed: Any = httptools.parse_url(url)
             raw_path = parsed.path or b"/"
             query = parsed.query or b""
         path = raw_path.decode("latin-1")
-        if b"%" in raw_path:
+        if PERCENT in raw_path:
             # Invalid UTF-8 becomes U+FFFD, as with uvicorn and granian: a lone surrogate
             # in the path breaks apps that encode it. raw_path keeps the bytes.
             path = unquote(path, encoding="utf-8", errors="replace")
@@ -624,7 +682,7 @@ class HttpProtocol(asyncio.Protocol):
         # callback either (one more loop round per request): the cycle's ``run`` drops the
         # task from ``server.tasks`` itself, see ``app_done``.
         if EAGER:
-            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg]
+            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg,unused-ignore]
                                 eager_start=True)
         else:
             task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME)
@@ -660,7 +718,7 @@ class HttpProtocol(asyncio.Protocol):
             server.tasks.discard(cycle.task)
         if not cycle.complete and server.access_log:
             server.access(cycle)  # cut short: the line says why (see RequestCycle.ended)
-        if cycle is self.cycle and cycle.complete is False and self.state is not Conn.CLOSED:
+        if cycle is self.cycle and cycle.complete is False and self.state is not CLOSED:
             self.transport.close()
 
     def response_done(self, cycle: RequestCycle) -> None:
@@ -669,23 +727,26 @@ class HttpProtocol(asyncio.Protocol):
             self.server.access(cycle)
         keep = (cycle.keep_alive and not self.eof and cycle.more_body is False
                 and self.deferred_error is None)
-        if self.state is Conn.CLOSED:
+        if self.state is CLOSED:
             return
         if not keep:
             if self.deferred_error is not None and cycle.keep_alive:
                 self._write_error(self.deferred_error)
-            self._transition(Event.LAST_RESPONSE)
+            self._transition(ON_LAST_RESPONSE)
             self.cycle = None
             self.transport.close()
             return
-        self.state = TRANSITIONS[self.state, Event.KEEP_ALIVE]
+        self.state = TRANSITIONS[self.state, ON_KEEP_ALIVE]
         self.cycle = None
+        if self.state is CLOSED:  # the server began stopping after this head went out
+            self.transport.close()
+            return
         if self.queue:
-            self.state = Conn.ACTIVE
+            self.state = TRANSITIONS[self.state, ON_PIPELINED]
             self.loop.call_soon(self._start_next)
         elif self.in_message:
             # The next request's head already started arriving in an earlier read.
-            self.state = TRANSITIONS[self.state, Event.BYTES]
+            self.state = TRANSITIONS[self.state, ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
             if self.read_paused:
                 self._resume_reading()
@@ -695,7 +756,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._resume_reading()
 
     def _start_next(self) -> None:
-        if self.queue and self.state is not Conn.CLOSED and self.cycle is None:
+        if self.queue and self.state is not CLOSED and self.cycle is None:
             self._run(self.queue.popleft())
             if not self.queue:
                 self._resume_reading()
@@ -711,7 +772,7 @@ class HttpProtocol(asyncio.Protocol):
         level = 30 if exc.status in (413, 414, 431, 503) else 20
         error_log.log(level, "%d from %s: %s", exc.status, peer(self.client), escape(exc.reason))
         self.line_pending = False
-        if self.state is Conn.CLOSED:
+        if self.state is CLOSED:
             return
         pending = self.to_start
         self.to_start = None
@@ -733,27 +794,16 @@ class HttpProtocol(asyncio.Protocol):
             self._write_error(exc)
         else:
             self._write_error(exc)
-        self.state = next_state(self.state, Event.REJECT)
+        self.state = next_state(self.state, ON_REJECT)
         self.transport.close()
 
     def _write_error(self, exc: RequestError) -> None:
         self.server.stats.count_status(exc.status)  # answered by the server, not the app
         self.transport.write(simple_response(exc.status, error_body(exc.status)))
 
-    def send_error(self, cycle: RequestCycle, status: int) -> None:
-        """The server answers for the app (500 after an exception, 503 when cancelled)."""
-        cycle.started = True
-        cycle.status = status
-        cycle.keep_alive = False
-        cycle.headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        cycle._write_body(error_body(status), False)
-        cycle._finish()
-
-    def abort(self, cycle: RequestCycle, why: str = "aborted") -> None:
-        cycle.flush()  # what the app sent before it failed still goes out before the close
-        cycle.lose(why)
-        if self.state is not Conn.CLOSED:
-            self.state = next_state(self.state, Event.REJECT)
+    def abort(self) -> None:
+        if self.state is not CLOSED:
+            self.state = next_state(self.state, ON_REJECT)
             self.transport.close()
 
     def _on_upgrade(self, data: bytes) -> None:
@@ -766,7 +816,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.to_start = None
         self.reading = None
-        self._transition(Event.UPGRADE)
+        self._transition(ON_UPGRADE)
         handler(self, cycle.scope, data)
 
     # -- flow control and lifecycle -----------------------------------------------------------
@@ -777,7 +827,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.read_paused and self.state is not Conn.CLOSED:
+        if self.read_paused and self.state is not CLOSED:
             self.read_paused = False
             self.transport.resume_reading()
 
@@ -785,32 +835,32 @@ class HttpProtocol(asyncio.Protocol):
         self.state = next_state(self.state, event)
 
     def closed(self) -> bool:
-        return self.state is Conn.CLOSED
+        return self.state is CLOSED
 
     def tick(self, now: float) -> None:
         """Called about twice a second by the worker clock: enforce the deadlines. The
         request path never reads the clock; progress is measured here, between ticks."""
         state = self.state
-        if state is Conn.ACTIVE or state is Conn.CLOSING:
+        if state is ACTIVE or state is CLOSING:
             if self.reading is not None and self.server.body_timeout:
                 self._check_body(now)
             if (self.flow.paused or self.file_sent is not None) and self.server.send_timeout:
                 self._check_send(now)
             else:
                 self.send_since = 0.0
-        elif state is Conn.HEAD and now > self.deadline:
+        elif state is HEAD and now > self.deadline:
             error_log.warning("header read deadline (--header-timeout %ss) passed for %s; "
                               "closing", self.server.header_timeout, peer(self.client))
-            self._transition(Event.TIMEOUT)
+            self._transition(ON_TIMEOUT)
             self.server.stats.count_status(408)
             self.transport.write(simple_response(408, error_body(408)))
             self.transport.close()
-        elif state is Conn.IDLE and (now > self.deadline or (
+        elif state is IDLE and (now > self.deadline or (
                 self.server.stopping and self._idle_for(now) >= SHUTDOWN_IDLE_GRACE)):
             error_log.debug("closing idle connection from %s", peer(self.client))
-            self._transition(Event.TIMEOUT)
+            self._transition(ON_TIMEOUT)
             self.transport.close()
-        elif state is Conn.CLOSED and self.server.send_timeout:
+        elif state is CLOSED and self.server.send_timeout:
             # Closed by us, but the transport still flushes what the client does not read.
             if self.transport.get_write_buffer_size():
                 self._check_send(now)
@@ -846,7 +896,7 @@ class HttpProtocol(asyncio.Protocol):
             if cycle is not None:
                 cycle.lose("aborted: --body-timeout")
         self.queue.clear()
-        self._transition(Event.TIMEOUT)
+        self._transition(ON_TIMEOUT)
         self.transport.close()
 
     def _check_send(self, now: float) -> None:
@@ -865,8 +915,8 @@ class HttpProtocol(asyncio.Protocol):
             if cycle is not None:
                 cycle.lose("aborted: --send-timeout")
         self.queue.clear()
-        if self.state is not Conn.CLOSED:
-            self._transition(Event.TIMEOUT)
+        if self.state is not CLOSED:
+            self._transition(ON_TIMEOUT)
         self.transport.abort()
 
     def _idle_for(self, now: float) -> float:
@@ -874,14 +924,14 @@ class HttpProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Server is stopping: close idle connections, finish the active response first."""
-        if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+        if self.state is CLOSED or self.state is UPGRADED:
             return
-        if self.state is Conn.IDLE and self._idle_for(self.server.now) < SHUTDOWN_IDLE_GRACE:
+        if self.state is IDLE and self._idle_for(self.server.now) < SHUTDOWN_IDLE_GRACE:
             # A busy keep-alive client may have a request on the wire right now; closing
             # would reset it. Its next response says "connection: close" instead, and the
             # clock closes the connection if it stays idle.
             return
-        self._transition(Event.SHUTDOWN)
+        self._transition(ON_SHUTDOWN)
         if self.closed():
             self.transport.close()
         else:
@@ -894,7 +944,7 @@ class HttpProtocol(asyncio.Protocol):
         not started gets a 503 with ``Connection: close``, logged, rather than a bare close
         (the client can tell it was not served and retry); one whose response started can
         only be cut. Either way the connection closes."""
-        if self.state is Conn.CLOSED or self.state is Conn.UPGRADED:
+        if self.state is CLOSED or self.state is UPGRADED:
             return
         cycle = self.cycle
         if cycle is not None and not cycle.started and not cycle.disconnected:
@@ -904,9 +954,9 @@ class HttpProtocol(asyncio.Protocol):
             for queued in self.queue:  # never started: Connection: close tells the client
                 queued.lose()
             self.queue.clear()
-            self.send_error(cycle, 503)  # its response_done closes the connection
+            cycle.send_error(503)  # its response_done closes the connection
         if not self.closed():  # a response under way is cut (the app sees it)
-            self._transition(Event.TIMEOUT)
+            self._transition(ON_TIMEOUT)
             self.transport.close()
 
     # -- zero-copy file sending ---------------------------------------------------------------
@@ -924,7 +974,7 @@ class HttpProtocol(asyncio.Protocol):
         sent = self.file_sent = 0  # progress for --send-timeout (see tick)
         try:
             while sent < size:
-                if self.state is Conn.CLOSED:
+                if self.state is CLOSED:
                     raise ClientDisconnected("client disconnected during sendfile")
                 try:
                     count = os.sendfile(out, fd, offset + sent, size - sent)
@@ -954,8 +1004,13 @@ class HttpProtocol(asyncio.Protocol):
             if not fut.done():
                 fut.set_result(None)
 
+        def unwatch(_: object) -> None:
+            # Not a lambda: typeshed says remove_writer returns bool, uvloop's returns None,
+            # and compiled code would check the lambda's inferred bool result.
+            self.loop.remove_writer(fd)
+
         self.loop.add_writer(fd, ready)
-        fut.add_done_callback(lambda _: self.loop.remove_writer(fd))
+        fut.add_done_callback(unwatch)
         return fut
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import time
+from typing import ClassVar
 
 STATUS_LINES: dict[int, bytes] = {
     int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n".encode("latin-1") for s in http.HTTPStatus
@@ -38,8 +39,8 @@ class DateHeader:
     ``prefixes`` caches status line + server + date per status until the next refresh.
     """
 
-    value: bytes = b""
-    prefixes: dict[tuple[int, bool], bytes] = {}
+    value: ClassVar[bytes] = b""
+    prefixes: ClassVar[dict[tuple[int, bool], bytes]] = {}
 
     @classmethod
     def refresh(cls, now: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from octo.http.errors import InvalidTransition
+
 
 class Conn(enum.Enum):
     # Members are singletons: identity hashing keeps table lookups in C (Enum's own
@@ -22,6 +24,7 @@ class Event(enum.Enum):
     BYTES = "bytes"  # request bytes arrived
     HEAD_DONE = "head_done"  # request line and headers parsed and accepted
     KEEP_ALIVE = "keep_alive"  # response finished, connection may be reused
+    PIPELINED = "pipelined"  # a request parsed while the previous one was answered starts
     LAST_RESPONSE = "last_response"  # response finished, connection must close
     SHUTDOWN = "shutdown"  # server is stopping
     UPGRADE = "upgrade"
@@ -40,6 +43,7 @@ TRANSITIONS: dict[tuple[Conn, Event], Conn] = {
     (Conn.ACTIVE, Event.HEAD_DONE): Conn.ACTIVE,
     (Conn.ACTIVE, Event.BYTES): Conn.ACTIVE,
     (Conn.ACTIVE, Event.KEEP_ALIVE): Conn.IDLE,
+    (Conn.IDLE, Event.PIPELINED): Conn.ACTIVE,
     (Conn.ACTIVE, Event.LAST_RESPONSE): Conn.CLOSED,
     (Conn.ACTIVE, Event.SHUTDOWN): Conn.CLOSING,
     (Conn.ACTIVE, Event.UPGRADE): Conn.UPGRADED,
@@ -64,10 +68,6 @@ TRANSITIONS: dict[tuple[Conn, Event], Conn] = {
     (Conn.CLOSED, Event.LAST_RESPONSE): Conn.CLOSED,
     (Conn.UPGRADED, Event.SHUTDOWN): Conn.UPGRADED,
 }
-
-
-class InvalidTransition(RuntimeError):
-    pass
 
 
 def next_state(state: Conn, event: Event) -> Conn:

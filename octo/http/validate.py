@@ -163,13 +163,3 @@ def check_trailer(name: bytes) -> None:
     if name in FORBIDDEN_TRAILERS:
         raise RequestError(400, f"{name.decode('latin-1')} is not allowed in a trailer")
 
-
-class TrailerFields(list[tuple[bytes, bytes]]):
-    """A chunked body's trailer section, kept apart from the request's headers (merged, a
-    trailer would pass for a header field; no ASGI extension carries request trailers, so
-    they are dropped). Fields that must not be trailers are refused as they arrive, before
-    the parser reports the end of the body."""
-
-    def append(self, field: tuple[bytes, bytes]) -> None:
-        check_trailer(field[0])
-        super().append(field)

@@ -180,6 +180,7 @@ class Arbiter:
             error_log.info("--watch: watching %s (%s)", self.config.app_dir,
                            self.watcher.backend)
         error_log.info("master %d starting %d worker(s)", os.getpid(), self.target)
+        _log_core()
         if self.autoscaler is not None:
             error_log.info("autoscaling between %d and %d worker(s)", self.config.min_workers,
                            self.config.max_workers)
@@ -1020,3 +1021,15 @@ def main(config: Config) -> int:
         arbiter.stop_listening()  # done already unless the master ended before a stop
         if config.pid and pid_inode is not None:
             _remove_own_file(config.pid, pid_inode)
+
+
+def _log_core() -> None:
+    """One line saying which HTTP core the workers serve with (the workers choose the same:
+    the choice depends only on OCTO_CORE and the files installed)."""
+    from octo.http import core  # the workers import it anyway; the master only here
+
+    chosen = core.current()
+    if chosen.name == "compiled":
+        error_log.info("serving with the %s", chosen.describe())
+    else:
+        error_log.warning("serving with the %s", chosen.describe())

@@ -17,11 +17,11 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from octo import handoff
 from octo.config import Config
-from octo.http.protocol import HttpProtocol, ServerState
+from octo.http import core
 from octo.http.response import DateHeader
 from octo.logs import error_log
 from octo.process import orphan
@@ -46,7 +46,7 @@ from octo.types import ASGIApp
 from octo.wsgi import WSGIAdapter, looks_like_wsgi
 
 if TYPE_CHECKING:
-    pass
+    from octo.http.protocol import HttpProtocol, ServerState
 
 CLOCK_INTERVAL = 0.5
 TABLES_EVERY = 4  # pulses between two reports of the tables' usage
@@ -76,7 +76,7 @@ class Worker:
         self.state: ServerState | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.acceptors: list[BalancedAcceptor] = []
-        self.factory: Callable[[], HttpProtocol] | None = None
+        self.factory: Callable[[], asyncio.Protocol] | None = None
         self.ctx: ssl.SSLContext | None = None
         self.listening = True  # until _stop_listening
         self.attaching: set[asyncio.Task[None]] = set()  # connections accepted while closing
@@ -116,8 +116,10 @@ class Worker:
             error_log.error("lifespan startup failed: %s", exc)
             return EXIT_BOOT_ERROR
         loop = asyncio.get_running_loop()
-        self.state = ServerState(self.config, app, loop,
-                                 lifespan.state if lifespan.supported else None)
+        # The compiled core's classes when it is built (octo.http.core); same interface.
+        protocol = core.current().protocol
+        self.state = protocol.ServerState(self.config, app, loop,
+                                          lifespan.state if lifespan.supported else None)
         self.state.upgrade_handler = websocket_handler(self.config)
         self.stop_requested = asyncio.Event()
         self._install_signals(loop)
@@ -195,8 +197,11 @@ class Worker:
         assert state is not None
         ctx = ssl_context(self.config)
 
-        def factory() -> HttpProtocol:
-            return HttpProtocol(state)
+        protocol_class: type[HttpProtocol] = core.current().protocol.HttpProtocol
+
+        def factory() -> asyncio.Protocol:
+            # An asyncio protocol by its methods, not by subclassing (see HttpProtocol).
+            return cast(asyncio.Protocol, protocol_class(state))
 
         self.factory, self.ctx = factory, ctx
         DateHeader.refresh(time.time())

@@ -12,6 +12,9 @@ from vectors import KNOWN_BUGS, VECTORS, Seen, Vector
 
 from octo.config import Config
 
+# Every test here runs on both HTTP cores, pure-Python and compiled.
+pytestmark = pytest.mark.usefixtures("http_core")
+
 SEEDS = range(5)
 MODES = ["whole", "bytes", *(f"split{seed}" for seed in SEEDS)]
 

@@ -13,6 +13,9 @@ from octo.config import Config, ConfigError
 from octo.http.access import AccessFormatError, basic_auth_user, compile_format, json_line
 from octo.http.request_id import MAX_LENGTH, RequestIds
 
+# The in-memory tests run on both HTTP cores (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("http_core")
+
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     headers = [(b"content-type", b"text/plain")]

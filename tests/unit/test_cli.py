@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,21 @@ import octo
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def octo_cmd(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def octo_cmd(*args: str, cwd: Path = ROOT,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "octo", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=30)
+                          text=True, timeout=30, env=env)
 
 
-def test_version() -> None:
+def test_version_says_which_http_core_runs() -> None:
+    from octo.http import core
+
     result = octo_cmd("--version")
-    assert result.returncode == 0 and result.stdout.strip() == f"octo {octo.__version__}"
+    expected = f"octo {octo.__version__} ({core.load().describe()})"
+    assert result.returncode == 0 and result.stdout.strip() == expected
+    forced = octo_cmd("--version", env={**os.environ, "OCTO_CORE": "python"})
+    assert forced.stdout.strip() == (f"octo {octo.__version__} (pure-Python HTTP core "
+                                     "(chosen with OCTO_CORE=python))")
 
 
 @pytest.mark.parametrize("target, text", [

@@ -8,7 +8,11 @@ import asyncio
 import logging
 from typing import Any
 
+import pytest
 from harness import Client, parse_responses
+
+# The in-memory tests run on both HTTP cores (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("http_core")
 
 WHY = "--graceful-timeout 1.0s ran out"
 HELD = b"GET /held?x HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -12,6 +12,9 @@ from harness import Client, echo, hello, parse_responses
 
 from octo.config import Config, ConfigError
 
+# Every test here runs on both HTTP cores, pure-Python and compiled.
+pytestmark = pytest.mark.usefixtures("http_core")
+
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 CHUNKED = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 

@@ -12,6 +12,9 @@ from harness import Client, echo, exchange, hello, parse_responses
 from octo.config import Config
 from octo.http.protocol import SHUTDOWN_IDLE_GRACE
 
+# Every test here runs on both HTTP cores, pure-Python and compiled.
+pytestmark = pytest.mark.usefixtures("http_core")
+
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
@@ -370,8 +373,9 @@ def test_response_splitting_refused(run, caplog, name: bytes, value: bytes) -> N
 
 def test_response_headers_cache_gives_identical_heads_and_never_caches_bad_ones(
         run, caplog) -> None:
-    from octo.http import cycle as cycle_mod
+    import harness
 
+    cycle_mod = harness.CORE.module("cycle")  # the cache of the core under test
     cycle_mod._ENCODED.clear()
     headers = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"2"),
                (b"Transfer-Encoding", b"gzip")]
@@ -553,6 +557,38 @@ def test_shutdown_closes_idle_and_finishes_active(run) -> None:
         [resp] = parse_responses(busy.take())
         assert resp.status == 200 and resp.header(b"connection") == b"close"
         assert busy.closed
+
+    run(main())
+
+
+def test_stopping_after_a_keep_alive_head_went_out_closes_instead_of_serving_more(run) -> None:
+    """The head said keep-alive before the server began stopping; a request pipelined after
+    the stop began is not served: the connection closes after the response in progress."""
+    gate = asyncio.Event()
+    paths: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        paths.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await gate.wait()
+        await send({"type": "http.response.body", "body": b"b"})
+
+    async def main() -> None:
+        client = Client(app)
+        client.send(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        await client.settle(5, 0)
+        assert b"transfer-encoding: chunked" in client.transport.buffer  # the head is out
+        client.state.stopping = True
+        client.protocol.shutdown()
+        client.send(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        gate.set()
+        await client.settle()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert paths == ["/1"] and client.closed
+        [resp] = parse_responses(client.take())
+        assert resp.status == 200 and resp.body == b"ab"
 
     run(main())
 

@@ -15,6 +15,9 @@ from harness import Client, parse_responses
 from octo.config import Config
 from octo.http.cycle import ClientDisconnected, caused_by_disconnect
 
+# The in-memory tests run on both HTTP cores (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("http_core")
+
 GET = b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
 
 

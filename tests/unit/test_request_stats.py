@@ -13,6 +13,9 @@ from octo.config import Config
 from octo.http.protocol import EAGER
 from octo.stats import BOUNDS, Histogram, RequestStats, request_start_age
 
+# The in-memory tests run on both HTTP cores (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("http_core")
+
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
 

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import pytest
 from harness import exchange, hello, parse_responses
+
+# Every test here runs on both HTTP cores, pure-Python and compiled.
+pytestmark = pytest.mark.usefixtures("http_core")
 
 
 def test_hello(run) -> None:

@@ -15,6 +15,14 @@ def test_request_lifecycle_path() -> None:
         assert state is expected
 
 
+def test_a_pipelined_request_starts_from_idle_only() -> None:
+    # The previous response let the connection go IDLE; the next request was parsed already.
+    assert next_state(Conn.IDLE, Event.PIPELINED) is Conn.ACTIVE
+    for state in (Conn.HEAD, Conn.ACTIVE, Conn.CLOSING, Conn.CLOSED, Conn.UPGRADED):
+        with pytest.raises(InvalidTransition):
+            next_state(state, Event.PIPELINED)
+
+
 def test_every_state_can_be_lost() -> None:
     for state in Conn:
         assert TRANSITIONS[state, Event.LOST] is Conn.CLOSED

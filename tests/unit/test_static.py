@@ -28,6 +28,9 @@ from octo.http.static import (
     relative_path,
 )
 
+# The in-memory tests run on both HTTP cores (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("http_core")
+
 SECRET = b"top secret, outside the root"
 CALLED: list[str] = []
 

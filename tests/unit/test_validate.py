@@ -4,9 +4,9 @@ import pytest
 
 from octo.http.validate import (
     RequestError,
-    TrailerFields,
     check_request_line,
     check_target,
+    check_trailer,
     check_version,
     inspect_headers,
 )
@@ -103,17 +103,12 @@ def test_forwarding_headers_are_noted(extra: list[tuple[bytes, bytes]],
 @pytest.mark.parametrize("name", [b"host", b"content-length", b"transfer-encoding", b"cookie",
                                   b"set-cookie", b"authorization", b"x-forwarded-for",
                                   b"trailer", b"connection", b"content-type"])
-def test_forbidden_trailers_are_refused_as_they_arrive(name: bytes) -> None:
-    fields = TrailerFields()
-    fields.append((b"x-checksum", b"1"))
+def test_forbidden_trailers_are_refused(name: bytes) -> None:
     with pytest.raises(RequestError) as info:
-        fields.append((name, b"v"))
+        check_trailer(name)
     assert info.value.status == 400 and name.decode() in info.value.reason
-    assert fields == [(b"x-checksum", b"1")]
 
 
-def test_allowed_trailers_are_kept_apart() -> None:
-    fields = TrailerFields()
-    for field in [(b"x-checksum", b"abc"), (b"server-timing", b"db;dur=5"), (b"x-admin", b"1")]:
-        fields.append(field)
-    assert len(fields) == 3
+def test_allowed_trailers_pass() -> None:
+    for name in (b"x-checksum", b"server-timing", b"x-admin"):
+        check_trailer(name)

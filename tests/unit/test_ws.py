@@ -11,10 +11,9 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from harness import FakeTransport
+from harness import FakeTransport, http_protocol, server_state
 
 from octo.config import Config
-from octo.http.protocol import HttpProtocol, ServerState
 from octo.http.response import DateHeader
 from octo.ws import engine as ws_engine
 from octo.ws.protocol import MAX_QUEUED, WebSocketProtocol, upgrader
@@ -29,6 +28,9 @@ from websockets.frames import Close, Frame, Opcode  # noqa: E402
 from websockets.http11 import Response  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
 from websockets.uri import parse_uri  # noqa: E402
+
+# Every test here runs on both HTTP cores, pure-Python and compiled.
+pytestmark = pytest.mark.usefixtures("http_core")
 
 DEADLINE = 20.0  # only ends a hung test
 
@@ -58,9 +60,9 @@ class Peer:
         loop = asyncio.get_running_loop()
         DateHeader.refresh(0)
         cfg = Config(app="x:y", ws=backend, ws_per_message_deflate=deflate, **config)
-        self.state = ServerState(cfg, app, loop)
+        self.state = server_state(cfg, app, loop)
         self.state.upgrade_handler = upgrader(backend)
-        http = HttpProtocol(self.state)
+        http = http_protocol(self.state)
         self.transport = WsTransport(http, loop)
         http.connection_made(self.transport)  # type: ignore[arg-type]
         self.client = ClientProtocol(
