@@ -9,8 +9,7 @@ from octo._version import __version__
 
 if TYPE_CHECKING:
     from octo.config import Config, ConfigError
-    from octo.errors import TaskTimeout
-    from octo.http.errors import ClientDisconnected
+    from octo.errors import ClientDisconnected, ClientDisconnectedWS, TaskTimeout
     from octo.runtime.app import Octo, resolve, resolve_sync
     from octo.runtime.bridge import NotAwaited
     from octo.runtime.cache import Cache, Lock, LockTimeout
@@ -48,11 +47,11 @@ if TYPE_CHECKING:
 # has no use for the runtime (tables, tasks, cache...), which cost it several MB of RSS.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Config", "ConfigError"], "octo.config"),
-    "ClientDisconnected": "octo.http.errors",
+    **dict.fromkeys(["ClientDisconnected", "ClientDisconnectedWS", "TaskTimeout"],
+                    "octo.errors"),
     **dict.fromkeys(["Octo", "resolve", "resolve_sync"], "octo.runtime.app"),
     "NotAwaited": "octo.runtime.bridge",
     **dict.fromkeys(["Cache", "Lock", "LockTimeout"], "octo.runtime.cache"),
-    "TaskTimeout": "octo.errors",
     "concurrently": "octo.runtime.concurrent",
     **dict.fromkeys(["Container", "ContainerError", "Lifetime", "ScopeError"],
                     "octo.runtime.container"),
@@ -85,6 +84,7 @@ __all__ = [
     "Bytes",
     "Cache",
     "ClientDisconnected",
+    "ClientDisconnectedWS",
     "Config",
     "ConfigError",
     "Container",

@@ -2,7 +2,7 @@
 
 A leaf module: it imports nothing of octo, so any module may use it without an import
 cycle (``octo.TaskTimeout`` is raised by ``concurrently``, by the tasks client and, pickled,
-by a task worker).
+by a task worker; ``ClientDisconnected`` by the HTTP and the WebSocket layer).
 """
 
 from __future__ import annotations
@@ -25,4 +25,15 @@ class TaskTimeout(TimeoutError):
         return (type(self), (self.pending, self.timeout, str(self)))
 
 
-__all__ = ["TaskTimeout"]
+class ClientDisconnected(OSError):
+    """The client has gone. A WebSocket's ``send`` raises it (ASGI spec 2.4); inside the
+    HTTP server, a write that finds the client gone: HTTP scopes declare spec 2.3, so an
+    app's ``send`` after a disconnect is a no-op (see RequestCycle._swallow), never this."""
+
+
+class ClientDisconnectedWS(ClientDisconnected):
+    """A WebSocket's ``send`` after its client went away (or while it closes): one
+    ``except octo.ClientDisconnected`` handles both protocols."""
+
+
+__all__ = ["ClientDisconnected", "ClientDisconnectedWS", "TaskTimeout"]

@@ -27,19 +27,16 @@ import io
 import queue
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 from octo.logs import error_log
+from octo.types import Receive, Scope, Send
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 SPOOL_LIMIT = 1024 * 1024  # request bodies above this go to a temporary file
 FILE_BLOCK = 256 * 1024  # wsgi.file_wrapper's reads: few hops for a large file

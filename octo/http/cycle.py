@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 from octo.http.errors import ClientDisconnected, FileShrank, ProtocolMisuse
-from octo.http.response import CONTINUE, DateHeader, error_body
+from octo.http.response import CONTINUE, error_body
 from octo.http.static import FILE_MESSAGE
 from octo.logs import error_log, escape
+from octo.types import ASGIApp, Message, Receive, Scope, Send
 
 from .counters import RequestStats, count_wait  # core modules: see octo.http.core
-from .validate import TOKEN_CHARS
-
-Message = MutableMapping[str, Any]
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[object]]
+from .head import CHUNK_END, PREFIXES, chunk, encoded_headers, head_and_chunk
 
 DISCONNECT: Message = {"type": "http.disconnect"}
 _NO_BODY_STATUS = frozenset((204, 304))
-_CHUNK_END = b"0\r\n\r\n"
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
 SENDFILE_MIN = 64 * 1024
 # Streamed body parts are held and written together once the app yields to the loop (one
@@ -31,69 +26,6 @@ SENDFILE_MIN = 64 * 1024
 HOLD_MAX = 64 * 1024
 
 
-EncodedHeaders = tuple[bytes, "int | None", bool]  # header lines, Content-Length, close
-_ENCODED: dict[tuple[Any, ...], EncodedHeaders] = {}
-_ENCODED_MAX = 256
-
-
-def _encoded_headers(headers: Any) -> EncodedHeaders:
-    """The app's headers checked and joined, cached: most apps send the same few sets."""
-    try:
-        key = tuple(headers)
-        cached = _ENCODED.get(key)
-    except TypeError:  # [name, value] lists: fine for ASGI, not hashable
-        return _encode_headers(headers)
-    if cached is None:
-        cached = _encode_headers(headers)
-        if len(_ENCODED) >= _ENCODED_MAX:
-            _ENCODED.clear()
-        if b"set-cookie" not in cached[0].lower():  # keep no session tokens around
-            _ENCODED[key] = cached
-    return cached
-
-
-def _encode_headers(headers: Any) -> EncodedHeaders:
-    parts: list[bytes] = []
-    length: int | None = None
-    close = False
-    for name, value in headers:
-        lname = name.lower()
-        if lname.translate(None, TOKEN_CHARS) or not name or (
-                b"\r" in value or b"\n" in value or b"\0" in value):
-            raise ProtocolMisuse(f"response header {name[:60]!r} contains characters that "
-                                 "would split the response")
-        if lname == b"content-length":
-            length = int(value)
-        elif lname == b"connection" and value.lower() == b"close":
-            close = True
-        elif lname == b"transfer-encoding":
-            continue  # framing is the server's job
-        parts += (name, b": ", value, b"\r\n")
-    return b"".join(parts), length, close
-
-
-class HeadPrefixes:
-    """``DateHeader.prefix`` (status line, server and date headers) per status, kept for
-    the date ``DateHeader`` holds now. Compiled, this is a dict lookup where
-    ``DateHeader.prefix`` is a Python call (about 1,000 instructions a response)."""
-
-    def __init__(self) -> None:
-        self.date = b""
-        self.heads: dict[int, bytes] = {}
-
-    def get(self, status: int, server_header: bool) -> bytes:
-        date = DateHeader.value
-        if date is not self.date:  # refreshed (once a second): the old heads are stale
-            self.date = date
-            self.heads = {}
-        key = status * 2 + 1 if server_header else status * 2
-        head = self.heads.get(key)
-        if head is None:
-            head = self.heads[key] = DateHeader.prefix(status, server_header)
-        return head
-
-
-PREFIXES: Final = HeadPrefixes()
 
 
 class CycleHost:
@@ -360,11 +292,11 @@ class RequestCycle:
             if self.head or self.status in _NO_BODY_STATUS or not body:
                 out = head
             elif self.chunked:
-                out = b"%s%x\r\n%s\r\n" % (head, len(body), body)
+                out = head_and_chunk(head, body)
             else:
                 out = head + body
         elif body and not self.head:
-            out = b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body
+            out = chunk(body) if self.chunked else body
         else:
             out = b""
         if self.remaining is not None and not self.head:
@@ -401,7 +333,7 @@ class RequestCycle:
             self.conn.write(tail)
 
     def _finish(self) -> None:
-        self.flush(_CHUNK_END if self.chunked and not self.head else b"")
+        self.flush(CHUNK_END if self.chunked and not self.head else b"")
         self.complete = True
         remaining = self.remaining  # None: no Content-Length; 0: exactly met
         if remaining and not self.head:
@@ -417,7 +349,7 @@ class RequestCycle:
     def _build_head(self, final_length: int | None) -> bytes:
         """The status line and headers; *final_length* is the body size when it is all known."""
         conn = self.conn
-        encoded, length, close = _encoded_headers(self.headers)
+        encoded, length, close = encoded_headers(self.headers)
         if length is not None:
             self.remaining = length
         if close:
@@ -484,14 +416,11 @@ class RequestCycle:
         """Fallback when zero-copy is not possible (TLS, or bytes still queued)."""
         sent = 0
         while sent < size:
-            chunk = os.pread(fd, min(256 * 1024, size - sent), offset + sent)
-            if not chunk:
+            part = os.pread(fd, min(256 * 1024, size - sent), offset + sent)
+            if not part:
                 raise FileShrank(sent, size)
-            if self.chunked:
-                self.conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            else:
-                self.conn.write(chunk)
-            sent += len(chunk)
+            self.conn.write(chunk(part) if self.chunked else part)
+            sent += len(part)
             if self.conn.write_paused:
                 await self.conn.drain()
             if self.disconnected:
@@ -502,8 +431,10 @@ class RequestCycle:
     async def run(self, app: ASGIApp) -> None:
         conn = self.conn
         count_wait(conn.stats.wait, self.began)
+        # Typed to return None, an app may still return something: it is logged below.
+        call: Callable[[Scope, Receive, Send], Awaitable[object]] = app
         try:
-            result = await app(self.scope, self.receive, self.send)
+            result = await call(self.scope, self.receive, self.send)
         except ClientDisconnected:
             # Possibly before the transport reported the loss (a write failing first).
             self.ended = self.ended or "client disconnected"

@@ -3,11 +3,7 @@ RuntimeError, which a compiled (mypyc) class cannot, so this module always stays
 
 from __future__ import annotations
 
-
-class ClientDisconnected(OSError):
-    """A write found the client gone. Inside the server only: HTTP scopes declare ASGI
-    spec 2.3, so the app's ``send`` after a disconnect is a no-op (see
-    RequestCycle._swallow), never this."""
+from octo.errors import ClientDisconnected  # public, defined once for HTTP and WebSocket
 
 
 class FileShrank(OSError):
@@ -23,3 +19,6 @@ class ProtocolMisuse(RuntimeError):
 
 class InvalidTransition(RuntimeError):
     """A connection-state change that ``states.TRANSITIONS`` does not allow."""
+
+
+__all__ = ["ClientDisconnected", "FileShrank", "InvalidTransition", "ProtocolMisuse"]

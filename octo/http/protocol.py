@@ -9,12 +9,13 @@ import sys
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import unquote
 
 import httptools
 
-from octo.config import TrustedProxies
+from octo.config import Config, TrustedProxies
 from octo.http.access import AccessLog
 from octo.http.errors import ClientDisconnected, FileShrank
 from octo.http.request_id import RequestIds
@@ -23,13 +24,14 @@ from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.static import StaticFiles
 from octo.logs import access_log, error_log, escape, peer
 from octo.stats import clock, request_start_age
+from octo.types import ASGIApp, Scope
 
 # The core modules (octo.http.core.CORE_MODULES) import each other relatively: the same
 # sources are also compiled as the package octo._ccore.
 from . import validate
 from .chunks import ChunkMeter
 from .counters import BOUNDS, RequestStats
-from .cycle import ASGIApp, CycleHost, RequestCycle, Scope
+from .cycle import CycleHost, RequestCycle
 from .flow import WriteFlow
 from .validate import RequestError
 
@@ -81,11 +83,17 @@ class _Refused(Exception):
         self.cycle = cycle
 
 
+# What the WebSocket layer is handed an upgrade with: the connection, the request's scope,
+# the bytes read past its head.
+UpgradeHook = Callable[["HttpProtocol", Scope, bytes], None]
+
+
 class ServerState:
     """What every connection of one worker shares: config-derived values and live counters."""
 
-    def __init__(self, config: Any, app: ASGIApp, loop: asyncio.AbstractEventLoop,
-                 lifespan_state: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: Config, app: ASGIApp, loop: asyncio.AbstractEventLoop,
+                 lifespan_state: dict[str, Any] | None = None,
+                 upgrade_handler: UpgradeHook | None = None) -> None:
         self.config = config
         self.app = app
         self.loop = loop
@@ -116,7 +124,9 @@ class ServerState:
         self.keep_alive_timeout = config.timeout_keep_alive
         self.header_timeout = config.header_timeout
         self.scheme = "https" if config.is_ssl else "http"
-        self.upgrade_handler: Any = None  # set by the WebSocket layer
+        # The WebSocket layer's hook (None: upgrades are served as plain HTTP); the lazy
+        # hook octo.ws gives replaces itself with the real one on the first upgrade.
+        self.upgrade_handler = upgrade_handler
         self.websockets: set[Any] = set()  # upgraded connections (for shutdown)
         self.access_log = access_log.isEnabledFor(20)
         self.request_id_header: bytes | None = None

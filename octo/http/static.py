@@ -21,16 +21,13 @@ import mimetypes
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from octo.http.response import http_date
 from octo.logs import error_log, escape
-
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from octo.types import Scope, Send
 
 FILE_MESSAGE = "octo.response.file"  # private: a file descriptor the cycle sends (see cycle)
 HASHED_CACHE_CONTROL = b"public, max-age=31536000, immutable"

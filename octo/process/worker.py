@@ -119,8 +119,8 @@ class Worker:
         # The compiled core's classes when it is built (octo.http.core); same interface.
         protocol = core.current().protocol
         self.state = protocol.ServerState(self.config, app, loop,
-                                          lifespan.state if lifespan.supported else None)
-        self.state.upgrade_handler = websocket_handler(self.config)
+                                          lifespan.state if lifespan.supported else None,
+                                          websocket_handler(self.config))
         self.stop_requested = asyncio.Event()
         self._install_signals(loop)
         await self._listen(loop)

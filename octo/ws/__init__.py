@@ -10,13 +10,11 @@ upgrade never loads them.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from octo.http.protocol import HttpProtocol
-
-UpgradeHook = Callable[["HttpProtocol", dict[str, Any], bytes], None]
+    from octo.http.protocol import HttpProtocol, UpgradeHook
+    from octo.types import Scope
 
 BACKENDS = ("wsproto", "websockets")
 # The --ws auto preference, best first. websockets leads on speed: in the echo benchmark
@@ -60,7 +58,7 @@ def upgrade_hook(backend: str) -> UpgradeHook:
     first upgrade only, then installs the real hook so every later upgrade goes straight
     to it."""
 
-    def first_upgrade(http: HttpProtocol, scope: dict[str, Any], rest: bytes) -> None:
+    def first_upgrade(http: HttpProtocol, scope: Scope, rest: bytes) -> None:
         from octo.ws.protocol import upgrader
 
         hook = upgrader(backend)

@@ -15,17 +15,19 @@ import collections
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from octo.errors import ClientDisconnectedWS
 from octo.http.flow import WriteFlow
+from octo.http.head import CHUNK_END, chunk, encode_headers
 from octo.http.response import error_body, simple_response, status_line
 from octo.logs import error_log
 from octo.stats import clock
+from octo.types import Message, Scope
 from octo.ws.access import log_handshake
 from octo.ws.engine import Engine, Sink, truncate_reason
 
 if TYPE_CHECKING:
-    from octo.http.protocol import HttpProtocol, ServerState
+    from octo.http.protocol import HttpProtocol, ServerState, UpgradeHook
 
-Message = dict[str, Any]
 EngineFactory = Callable[[Sink, bool, int], Engine]
 MAX_QUEUED = 32  # unread messages before reading pauses
 HIGH_WATER = 64 * 1024
@@ -36,7 +38,7 @@ PING_PAYLOAD = b"octo"
 class WebSocketProtocol(asyncio.Protocol):
     """One upgraded connection, from the upgrade request to the closed socket."""
 
-    def __init__(self, http: HttpProtocol, scope: dict[str, Any], rest: bytes,
+    def __init__(self, http: HttpProtocol, scope: Scope, rest: bytes,
                  make_engine: EngineFactory) -> None:
         self.server: ServerState = http.server
         self.loop = http.loop
@@ -269,12 +271,13 @@ class WebSocketProtocol(asyncio.Protocol):
     def _deny_start(self, message: MutableMapping[str, Any]) -> None:
         if self.accepted or self.response_started:
             raise RuntimeError("websocket.http.response.start after accept or twice")
-        self.response_started = True
         status = message["status"]
-        head = [status_line(status)]
-        head += [name + b": " + value + b"\r\n" for name, value in message.get("headers", ())]
-        head.append(b"connection: close\r\ntransfer-encoding: chunked\r\n\r\n")
-        self.transport.write(b"".join(head))
+        # Checked as every HTTP response's are: a header that would split the response is
+        # the app's error (500), never written.
+        headers, _, _ = encode_headers(message.get("headers", ()))
+        self.response_started = True
+        self.transport.write(b"".join((status_line(status), headers,
+                                       b"connection: close\r\ntransfer-encoding: chunked\r\n\r\n")))
         self._log(status, message.get("headers", ()))
 
     def _deny_body(self, message: MutableMapping[str, Any]) -> None:
@@ -282,9 +285,9 @@ class WebSocketProtocol(asyncio.Protocol):
             raise RuntimeError("websocket.http.response.body before its start")
         body = message.get("body", b"")
         if body:
-            self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+            self.transport.write(chunk(body))
         if not message.get("more_body", False):
-            self.transport.write(b"0\r\n\r\n")
+            self.transport.write(CHUNK_END)
             self.transport.close()
 
     async def _keepalive(self) -> None:
@@ -338,11 +341,7 @@ class WebSocketProtocol(asyncio.Protocol):
             log_handshake(self.server.access, self.scope, status, self.began, headers)
 
 
-class ClientDisconnectedWS(OSError):
-    """``send`` after the WebSocket client went away."""
-
-
-def _websocket_scope(http_scope: dict[str, Any]) -> dict[str, Any]:
+def _websocket_scope(http_scope: Scope) -> dict[str, Any]:
     protocols = []
     for name, value in http_scope["headers"]:
         if name == b"sec-websocket-protocol":
@@ -389,12 +388,12 @@ def engine_factory(backend: str) -> EngineFactory:
     raise ValueError(f"unknown WebSocket backend {backend!r}")
 
 
-def upgrader(backend: str) -> Callable[[HttpProtocol, dict[str, Any], bytes], None]:
+def upgrader(backend: str) -> UpgradeHook:
     """The HTTP layer's upgrade hook for *backend*: hand each websocket upgrade over to a
     new WebSocketProtocol on that engine."""
     make_engine = engine_factory(backend)
 
-    def upgrade(http: HttpProtocol, scope: dict[str, Any], rest: bytes) -> None:
+    def upgrade(http: HttpProtocol, scope: Scope, rest: bytes) -> None:
         WebSocketProtocol(http, scope, rest, make_engine).start(http)
 
     return upgrade

@@ -95,14 +95,6 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-# The one cycle left, inside the HTTP layer (config checks access formats with http.access,
-# which names http.cycle for its types, which names http.protocol, which imports config):
-# it goes with the HTTP layer's rewrite into a compiled core behind a small host interface.
-# Delete this entry then; nothing else may join it.
-KNOWN_CYCLE = frozenset({"octo.config", "octo.http.access", "octo.http.cycle",
-                         "octo.http.protocol"})
-
-
 def strongly_connected(edges: dict[str, set[str]]) -> list[set[str]]:
     """The groups of modules that import each other, directly or around (Tarjan's
     algorithm, without recursion)."""
@@ -148,7 +140,7 @@ def strongly_connected(edges: dict[str, set[str]]) -> list[set[str]]:
 
 def test_octo_imports_form_a_dag() -> None:
     edges = graph(PACKAGE)
-    groups = [group for group in strongly_connected(edges) if not group <= KNOWN_CYCLE]
+    groups = strongly_connected(edges)
     cycles = [find_cycle({m: edges[m] & group for m in group}) for group in groups]
     assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c or []) for c in cycles)
 

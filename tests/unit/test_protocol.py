@@ -375,7 +375,7 @@ def test_response_headers_cache_gives_identical_heads_and_never_caches_bad_ones(
         run, caplog) -> None:
     import harness
 
-    cycle_mod = harness.CORE.module("cycle")  # the cache of the core under test
+    cycle_mod = harness.CORE.module("head")  # the cache of the core under test
     cycle_mod._ENCODED.clear()
     headers = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"2"),
                (b"Transfer-Encoding", b"gzip")]

@@ -474,3 +474,57 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ws.resolve("auto") is None
     with pytest.raises(ConfigError, match="auto, none, wsproto or websockets"):
         Config(app="x:y", ws="h2")
+
+
+def test_a_send_after_the_client_left_is_octo_client_disconnected(run, backend: str) -> None:
+    """One ``except octo.ClientDisconnected`` serves HTTP and WebSocket apps alike."""
+    import octo
+
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        assert (await receive())["type"] == "websocket.disconnect"
+        try:
+            await send({"type": "websocket.send", "text": "too late"})
+        except octo.ClientDisconnected as exc:
+            seen.append(type(exc).__name__)
+
+    async def main() -> None:
+        peer = Peer(app, backend)
+        await accepted(peer)
+        peer.transport.close()  # the client goes away
+        await peer.events()
+        assert seen == ["ClientDisconnectedWS"]
+
+    go(run, main)
+
+
+def test_a_denial_header_that_would_split_the_response_is_never_written(run,
+                                                                       backend: str) -> None:
+    """websocket.http.response headers are checked like every HTTP response's: a value with
+    CR/LF is the app's error (500), not a second header line."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 403,
+                    "headers": [(b"x-reason", b"no\r\nx-injected: yes")]})
+        await send({"type": "websocket.http.response.body", "body": b"denied"})
+
+    async def main() -> None:
+        peer = Peer(app, backend)
+        written = bytearray()
+        write = peer.transport.write
+
+        def recording(data: bytes) -> None:
+            written.extend(data)
+            write(data)
+
+        peer.transport.write = recording  # type: ignore[method-assign]
+        peer.open()
+        [response, *_] = await peer.events()
+        assert b"x-injected" not in written
+        assert response.status_code == 500, bytes(written)
+
+    go(run, main)

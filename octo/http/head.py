@@ -1,0 +1,98 @@
+"""Response heads and chunks, for HTTP responses and WebSocket denials alike: the app's
+headers checked (a name that is not a token, or a value with CR, LF or NUL, would split
+the response) and encoded, the status line with the server's headers, and chunk framing.
+A core module (compiled with the others, see octo.http.core): it runs for every response."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from octo.http.errors import ProtocolMisuse
+from octo.http.response import DateHeader
+
+from .validate import TOKEN_CHARS  # a core module
+
+CHUNK_END = b"0\r\n\r\n"  # the last chunk, no trailers
+
+
+EncodedHeaders = tuple[bytes, "int | None", bool]  # header lines, Content-Length, close
+_ENCODED: dict[tuple[Any, ...], EncodedHeaders] = {}
+_ENCODED_MAX = 256
+
+
+def encoded_headers(headers: Any) -> EncodedHeaders:
+    """The app's headers checked and joined, cached: most apps send the same few sets."""
+    try:
+        key = tuple(headers)
+        cached = _ENCODED.get(key)
+    except TypeError:  # [name, value] lists: fine for ASGI, not hashable
+        return encode_headers(headers)
+    if cached is None:
+        cached = encode_headers(headers)
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        if b"set-cookie" not in cached[0].lower():  # keep no session tokens around
+            _ENCODED[key] = cached
+    return cached
+
+
+def chunk(data: bytes) -> bytes:
+    """*data* framed as one chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def head_and_chunk(head: bytes, data: bytes) -> bytes:
+    """*head* followed by *data* as the first chunk: one buffer, one write."""
+    return b"%s%x\r\n%s\r\n" % (head, len(data), data)
+
+
+def encode_headers(headers: Any) -> EncodedHeaders:
+    """An app's response headers as header lines, checked: a name that is not a token or a
+    value with CR, LF or NUL (which would split the response) is ProtocolMisuse. Also the
+    Content-Length given and whether the app asked to close; Transfer-Encoding is dropped
+    (framing is the server's job). Used for every response head, WebSocket denials too."""
+    parts: list[bytes] = []
+    length: int | None = None
+    close = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname.translate(None, TOKEN_CHARS) or not name or (
+                b"\r" in value or b"\n" in value or b"\0" in value):
+            raise ProtocolMisuse(f"response header {name[:60]!r} contains characters that "
+                                 "would split the response")
+        if lname == b"content-length":
+            length = int(value)
+        elif lname == b"connection" and value.lower() == b"close":
+            close = True
+        elif lname == b"transfer-encoding":
+            continue  # framing is the server's job
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts), length, close
+
+
+class HeadPrefixes:
+    """``DateHeader.prefix`` (status line, server and date headers) per status, kept for
+    the date ``DateHeader`` holds now. Compiled, this is a dict lookup where
+    ``DateHeader.prefix`` is a Python call (about 1,000 instructions a response)."""
+
+    def __init__(self) -> None:
+        self.date = b""
+        self.heads: dict[int, bytes] = {}
+
+    def get(self, status: int, server_header: bool) -> bytes:
+        date = DateHeader.value
+        if date is not self.date:  # refreshed (once a second): the old heads are stale
+            self.date = date
+            self.heads = {}
+        key = status * 2 + 1 if server_header else status * 2
+        head = self.heads.get(key)
+        if head is None:
+            head = self.heads[key] = DateHeader.prefix(status, server_header)
+        return head
+
+
+PREFIXES: Final = HeadPrefixes()
+
+
+__all__ = ["CHUNK_END", "PREFIXES", "EncodedHeaders", "HeadPrefixes", "chunk", "encode_headers",
+           "encoded_headers", "head_and_chunk"]
