@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from octo.logs import error_log
-from octo.process.importer import describe
+from octo.process.exits import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR
+from octo.process.importer import AppLoadError, describe
 from octo.types import ASGIApp, Message
 
 
@@ -105,3 +107,22 @@ class Lifespan:
             self._shutdown.set_result(message.get("message") or "lifespan.shutdown.failed")
         else:
             raise RuntimeError(f"unexpected lifespan message {kind!r}")
+
+
+async def start_app(load: Callable[[], ASGIApp], lifespan_mode: str,
+                    debug: bool) -> tuple[ASGIApp, Lifespan] | int:
+    """How every worker (HTTP or task) boots: the app *load* returns, then its lifespan
+    startup. The app and its lifespan; or, logged, the exit code that tells the master
+    why not (an app that cannot be loaded, a failing startup: both stop the server)."""
+    try:
+        app = load()
+    except AppLoadError as exc:
+        error_log.error("%s", exc, exc_info=exc if debug else None)
+        return EXIT_APP_LOAD_ERROR
+    lifespan = Lifespan(app, lifespan_mode)
+    try:
+        await lifespan.startup()
+    except LifespanFailure as exc:
+        error_log.error("lifespan startup failed: %s", exc)
+        return EXIT_BOOT_ERROR
+    return app, lifespan

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from octo.errors import TaskTimeout
 from octo.logs import error_log
-from octo.process.exits import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, EXIT_OK, EXIT_TASK_TIMEOUT
+from octo.process.exits import EXIT_BOOT_ERROR, EXIT_OK, EXIT_TASK_TIMEOUT
 from octo.runtime import events as ev
 from octo.runtime import rundir
 from octo.runtime.sandbox import OperationScope
@@ -117,24 +117,19 @@ class TaskWorker:
             self.loop.close()
 
     async def serve(self) -> int:
-        from octo.process.importer import AppLoadError
-        from octo.process.lifespan import Lifespan, LifespanFailure
+        from octo.process.lifespan import start_app
         from octo.process.worker import as_asgi, load_configured_app
 
+        started = await start_app(
+            lambda: as_asgi(load_configured_app(self.config, role="task"), self.config),
+            self.config.lifespan, self.config.log_level == "debug")
+        if isinstance(started, int):
+            return started
+        app, lifespan = started
         try:
-            app = as_asgi(load_configured_app(self.config, role="task"), self.config)
-        except AppLoadError as exc:
-            error_log.error("%s", exc, exc_info=exc if self.config.log_level == "debug" else None)
-            return EXIT_APP_LOAD_ERROR
-        lifespan = Lifespan(app, self.config.lifespan)
-        try:
-            await lifespan.startup()
             self.runtime = getattr(app, "runtime", None)
             if self.runtime is not None and not self.runtime.booted:
                 await self.runtime.boot()  # --lifespan off: the runtime still boots
-        except LifespanFailure as exc:
-            error_log.error("lifespan startup failed: %s", exc)
-            return EXIT_BOOT_ERROR
         except Exception as exc:  # the runtime's own boot (warming the container)
             error_log.error("task worker boot failed: %s: %s", type(exc).__name__, exc)
             return EXIT_BOOT_ERROR

@@ -26,9 +26,9 @@ from octo.http.response import DateHeader
 from octo.logs import error_log
 from octo.process import orphan
 from octo.process.accept import BalancedAcceptor, accept_queued
-from octo.process.exits import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, EXIT_OK
+from octo.process.exits import EXIT_OK
 from octo.process.importer import AppLoadError, load_app
-from octo.process.lifespan import Lifespan, LifespanFailure
+from octo.process.lifespan import start_app
 from octo.process.slots import SlotState, SlotWriter
 from octo.process.sockets import bind_sockets, describe
 from octo.process.tls import ssl_context
@@ -104,17 +104,11 @@ class Worker:
         error_log.info("worker %d booting (octo %s, python %s)", os.getpid(), _version(),
                        sys.version.split()[0])
         self._watch_lifeline(asyncio.get_running_loop())
-        try:
-            app = self.load()
-        except AppLoadError as exc:
-            error_log.error("%s", exc, exc_info=exc if self.config.log_level == "debug" else None)
-            return EXIT_APP_LOAD_ERROR
-        lifespan = Lifespan(app, self.config.lifespan)
-        try:
-            await lifespan.startup()
-        except LifespanFailure as exc:
-            error_log.error("lifespan startup failed: %s", exc)
-            return EXIT_BOOT_ERROR
+        started = await start_app(self.load, self.config.lifespan,
+                                  self.config.log_level == "debug")
+        if isinstance(started, int):
+            return started
+        app, lifespan = started
         loop = asyncio.get_running_loop()
         # The compiled core's classes when it is built (octo.http.core); same interface.
         protocol = core.current().protocol
