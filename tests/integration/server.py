@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -149,6 +150,19 @@ def _answers(url: str, path: str) -> bool:
     return True
 
 
+def workers_listening(server: Server, count: int) -> bool:
+    """True once *count* distinct workers have logged that they listen."""
+    return len(set(re.findall(r"Listening on .* \(worker (\d+)\)", server.log()))) >= count
+
+
+def _expected_workers(args: Sequence[str]) -> int:
+    """The ``--workers N`` among *args* (1 without it)."""
+    for flag, value in zip(args, args[1:]):
+        if flag == "--workers" and value.isdigit():
+            return int(value)
+    return 1
+
+
 def octo_command(app: str) -> list[str]:
     """``octo serve APP`` with the interpreter running the tests."""
     return [sys.executable, "-m", "octo", "serve", app]
@@ -175,7 +189,9 @@ def run_command(command: Sequence[str], *args: str, env: Mapping[str, str] | Non
     test needs the port before the server starts); by default a new one is made; it is
     closed in this process either way. *env* is added to (and overrides) the current
     environment. The server counts as ready
-    when *ready* returns true, by default when a GET of *ready_path* gets any HTTP response.
+    when *ready* returns true, by default when a GET of *ready_path* gets any HTTP response
+    and every one of ``--workers N`` logged that it listens (a test counting the workers
+    that answered would otherwise race a worker still booting on a slow machine).
     On leaving the block the server is stopped (SIGTERM, SIGKILL after *stop_timeout*);
     if the block itself did not raise and *expect_clean_exit* is set, the server must then
     have exited with status 0 on SIGTERM alone. stdout and stderr both go to the log.
@@ -199,7 +215,9 @@ def run_command(command: Sequence[str], *args: str, env: Mapping[str, str] | Non
                 sock.close()
         server = Server(f"http://{host}:{port}", host, port, process, log_path, argv)
         try:
-            _wait_ready(server, ready or (lambda s: _answers(s.url, ready_path)),
+            workers = _expected_workers(args)
+            _wait_ready(server, ready or (lambda s: _answers(s.url, ready_path)
+                                          and workers_listening(s, workers)),
                         startup_timeout)
             yield server
         except BaseException:

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from server import ROOT, Server, run_server
+from server import ROOT, Server, run_server, workers_listening
 
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
 DEADLINE = 60.0  # only ends a hung test
@@ -32,10 +32,6 @@ def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def workers_listening(srv: Server, count: int) -> bool:
-    return len(re.findall(r"Listening on .* \(worker \d+\)", srv.log())) >= count
 
 
 async def ask_pid(host: str, port: int, kept: list[asyncio.StreamWriter]) -> int:

@@ -20,6 +20,7 @@ USERS = ("alice", "bob", "carol")
 PER_USER = 30
 CONCURRENCY = 12  # bounded: enough to interleave the workers' threads, no load test
 DEADLINE = 60.0
+MAX_ROUNDS = 5
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,28 @@ async def _all_users(url: str) -> list[tuple[str, int, dict[str, object]]]:
 
 def test_sync_views_use_every_sync_entry_point_and_users_never_cross(
         django_sync: Server) -> None:
-    results = asyncio.run(asyncio.wait_for(_all_users(django_sync.url), DEADLINE * 2))
     http_pids, task_pids = set(), set()
+    rounds = 0
+    # Which worker accepts a connection is the kernel's and the acceptors' business: more
+    # rounds (bounded) until both workers served users, so "never cross" spans both.
+    while len(http_pids) < 2 and rounds < MAX_ROUNDS:
+        rounds += 1
+        results = asyncio.run(asyncio.wait_for(_all_users(django_sync.url), DEADLINE * 2))
+        _check_answers(results, http_pids, task_pids)
+    assert len(http_pids) == 2 and not http_pids & task_pids, (rounds, http_pids, task_pids)
+    with httpx.Client(base_url=django_sync.url, timeout=DEADLINE) as client:
+        for user in USERS:
+            deadline = time.monotonic() + DEADLINE
+            while (tally := client.get("/tally", params={"user": user}).json())[
+                    "dispatched"] != PER_USER * rounds:
+                assert time.monotonic() < deadline, f"dispatched tasks of {user}: {tally}"
+                time.sleep(0.05)
+            # Computed once across the stampede and both workers; the lock never shared.
+            assert tally == {"builds": 1, "dispatched": PER_USER * rounds, "overlaps": 0}
+
+
+def _check_answers(results: list[tuple[str, int, dict[str, object]]], http_pids: set[object],
+                   task_pids: set[object]) -> None:
     for user, n, body in results:
         assert body["user"] == user == body["asked"], body  # the request's own Profile
         assert body["same"] is True  # one Profile per request, resolved thrice
@@ -62,16 +83,6 @@ def test_sync_views_use_every_sync_entry_point_and_users_never_cross(
         assert body["task_pid"] == body["task_settings_pid"] != body["pid"]  # a task worker
         http_pids.add(body["pid"])
         task_pids.add(body["task_pid"])
-    assert len(http_pids) == 2 and not http_pids & task_pids
-    with httpx.Client(base_url=django_sync.url, timeout=DEADLINE) as client:
-        for user in USERS:
-            deadline = time.monotonic() + DEADLINE
-            while (tally := client.get("/tally", params={"user": user}).json())[
-                    "dispatched"] != PER_USER:
-                assert time.monotonic() < deadline, f"dispatched tasks of {user}: {tally}"
-                time.sleep(0.05)
-            # Computed once across the stampede and both workers; the lock never shared.
-            assert tally == {"builds": 1, "dispatched": PER_USER, "overlaps": 0}
 
 
 def test_async_entry_points_without_await_in_a_sync_view_are_errors(
