@@ -157,7 +157,7 @@ def workers_listening(server: Server, count: int) -> bool:
 
 def _expected_workers(args: Sequence[str]) -> int:
     """The ``--workers N`` among *args* (1 without it)."""
-    for flag, value in zip(args, args[1:]):
+    for flag, value in zip(args, args[1:], strict=False):
         if flag == "--workers" and value.isdigit():
             return int(value)
     return 1

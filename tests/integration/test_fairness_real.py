@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from server import ROOT, Server, run_server, workers_listening
+from server import ROOT, run_server, workers_listening
 
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
 DEADLINE = 60.0  # only ends a hung test
