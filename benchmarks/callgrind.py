@@ -79,6 +79,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="seconds of idle server counted before and after each "
                              "window: what the tree spends per second on its own, taken "
                              "out of the count (default 3)")
+    parser.add_argument("--idle-only", action="store_true",
+                        help="measure only the idle tree: after one request, --idle "
+                             "seconds of nothing; its Ir/s by process (use --idle 20 or "
+                             "more: a server may wake only every few seconds)")
     parser.add_argument("--rate-seconds", type=int, default=4,
                         help="seconds of the ordinary wrk run for req/s (default 4; 0: none)")
     parser.add_argument("--top", type=int, default=12,
@@ -94,7 +98,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--skip-setup", action="store_true",
                         help="no setup.sh and no re-exec: use the current interpreter as is")
     args = parser.parse_args(argv)
-    args.load_generator = "wrk"  # for run.bootstrap: wrk is required
+    # For run.bootstrap: wrk is required, except to measure the idle tree (no load).
+    args.load_generator = "none" if args.idle_only else "wrk"
     return args
 
 
@@ -118,13 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem := usage_error(args):
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    if missing := [tool for tool in TOOLS if shutil.which(tool) is None]:
+    needed = [t for t in TOOLS if t != "wrk"] if args.idle_only else TOOLS  # no load
+    if missing := [tool for tool in needed if shutil.which(tool) is None]:
         print(f"error: not installed: {', '.join(missing)} (apt-get install -y valgrind wrk)",
               file=sys.stderr)
         return EXIT_MISSING
     run.bootstrap(args, argv, Path(__file__))
     import instructions  # only now: it needs psutil, which benchmarks/.venv provides
 
+    if args.idle_only:
+        return instructions.main_idle(args, argv)
     return instructions.main(args, argv)
 
 

@@ -328,6 +328,101 @@ def measure(scenario: Scenario, server: Server, args: argparse.Namespace, raw: P
           f"{window.valgrind_rps:.0f} req/s under valgrind)  {rate}", flush=True)
 
 
+# -- --idle-only: what each idle tree executes on its own ------------------------------------
+
+@dataclasses.dataclass(slots=True)
+class IdleResult:
+    """Ir per second of each process of an idle tree (master first, then its workers)."""
+
+    scenario: str
+    server: str
+    seconds: float = 0.0
+    processes: list[Process] = dataclasses.field(default_factory=list)
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+    def per_second(self) -> float:
+        return sum(p.instructions for p in self.processes) / self.seconds
+
+
+def measure_idle(scenario: Scenario, server: Server, args: argparse.Namespace, raw: Path,
+                 result: IdleResult) -> None:
+    """The tree under callgrind answers one request, goes idle, then ``--idle`` seconds
+    between two dumps of every process: its Ir per second, process by process."""
+    out_dir = raw / "callgrind"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    port = procs.free_port(suite.HOST)
+    where = launch(scenario, server, port, raw / "callgrind.server.log", valgrind_argv(out_dir))
+    try:
+        with procs.running(where, suite.HOST, port, ready_timeout=READY_TIMEOUT,
+                           stop_timeout=STOP_TIMEOUT) as srv:
+            procs.check_response(srv, suite.probe(scenario), timeout=PROBE_TIMEOUT)
+            settle(srv)
+            pids = tree_pids(srv)
+            dump_all(pids, IDLE, out_dir)
+            start = time.monotonic()
+            time.sleep(args.idle)
+            files = dump_all(pids, IDLE_END, out_dir)
+            result.seconds = time.monotonic() - start
+    except (RunFailed, procs.ServerError, cgprofile.ProfileError,
+            subprocess.SubprocessError) as exc:
+        result.failures.append(str(exc))
+        print(f"  {scenario.name:<15} {server.name:<11} FAILED: {str(exc).splitlines()[0]}",
+              flush=True)
+        return
+    profiles = sorted((cgprofile.read(path) for path in files), key=lambda p: p.pid)
+    result.processes = [Process(p.pid, p.command, p.total) for p in profiles]
+    split = ", ".join(f"pid {p.pid} {p.instructions / result.seconds:,.0f}"
+                      for p in result.processes)
+    print(f"  {scenario.name:<15} {server.name:<11} {result.per_second():>11,.0f} Ir/s idle "
+          f"({split}; {result.seconds:.1f} s)", flush=True)
+
+
+def idle_table(results: Sequence[IdleResult]) -> tuple[list[str], list[list[str]]]:
+    """Per server: the tree's idle Ir/s, then each process's (the root, i.e. octo's master,
+    first)."""
+    most = max((len(r.processes) for r in results), default=1)
+    headers = ["scenario", "server", "tree Ir/s",
+               *[f"process {i + 1} Ir/s" for i in range(most)], "seconds"]
+    rows = []
+    for r in results:
+        if not r.processes:
+            rows.append([r.scenario, r.server, "FAILED", *[""] * most, ""])
+            continue
+        cells = [f"{p.instructions / r.seconds:,.0f}" for p in r.processes]
+        rows.append([r.scenario, r.server, f"{r.per_second():,.0f}",
+                     *cells, *[""] * (most - len(cells)), f"{r.seconds:.1f}"])
+    return headers, rows
+
+
+def main_idle(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--idle-only``: per scenario and server, the idle tree's Ir/s; 0 if all measured."""
+    scenarios = pick("scenario", args.scenarios, SCENARIOS)
+    servers = pick("server", args.servers, SERVERS)
+    started = datetime.datetime.now().astimezone()
+    raw_root = args.raw_dir or RESULTS / "raw" / f"{started:%Y-%m-%dT%H%M%S}-idle"
+    plan = [(sc, sv) for sc in scenarios for sv in servers if sv.serves(sc)]
+    results = [IdleResult(sc.name, sv.name) for sc, sv in plan]
+    print(f"octo {environment.versions().get('octo')} ({environment.git_revision(REPO)}), "
+          f"{environment.python_version()}; idle Ir/s over {args.idle:g} s, x {args.repeat}; "
+          f"raw output in {suite.display_path(raw_root)}", flush=True)
+    passes = []
+    for number in range(args.repeat):
+        print(f"run {number + 1}/{args.repeat}", flush=True)
+        done = [IdleResult(sc.name, sv.name) for sc, sv in plan]
+        for (scenario, server), result in zip(plan, done, strict=True):
+            raw = raw_root / f"run{number + 1}-{scenario.name}-{server.name}"
+            measure_idle(scenario, server, args, raw, result)
+        passes.append(done)
+    results = [r for done in passes for r in done]
+    headers, rows = idle_table(results)
+    print("\n" + report.text_table(headers, rows))
+    if args.json is not None:
+        suite.write(args.json, json.dumps(
+            {"command": ["benchmarks/callgrind.py", *argv],
+             "results": [dataclasses.asdict(r) for r in results]}, indent=2))
+    return EXIT_FAILED if any(r.failures for r in results) else 0
+
+
 # -- the report ------------------------------------------------------------------------------
 
 def relative(value: float | None, base: float | None) -> str:

@@ -3,6 +3,12 @@
 It runs no event loop and never imports the app. Signal handlers only enqueue the signal
 and poke a self-pipe; the loop wakes, dispatches to ``handle_<name>``, then reaps children,
 checks heartbeats and recycling limits, advances a rolling reload and scales.
+
+Idle, it sleeps until its next deadline (a heartbeat due to be checked, --max-lifetime, the
+next load sample...), not on a fixed beat: whatever needs it sooner wakes it. Signals (a
+worker's exit is SIGCHLD) poke the self-pipe; so does a worker whose slot changes state
+(it serves, it reached --max-requests: see ``SlotWriter.beat``), through the pipe's write
+end it inherits; the control and metrics sockets and a --watch pipe wake the poll too.
 """
 
 from __future__ import annotations
@@ -56,7 +62,12 @@ HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.
            signal.SIGTTOU, signal.SIGCHLD)
 EXIT_WORKER_BOOT = EXIT_BOOT_ERROR  # the worker's code, passed on as the server's status
 MAX_SLOTS = 2 * WORKER_LIMIT  # room for a replacement beside every worker
-LOOP_INTERVAL = 0.1
+LOOP_INTERVAL = 0.1  # seconds between passes while stopping or polling --watch
+# At most this long between two passes, whatever the deadlines say: a bound on what a missed
+# wake-up could delay (none is known; each pass of an idle master costs ~70k instructions).
+IDLE_LIMIT = 10.0
+# A heartbeat is checked this long after it is due: the check needs silence > --timeout.
+LIVENESS_SLACK = 0.01
 SPAWN_PER_PASS = 4  # forks per pass of the loop: signals and control are served in between
 FAST_GRACE = 2.0  # seconds a fast stop (SIGINT, SIGQUIT, stop --fast) gives the workers
 KILL_GRACE = 5.0  # after SIGKILL at the stop deadline, before the master gives up waiting
@@ -162,7 +173,7 @@ class Arbiter:
                     self.maintain()
                 if self.control is not None:
                     self.control.settle()
-                self._sleep(LOOP_INTERVAL)
+                self._sleep(max(0.0, self._next_pass(time.monotonic()) - time.monotonic()))
         finally:
             self._cleanup()
         return self.exit_code
@@ -206,10 +217,48 @@ class Arbiter:
         self._scale(now)
         self._check_reload_done()
 
+    def _next_pass(self, now: float) -> float:
+        """When the loop must run again by itself (monotonic): the earliest deadline of what
+        it does on a clock. Everything else wakes it (see the module docstring)."""
+        if self.stopping or isinstance(self.watcher, PollingWatcher):
+            return now + LOOP_INTERVAL  # stop deadlines, task workers, an mtime scan
+        if self.spawn_budget <= 0:
+            return now  # forks were left for the next pass
+        times = [now + IDLE_LIMIT]
+        if self.next_spawn > now:
+            times.append(self.next_spawn)  # a crash backoff: forks wait until then
+        if self.draining_until is not None:
+            times.append(self.draining_until)
+        if self.config.reads_load:
+            times.append(self.next_step)
+        if self.config.max_memory > 0:
+            times.append(self.last_sample + 1.0)
+        if self.metrics is not None:
+            times.append(self.metrics.next_deadline())
+        times.extend(self._worker_deadlines())
+        return min(times)
+
+    def _worker_deadlines(self) -> list[float]:
+        """Per worker: its SIGKILL after a stack dump, else when its heartbeat's silence
+        would pass --timeout, and its --max-lifetime."""
+        timeout, lifetime = self.config.timeout, self.config.max_lifetime
+        times = []
+        for info in self.workers.values():
+            if info.kill_at is not None:
+                times.append(info.kill_at)
+                continue
+            if info.ready and info.beat_seen_at is not None:
+                times.append(info.beat_seen_at + timeout + LIVENESS_SLACK)
+            if lifetime and info.ready and info.counted:
+                times.append(info.spawned + lifetime + LIVENESS_SLACK)
+        return times
+
     def _sleep(self, timeout: float) -> None:
         # poll, not select: a master of a thousand workers may hold descriptors past 1024.
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
+        if isinstance(self.watcher, WatchfilesWatcher):
+            poller.register(self.watcher.read_fd, select.POLLIN)
         if self.control is not None:
             poller.register(self.control.sock, select.POLLIN)
         metrics = self.metrics
@@ -441,8 +490,7 @@ class Arbiter:
             lifeline = self.lifeline
             if lifeline is not None:
                 lifeline.in_child()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
+            os.close(self.wake_r)  # the write end stays: the slot writer pokes the master
             if self.control is not None:
                 self.control.close_inherited()
             if self.metrics is not None:
@@ -450,7 +498,8 @@ class Arbiter:
             if self.uds is not None:
                 self.uds.close()
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
-            writer = SlotWriter(self.slots, index, os.getpid(), time.time(), self.pid)
+            writer = SlotWriter(self.slots, index, os.getpid(), time.time(), self.pid,
+                                wake_fd=self.wake_w)
             error_log.addHandler(writer.note_errors())  # a boot failure's reason, for reload
             if role == "task":
                 from octo.process.taskworker import TaskWorker
@@ -606,19 +655,26 @@ class Arbiter:
                 info.cause = "liveness"
 
     def _silence(self, info: WorkerInfo, now: float) -> float:
-        """Seconds since the master last saw *info*'s heartbeat change, on its own clock.
+        """Seconds since *info*'s heartbeat last changed, as far as the master can tell.
 
-        Only progress counts, never the value: a heartbeat read as 0, stale, torn or from
-        another clock can then at worst delay a kill by one check, not cause one. (Reading
-        ``now - heartbeat`` once killed a busy, healthy worker for "6520 s" of silence: the
-        machine's uptime, from a heartbeat read as 0 mid-write.)
+        Only progress counts: a change seen now happened since the previous read, so it is
+        dated by the heartbeat's value only when that lies between the two reads, else by
+        now. A heartbeat read as 0, stale, torn or from another clock can then at worst delay
+        a kill, never cause one. (Reading ``now - heartbeat`` once killed a busy, healthy
+        worker for "6520 s" of silence: the machine's uptime, from a heartbeat read as 0
+        mid-write.) Dating by the value keeps the kill at --timeout after the last beat
+        though the master reads the heartbeat only about once per --timeout.
         """
         slot = self.slots.read(info.index)
         if slot.pid != info.pid:
             return 0.0  # the slot is not (or no longer) this worker's
-        if info.beat_seen_at is None or slot.heartbeat != info.last_beat:
-            info.last_beat = slot.heartbeat
-            info.beat_seen_at = now
+        if info.beat_seen_at is None:
+            info.last_beat, info.beat_seen_at = slot.heartbeat, now
+        elif slot.heartbeat != info.last_beat:
+            beat = slot.heartbeat
+            info.last_beat = beat
+            info.beat_seen_at = beat if info.beat_read_at < beat <= now else now
+        info.beat_read_at = now
         return now - info.beat_seen_at
 
     def _check_recycling(self, now: float) -> None:

@@ -72,7 +72,7 @@ class WorkerInfo:
 
     __slots__ = ("pid", "index", "generation", "spawned", "role", "phase", "replaced_by",
                  "replaces", "memory_strikes", "kill_at", "cause", "last_beat",
-                 "beat_seen_at", "process")
+                 "beat_seen_at", "beat_read_at", "process")
 
     def __init__(self, pid: int, index: int, generation: int, spawned: float,
                  role: str = "http", ready: bool = False, stopping: bool = False,
@@ -91,6 +91,7 @@ class WorkerInfo:
         self.cause = ""  # why the master stops or replaces it (a restart cause of --metrics)
         self.last_beat = 0.0  # the heartbeat value the master last read from the slot...
         self.beat_seen_at: float | None = None  # ...and when (master's clock) it changed
+        self.beat_read_at = 0.0  # when the master last read it
         self.process: psutil.Process | None = None
         self.ready = ready
         self.stopping = stopping

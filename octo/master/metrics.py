@@ -96,6 +96,11 @@ class MetricsServer:
     def writers(self) -> list[socket.socket]:
         return [ex.sock for ex in self.exchanges.values() if ex.out]
 
+    def next_deadline(self) -> float:
+        """When the loop must look again (to close a connection that is too slow), inf if
+        none is open."""
+        return min((ex.deadline for ex in self.exchanges.values()), default=float("inf"))
+
     def handle(self, readable: set[int], writable: set[int], now: float | None = None) -> None:
         """Serve what the loop found ready (file descriptors), then expire the slow."""
         now = time.monotonic() if now is None else now

@@ -11,10 +11,12 @@ worker's pid next to a heartbeat of 0.)
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import mmap
+import os
 import struct
 import time
 from dataclasses import dataclass, field
@@ -287,15 +289,19 @@ class Slots:
 
 class SlotWriter:
     """A worker's handle on its own slot. Its heartbeat also checks that the master which
-    forked it (*master_pid*) is still its parent."""
+    forked it (*master_pid*) is still its parent, and wakes the master (a byte on its
+    self-pipe, *wake_fd*) when the state it writes changes: the master, asleep until its
+    next deadline, then sees at once a worker that serves or asks to be replaced."""
 
     def __init__(self, slots: Slots, index: int, pid: int, started: float,
-                 master_pid: int = 0) -> None:
+                 master_pid: int = 0, wake_fd: int | None = None) -> None:
         self.slots = slots
         self.index = index
         self.pid = pid
         self.started = started
         self.master_pid = master_pid
+        self.wake_fd = wake_fd
+        self.state = SlotState.EMPTY  # the state last written
 
     def note_errors(self) -> logging.Handler:
         """A log handler keeping the worker's last ERROR line in its slot's note."""
@@ -336,6 +342,16 @@ class SlotWriter:
         self.check_master()
         self.slots.write(self.index, self.pid, state, self.started, now, requests, in_flight,
                          loop_lag, connections, ticks_skipped)
+        if state is not self.state:
+            self.state = state
+            self.wake_master()
+
+    def wake_master(self) -> None:
+        """Make the master's loop run a pass now (a full pipe wakes it just as well; a
+        master gone is the lifeline's business)."""
+        if self.wake_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.wake_fd, b"w")
 
     def write_stats(self, stats: RequestStats, now: float, in_flight: int, cpu: float,
                     websockets: int, ticks: tuple[int, int],

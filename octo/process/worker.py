@@ -73,6 +73,7 @@ class Worker:
         self.retire_after = retire_after  # --max-requests (+ jitter) for this worker; 0: never
         self.phase = SlotState.BOOTING
         self.lags: collections.deque[float] = collections.deque(maxlen=20)
+        self.lag_max = 0.0  # max(self.lags), kept by _add_lag
         self.state: ServerState | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.acceptors: list[BalancedAcceptor] = []
@@ -84,9 +85,14 @@ class Worker:
         self.force = False
         self.started_at = time.time()
         self.pulse: asyncio.TimerHandle | None = None
+        self.pulse_due = 0.0  # when the pulse is due (loop time)
+        # While no connection is open the clock waits on this instead of ticking.
+        self.parked: asyncio.Future[None] | None = None
+        self.date_second = 0  # the second the Date header was last refreshed for
         self.background: set[asyncio.Task[None]] = set()
         self.tables_written = b""  # the table usage last put in the slot
         self.reports = 0
+        self.reads_load = config.reads_load  # a property: read once, not at every pulse
         self.long_wait_seen = slot.slots.long_wait()[0] if slot is not None else 0
 
     def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
@@ -203,8 +209,8 @@ class Worker:
             return  # stopped while booting
         if not self.sockets:  # --reuse-port: each worker binds its own socket
             self.sockets = bind_sockets(self.config, reuse_port=True)
+        state.on_connections = self._connections_changed
         if self.slot is not None:
-            state.on_connections = self.slot.set_connections
             self.slot.set_connections(0)
         balance = self.slot is not None and self.config.workers > 1 and not self.config.reuse_port
         for sock in self.sockets:
@@ -223,31 +229,68 @@ class Worker:
                            os.getpid())
 
     async def _clock(self) -> None:
-        """Refresh the Date header once a second and enforce connection deadlines."""
+        """Refresh the Date header once a second and enforce connection deadlines. With no
+        connection open there is nothing to do: the clock waits for the first one (the pulse
+        beats meanwhile), which wakes it (``_connections_changed``). Measured under
+        callgrind: the idle worker's own instructions per second from 145k to ~TODO."""
         state = self.state
         assert state is not None
         loop = asyncio.get_running_loop()
-        last = 0
         while True:
-            now = time.time()
-            if int(now) != last:
-                last = int(now)
-                DateHeader.refresh(now)
-            mono = state.now = loop.time()
+            if not state.connections and self.listening:
+                self._beat(loop)  # the slot says at once that nothing is open or in flight
+                self.parked = loop.create_future()
+                await self.parked
+            mono = self._set_clock(loop)
             for conn in list(state.connections):
                 conn.tick(mono)
             self._beat(loop)
             expected = loop.time() + CLOCK_INTERVAL
             await asyncio.sleep(CLOCK_INTERVAL)
-            self.lags.append(max(0.0, loop.time() - expected))
+            self._add_lag(loop.time() - expected)
+
+    def _set_clock(self, loop: asyncio.AbstractEventLoop) -> float:
+        """The Date header (when a new second began) and the server's coarse clock, which
+        the connections' deadlines start from; returns the latter."""
+        assert self.state is not None
+        now = time.time()
+        if int(now) != self.date_second:
+            self.date_second = int(now)
+            DateHeader.refresh(now)
+        mono: float = loop.time()
+        self.state.now = mono
+        return mono
+
+    def _connections_changed(self, count: int) -> None:
+        """From the protocol on every connect and close (see ``ServerState.on_connections``):
+        the count for the balanced acceptor, and the first connection after an idle spell
+        wakes the clock."""
+        if self.slot is not None:
+            self.slot.set_connections(count)
+        if count and self.parked is not None:
+            self._unpark()
+
+    def _unpark(self) -> None:
+        """Wake the parked clock. The clock is set first, here: the connection being made
+        dates its deadline from it, and its response's Date header is the current one."""
+        parked, self.parked = self.parked, None
+        if parked is None:
+            return
+        self._set_clock(asyncio.get_running_loop())
+        if not parked.done():
+            parked.set_result(None)
 
     def _pulse(self, loop: asyncio.AbstractEventLoop) -> None:
         """Beat now and every CLOCK_INTERVAL from a timer callback. A timer runs in the loop
         iteration in which it falls due; a task it wakes (the clock) runs only after every
         callback already queued, so on a saturated loop clock beats came two iterations
         apart and a busy worker could pass for a blocked one."""
+        if self.parked is not None and self.pulse_due:
+            # The clock measures the loop's lag while it runs; idle, the pulse does.
+            self._add_lag(loop.time() - self.pulse_due)
         self._beat(loop)
         self._report(loop)
+        self.pulse_due = loop.time() + CLOCK_INTERVAL
         self.pulse = loop.call_later(CLOCK_INTERVAL, self._pulse, loop)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -257,12 +300,24 @@ class Worker:
         state = self.state
         slot = self.slot
         slot.beat(self.phase, time.monotonic(), state.requests, state.in_flight,
-                  max(self.lags, default=0.0), len(state.connections), TICKS_SKIPPED[0])
+                  self.lag_max, len(state.connections), TICKS_SKIPPED[0])
+
+    def _add_lag(self, lag: float) -> None:
+        """A sample of the loop's lag: the worst of the last 20 goes in the heartbeat. Kept
+        as samples come rather than taken at each beat (the idle pulse's largest cost)."""
+        lag = max(0.0, lag)
+        lags = self.lags
+        dropped = lags[0] if len(lags) == lags.maxlen else None
+        lags.append(lag)
+        if lag >= self.lag_max:
+            self.lag_max = lag
+        elif dropped == self.lag_max:
+            self.lag_max = max(lags)
 
     def _report(self, loop: asyncio.AbstractEventLoop, final: bool = False) -> None:
         """Copy the --metrics counters into the slot (from the pulse, twice a second, and
         once more at the end: the master adds a gone worker's last counts to its totals)."""
-        if self.slot is None or self.state is None or not self.config.reads_load:
+        if not self.reads_load or self.slot is None or self.state is None:
             return  # nobody reads them: no cost while idle
         state = self.state
         slot = self.slot
@@ -339,6 +394,7 @@ class Worker:
             self.state.on_connections = None
         if self.slot is not None:
             self.slot.set_connections(-1)  # siblings stop waiting for us to take connections
+        self._unpark()  # connections accepted while closing attach without a word: tick
 
     async def _drain(self) -> None:
         """Stop listening, let in-flight requests finish (up to --graceful-timeout)."""

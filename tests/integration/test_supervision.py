@@ -51,7 +51,9 @@ async def app(scope, receive, send):
                 await send({{"type": "lifespan.shutdown.complete"}})
                 return
     if scope["path"] == "/hold":
-        await wait_for_file(scope["query_string"].decode())
+        marker = scope["query_string"].decode()
+        open(marker + ".started", "w").close()  # the test waits for it
+        await wait_for_file(marker)
     body = (str(os.getpid()) if scope["path"] == "/pid" else VERSION).encode()
     await send({{"type": "http.response.start", "status": 200, "headers": []}})
     await send({{"type": "http.response.body", "body": body}})
@@ -153,6 +155,14 @@ class Held:
         except httpx.HTTPError as exc:
             self.result.append(exc)
 
+    def wait_in_flight(self, ctl: Path) -> None:
+        """Until the app holds the request and the status says so. The status alone is not
+        enough: it is the workers' last heartbeat, which may still show the readiness
+        probe in flight."""
+        started = Path(f"{self.marker}.started")
+        wait_for(started.exists, 10, "the app to hold the request")
+        wait_for(lambda: in_flight(ctl) == 1, 10, "the held request in flight")
+
     def release(self) -> Any:
         self.marker.touch()
         self.thread.join(60)
@@ -191,7 +201,7 @@ def test_killed_master_takes_its_workers_and_port_with_it(appdir: Path) -> None:
                      "two HTTP workers and a task worker")
             pids = [w["pid"] for w in status(ctl)["workers"]]
             held = Held(srv.url, appdir / "release")
-            wait_for(lambda: in_flight(ctl) == 1, 10, "the held request in flight")
+            held.wait_in_flight(ctl)
             os.kill(srv.pid, signal.SIGKILL)
             srv.process.wait(10)
             wait_for(lambda: can_bind(srv.host, srv.port), 15,
@@ -296,7 +306,7 @@ def test_graceful_stop_refuses_new_connections_while_it_drains(appdir: Path) -> 
         wait_for(lambda: len(ready(ctl)) == 2, 20, "two ready workers")
         held = Held(srv.url, appdir / "release")
         try:
-            wait_for(lambda: in_flight(ctl) == 1, 10, "the held request in flight")
+            held.wait_in_flight(ctl)
             os.kill(srv.pid, signal.SIGTERM)
             srv.wait_for_log("graceful stop", timeout=10)
 
@@ -321,7 +331,7 @@ def test_graceful_stop_unlinks_the_uds_path_first(appdir: Path) -> None:
         wait_for(lambda: ctl.exists() and len(ready(ctl)) == 1, 20, "a ready worker")
         held = Held("http://octo", appdir / "release", httpx.HTTPTransport(uds=str(uds)))
         try:
-            wait_for(lambda: in_flight(ctl) == 1, 10, "the held request in flight")
+            held.wait_in_flight(ctl)
             proc.send_signal(signal.SIGTERM)
 
             def connect() -> socket.socket:
@@ -358,7 +368,7 @@ def test_stop_returns_once_the_master_has_exited(appdir: Path) -> None:
     try:
         wait_for(lambda: ctl.exists() and len(ready(ctl)) == 2, 20, "two ready workers")
         held = Held(f"http://127.0.0.1:{port}", appdir / "release")
-        wait_for(lambda: in_flight(ctl) == 1, 10, "the held request in flight")
+        held.wait_in_flight(ctl)
         stop = subprocess.Popen([sys.executable, "-m", "octo", "stop", "--control", str(ctl)],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
@@ -436,7 +446,7 @@ def test_reload_during_a_stop_is_refused(appdir: Path) -> None:
         wait_for(lambda: len(ready(ctl)) == 1, 20, "a ready worker")
         held = Held(srv.url, appdir / "release")
         try:
-            wait_for(lambda: in_flight(ctl) == 1, 10, "the held request in flight")
+            held.wait_in_flight(ctl)
             assert octo("stop", "--no-wait", "--control", str(ctl)).stdout == "stopping\n"
             refused = octo("reload", "--control", str(ctl))
             assert (refused.returncode, refused.stderr) == (
