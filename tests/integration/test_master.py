@@ -6,17 +6,19 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server import ROOT, run_server
+from server import ROOT, run_command, run_server
 
 from octo.master.control import request as control_request
 
@@ -481,3 +483,100 @@ def test_saturated_but_running_loop_is_not_taken_for_a_blocked_one(tmp_path: Pat
         assert busy == pid
         log = srv.log()
     assert "event loop blocked" not in log, log
+
+
+# -- an idle master is woken by what happens, not by a clock ------------------------------
+
+# The master with its passes an hour apart at most: what these tests see happen was woken
+# by the event itself (a worker's slot changing state, a signal, a heartbeat's deadline),
+# not found by some later pass. They send no control request: each would wake it.
+UNPOLLED = ("import sys; import octo.master.arbiter as arbiter; arbiter.IDLE_LIMIT = 3600.0; "
+            "from octo.cli import main; main()")
+
+
+def unpolled(appdir: Path, *args: str, **kwargs: Any) -> Any:
+    # Its control socket and runtime directory of its own: nobody else's `octo status`
+    # (which asks every server it finds) may wake it.
+    run = appdir / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    return run_command([sys.executable, "-c", UNPOLLED, "serve", "versioned:app"],
+                       "--app-dir", str(appdir), "--no-access-log", "--control",
+                       str(appdir / "octo.ctl"), "--runtime-dir", str(run), *args, **kwargs)
+
+
+def pid_of(url: str) -> int:
+    """The pid of the worker answering a request on a new connection."""
+    return int(httpx.get(url + "/pid", timeout=60).text)
+
+
+def test_max_requests_replacement_wakes_an_idle_master(appdir: Path) -> None:
+    """The worker at its --max-requests stops listening and asks for a replacement through
+    its slot; the requests after it wait in the master's backlog until the replacement
+    serves them, and the replacement serving retires the old worker."""
+    with unpolled(appdir, "--workers", "1", "--max-requests", "20", "--timeout", "3600") \
+            as srv:
+        first = pid_of(srv.url)
+        pids = [pid_of(srv.url) for _ in range(25)]  # past the limit (probes count too)
+        assert first in pids and pids[-1] != first
+        srv.wait_for_log(f"worker {first} exited", timeout=WAIT)
+        log = srv.log()
+    assert f"recycling worker {first}: max requests reached" in log
+
+
+def test_an_idle_master_kills_a_blocked_worker_at_its_heartbeats_deadline(
+        appdir: Path) -> None:
+    """No pass is due but the heartbeat's check, --timeout after its last beat: the worker
+    blocked for up to a minute is killed while it blocks, and replaced."""
+    release = appdir / "release"
+    with unpolled(appdir, "--workers", "1", "--timeout", "2") as srv:
+        first = pid_of(srv.url)
+        blocker = subprocess.Popen([sys.executable, "-c", "import httpx; print(httpx.get("
+                                    f"'{srv.url}/block-until?{release}', timeout=90).text)"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   text=True)
+        try:
+            srv.wait_for_log("APP: blocking", timeout=WAIT)
+            srv.wait_for_log("event loop blocked", timeout=WAIT)
+            out, _ = blocker.communicate(timeout=WAIT)
+            # Killed under the request, which got no answer (once the loop blocked longer
+            # than the file takes to appear, the worker would have answered "v1").
+            assert blocker.returncode != 0 and out == ""
+            assert pid_of(srv.url) != first  # the replacement serves
+        finally:
+            release.touch()
+            if blocker.poll() is None:
+                blocker.kill()
+                blocker.communicate()
+
+
+def test_a_rolling_reload_runs_on_wake_ups_alone(appdir: Path) -> None:
+    """SIGHUP wakes the master; then each replacement serving, each old worker's exit
+    (SIGCHLD) moves the reload on."""
+    with unpolled(appdir, "--workers", "2", "--timeout", "3600") as srv:
+        write_app(appdir, "v2")
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_for_log("reload: every worker runs generation 1", timeout=WAIT)
+        answers = {httpx.get(srv.url + "/", timeout=10).text for _ in range(10)}
+    assert answers == {"v2"}
+
+
+def test_a_connection_after_an_idle_spell_gets_a_fresh_clock(master: Any) -> None:
+    """With no connection open the worker's clock waits for one: the first connection
+    after an idle spell must date its deadlines and its Date header from now, not from
+    the clock's last tick (an idle spell longer than --timeout-keep-alive would otherwise
+    close it before its request)."""
+    with master("--workers", "1", "--timeout-keep-alive", "3") as srv:
+        time.sleep(4)  # the idle spell itself: nothing is open
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            time.sleep(1)  # a client that connects, then sends, within the keep-alive
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: octo\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = sock.recv(4096)
+                assert chunk, f"closed before an answer: {received!r}"
+                received += chunk
+        answered = time.time()
+    head = received.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert head[0] == "HTTP/1.1 200 OK"
+    [date] = [line.split(":", 1)[1] for line in head if line.lower().startswith("date:")]
+    assert abs(parsedate_to_datetime(date).timestamp() - answered) <= 2.0  # not 5 s old

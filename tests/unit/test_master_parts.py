@@ -10,7 +10,8 @@ from typing import Any
 
 from octo.cli import format_status
 from octo.config import Config
-from octo.master.arbiter import Arbiter, WorkerInfo
+from octo.master.arbiter import IDLE_LIMIT, LIVENESS_SLACK, Arbiter, WorkerInfo
+from octo.master.lifecycle import Event
 from octo.master.control import ControlServer, NotRunning, default_path, request
 from octo.master.reload import PollingWatcher, syntax_errors
 from octo.process.slots import STALE_AFTER, Slots, SlotState, SlotWriter
@@ -170,6 +171,93 @@ def test_liveness_ignores_a_slot_that_is_not_the_workers() -> None:
     arbiter._check_liveness(now=300.0)
     assert sent == []
     arbiter.slots.release()
+
+
+def test_liveness_dates_a_new_beat_by_its_value_when_it_lies_between_two_reads() -> None:
+    """The idle master reads a heartbeat about once per --timeout: a beat it sees late
+    still counts from when it was written, so a loop that blocks right after it is killed
+    --timeout after that beat, not --timeout after the master happened to look."""
+    arbiter, info, sent = arbiter_with_worker(timeout=5.0)
+    beat(arbiter, 100.0)
+    arbiter._check_liveness(now=100.0)
+    beat(arbiter, 104.5)  # written at 104.5, read at 105.1
+    arbiter._check_liveness(now=105.1)
+    assert sent == [] and info.beat_seen_at == 104.5
+    arbiter._check_liveness(now=109.4)  # 4.9 s after the beat
+    assert sent == []
+    arbiter._check_liveness(now=109.6)  # 5.1 s after it, 4.5 s after the read
+    assert sent == [signal.SIGUSR2]
+    arbiter.slots.release()
+
+
+def test_a_new_beat_whose_value_cannot_be_true_counts_from_when_it_was_read() -> None:
+    """A value outside the two reads (0, torn, another clock, ahead of the master) dates
+    the beat by the read: at worst a kill comes later, never sooner."""
+    for value in (0.0, 50.0, 200.0):
+        arbiter, info, sent = arbiter_with_worker(timeout=5.0)
+        beat(arbiter, 100.0)
+        arbiter._check_liveness(now=100.0)
+        beat(arbiter, value)
+        arbiter._check_liveness(now=103.0)
+        assert info.beat_seen_at == 103.0, value
+        arbiter._check_liveness(now=107.9)
+        assert sent == [], value
+        arbiter.slots.release()
+
+
+def test_an_idle_master_sleeps_until_its_next_deadline() -> None:
+    arbiter, info, _ = arbiter_with_worker(timeout=5.0)
+    beat(arbiter, 100.0)
+    arbiter._check_liveness(now=100.0)
+    # The heartbeat's check is the only deadline: --timeout after the beat.
+    assert arbiter._next_pass(now=101.0) == 105.0 + LIVENESS_SLACK
+    arbiter.config.timeout = 60.0
+    assert arbiter._next_pass(now=101.0) == 101.0 + IDLE_LIMIT
+    arbiter.next_spawn = 103.0  # a crash backoff
+    assert arbiter._next_pass(now=101.0) == 103.0
+    info.kill_at = 102.0  # SIGKILL after a stack dump
+    assert arbiter._next_pass(now=101.0) == 102.0
+    arbiter.spawn_budget = 0  # forks left for the next pass
+    assert arbiter._next_pass(now=101.0) == 101.0
+    arbiter.slots.release()
+
+
+def test_the_next_pass_keeps_max_lifetime_and_the_load_steps() -> None:
+    arbiter = Arbiter(Config(app="x:app", timeout=60.0, max_lifetime=30.0,
+                             metrics="127.0.0.1:0"), [], None)
+    arbiter.workers[1] = WorkerInfo(pid=1, index=0, generation=0, spawned=50.0, ready=True)
+    arbiter.next_step = 90.0
+    assert arbiter._next_pass(now=75.0) == 80.0 + LIVENESS_SLACK  # --max-lifetime
+    assert arbiter._next_pass(now=85.0) < 85.0  # overdue: at once
+    arbiter.workers[1].on(Event.STOP)  # recycled: not again
+    assert arbiter._next_pass(now=85.0) == 90.0  # the load step (--metrics)
+    arbiter.slots.release()
+
+
+def test_a_slot_writer_wakes_the_master_when_its_state_changes() -> None:
+    slots = Slots(1)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        writer = SlotWriter(slots, 0, os.getpid(), 0.0, wake_fd=write_fd)
+
+        def woken() -> bytes:
+            try:
+                return os.read(read_fd, 64)
+            except BlockingIOError:
+                return b""
+
+        writer.beat(SlotState.READY, 1.0, 0, 0, 0.0, 0)
+        assert woken()  # it serves
+        writer.beat(SlotState.READY, 1.5, 7, 1, 0.0, 1)
+        assert woken() == b""  # a heartbeat alone wakes nobody
+        writer.beat(SlotState.RETIRING, 2.0, 8, 1, 0.0, 1)
+        assert woken()  # --max-requests reached: a replacement is due
+        os.close(read_fd)
+        writer.beat(SlotState.STOPPING, 2.5, 8, 0, 0.0, 0)  # master gone: no error
+    finally:
+        os.close(write_fd)
+        slots.release()
 
 
 class FakeMaster:
