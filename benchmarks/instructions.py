@@ -13,9 +13,11 @@ import os
 import platform
 import queue
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -352,6 +354,10 @@ def measure_idle(scenario: Scenario, server: Server, args: argparse.Namespace, r
     out_dir.mkdir(parents=True, exist_ok=True)
     port = procs.free_port(suite.HOST)
     where = launch(scenario, server, port, raw / "callgrind.server.log", valgrind_argv(out_dir))
+    # A runtime directory of its own: octo's master answers every `octo status` run on the
+    # machine that finds its control socket in the shared one, and each answer would count.
+    private = tempfile.mkdtemp(prefix="octo-idle-")
+    where = dataclasses.replace(where, env={**where.env, "XDG_RUNTIME_DIR": private})
     try:
         with procs.running(where, suite.HOST, port, ready_timeout=READY_TIMEOUT,
                            stop_timeout=STOP_TIMEOUT) as srv:
@@ -369,6 +375,8 @@ def measure_idle(scenario: Scenario, server: Server, args: argparse.Namespace, r
         print(f"  {scenario.name:<15} {server.name:<11} FAILED: {str(exc).splitlines()[0]}",
               flush=True)
         return
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     profiles = sorted((cgprofile.read(path) for path in files), key=lambda p: p.pid)
     result.processes = [Process(p.pid, p.command, p.total) for p in profiles]
     split = ", ".join(f"pid {p.pid} {p.instructions / result.seconds:,.0f}"

@@ -95,6 +95,7 @@ class WatchfilesWatcher:
         os.close(write_fd)
         os.set_blocking(self.read_fd, False)
         self.buffer = b""
+        self.ended = False  # the child is gone (end of file): nothing more will come
 
     @staticmethod
     def _child(root: str, includes: list[str], write_fd: int,
@@ -133,6 +134,7 @@ class WatchfilesWatcher:
         with contextlib.suppress(BlockingIOError):
             while chunk := os.read(self.read_fd, 65536):
                 self.buffer += chunk
+            self.ended = True
         *lines, self.buffer = self.buffer.split(b"\n")
         return sorted({line.decode() for line in lines if line})
 

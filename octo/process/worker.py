@@ -231,8 +231,9 @@ class Worker:
     async def _clock(self) -> None:
         """Refresh the Date header once a second and enforce connection deadlines. With no
         connection open there is nothing to do: the clock waits for the first one (the pulse
-        beats meanwhile), which wakes it (``_connections_changed``). Measured under
-        callgrind: the idle worker's own instructions per second from 145k to ~TODO."""
+        beats meanwhile), which wakes it (``_connections_changed``). Measured under callgrind
+        (benchmarks/callgrind.py --idle-only): an idle worker ran 150k instructions a
+        second, clock and pulse each waking twice a second; 44k with the pulse alone."""
         state = self.state
         assert state is not None
         loop = asyncio.get_running_loop()

@@ -11,9 +11,9 @@ from typing import Any
 from octo.cli import format_status
 from octo.config import Config
 from octo.master.arbiter import IDLE_LIMIT, LIVENESS_SLACK, Arbiter, WorkerInfo
-from octo.master.lifecycle import Event
 from octo.master.control import ControlServer, NotRunning, default_path, request
-from octo.master.reload import PollingWatcher, syntax_errors
+from octo.master.lifecycle import Event
+from octo.master.reload import PollingWatcher, WatchfilesWatcher, syntax_errors
 from octo.process.slots import STALE_AFTER, Slots, SlotState, SlotWriter
 
 
@@ -341,6 +341,20 @@ def test_polling_watcher_and_syntax_check(tmp_path: Path) -> None:
     assert changed == sorted([str(module), str(tmp_path / "page.html")])
     [problem] = syntax_errors(changed)
     assert "mod.py:1" in problem
+
+
+def test_a_watchfiles_pipe_at_its_end_is_no_longer_waited_on() -> None:
+    """The master polls the watcher's pipe to wake on a change; once the watching child is
+    gone, the pipe would poll readable for ever."""
+    watcher = WatchfilesWatcher.__new__(WatchfilesWatcher)  # without its child
+    watcher.read_fd, write_fd = os.pipe()
+    os.set_blocking(watcher.read_fd, False)
+    watcher.buffer, watcher.ended = b"", False
+    os.write(write_fd, b"/app/a.py\n")
+    assert watcher.poll() == ["/app/a.py"] and not watcher.ended
+    os.close(write_fd)
+    assert watcher.poll() == [] and watcher.ended
+    os.close(watcher.read_fd)
 
 
 def test_status_table_is_readable() -> None:
