@@ -60,3 +60,31 @@ def test_instructions_per_request_of_octo_hello(tmp_path: Path) -> None:
     assert row is not None and int(row.group(1).replace(",", "")) == round(net)
     # Each window's dumps are kept for callgrind_annotate.
     assert list((tmp_path / "raw").glob("run1-hello-octo/callgrind/callgrind.out.*.*"))
+
+
+def test_idle_instructions_per_second_of_octo(tmp_path: Path) -> None:
+    """``--idle-only``: the idle tree's Ir/s, process by process (about half a minute: the
+    boot under valgrind). No load generator is needed."""
+    missing = [t for t in ("valgrind", "callgrind_control", "taskset")
+               if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    if 0 not in os.sched_getaffinity(0):
+        pytest.skip("the benchmark pins the server to CPU 0")
+    env = {**{k: v for k, v in os.environ.items() if k != "OCTO_BENCH_SETUP_DONE"},
+           "BENCH_VENV": str(TEST_VENV)}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "callgrind.py"), "--skip-setup", "--idle-only",
+         "--servers", "octo", "--scenarios", "hello", "--idle", "1",
+         "--json", str(tmp_path / "idle.json"), "--raw-dir", str(tmp_path / "raw")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
+    assert done.returncode == 0, done.stderr[-4000:]
+    [result] = json.loads((tmp_path / "idle.json").read_text())["results"]
+    assert result["failures"] == [] and result["seconds"] >= 1
+    # The master and its worker, each dumped over the same idle stretch (the master may
+    # sleep through it all; the worker's pulse beats twice a second); the table says so.
+    counts = [p["instructions"] for p in result["processes"]]
+    assert len(counts) == 2 and min(counts) >= 0 and max(counts) > 0
+    tree = sum(p["instructions"] for p in result["processes"]) / result["seconds"]
+    assert re.search(rf"^hello\s+octo\s+{tree:,.0f}\s", done.stdout, re.MULTILINE)
