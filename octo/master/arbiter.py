@@ -376,9 +376,12 @@ class Arbiter:
         return None
 
     def _runs(self, generation: int) -> bool:
-        """Every worker (draining ones included) is of *generation* or later, and serves."""
-        return all(info.generation >= generation and info.ready and not info.stopping
-                   for info in self.workers.values())
+        """Every worker (draining ones included) is of *generation* or later, and serves;
+        never when none is left (a stop whose workers exited before the reload's waiter
+        was answered: the reload did not finish)."""
+        return bool(self.workers) and all(
+            info.generation >= generation and info.ready and not info.stopping
+            for info in self.workers.values())
 
     def _check_reload_done(self) -> None:
         status = self.reload_status
