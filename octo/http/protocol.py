@@ -17,7 +17,6 @@ import httptools
 from octo.config import Config, TrustedProxies
 from octo.http.access import AccessLog
 from octo.http.errors import ClientDisconnected, FileShrank
-from octo.http.request_id import RequestIds
 from octo.http.response import error_body, simple_response
 from octo.http.states import TRANSITIONS, Conn, Event, next_state
 from octo.http.static import StaticFiles
@@ -32,6 +31,7 @@ from .chunks import ChunkMeter
 from .counters import RequestStats, bucket
 from .cycle import CycleHost, RequestCycle
 from .flow import WriteFlow
+from .request_id import RequestIds
 from .validate import RequestError
 
 # The connection states and events as module constants, the same members (``CLOSED is
@@ -564,9 +564,7 @@ class HttpProtocol(CycleHost):
         ids = server.request_ids
         if ids is not None:
             incoming = facts.request_id
-            # Generated inline (the common case): a call would cost more than the id.
-            request_id = f"{ids.prefix}{next(ids.counter)}" if incoming is None else \
-                ids.accept(incoming)
+            request_id = ids.new() if incoming is None else ids.accept(incoming)
         scope = self._scope(method.decode("ascii"), version, url, request_id)
         if facts.forwarded and self.trusted_peer:
             _apply_proxy_headers(scope, self.headers, server.trusted)
