@@ -269,8 +269,9 @@ class Worker:
         """From the protocol on every connect and close (see ``ServerState.on_connections``):
         the count for the balanced acceptor, and the first connection after an idle spell
         wakes the clock."""
-        if self.slot is not None:
-            self.slot.set_connections(count)
+        slot = self.slot
+        if slot is not None:
+            slot.slots.counts[slot.index] = count  # SlotWriter.set_connections, inlined
         if count and self.parked is not None:
             self._unpark()
 
