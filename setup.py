@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / "octo" / "http"
 TARGET = ROOT / "octo" / "_ccore"
 # Also in octo/http/core.py (setup.py cannot import the package it builds).
-CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head")
+CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
+                "request_id")
 MODE = os.environ.get("OCTO_CORE_BUILD", "auto")  # auto | 1 (must build) | 0 (never)
 
 

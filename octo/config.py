@@ -184,6 +184,8 @@ class Config:
                                            "(environ, start_response), ASGI 2 if it is a "
                                            "class, else ASGI 3.")
     threads: int = setting(1, "Threads per worker running a WSGI app's requests.")
+    reuse_sync_threads: bool = setting(True, "Run each Django request's sync code on a "
+                                             "pooled thread instead of one started for it.")
     # WebSockets.
     ws: WsBackend = setting("auto", "WebSocket framing engine; auto: websockets if "
                                     "installed, else wsproto; none: upgrades are served as "

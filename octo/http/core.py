@@ -18,7 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 # Also in setup.py. They import each other relatively, so the compiled copies do too.
-CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head")
+CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
+                "request_id")
 COMPILED_PACKAGE = "octo._ccore"
 PURE_PACKAGE = "octo.http"
 CHOICES = ("auto", "compiled", "python")

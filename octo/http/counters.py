@@ -9,14 +9,29 @@ them into its shared-memory slot (``octo.master.slots``).
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
+from typing import Final
 
 # Histogram bucket upper bounds in seconds (Prometheus' ``le``, inclusive: hence
 # bisect_left), the last bucket is +Inf.
 # The defaults of prometheus_client, extended down to 1 ms and up to 30 s.
-BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-BUCKETS = len(BOUNDS) + 1
+BOUNDS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                             2.5, 5.0, 10.0, 30.0)
+BUCKETS: Final = 15  # len(BOUNDS) + 1, a literal: compiled, a C constant
 STATUS_CLASSES = 6  # index status // 100: 0 (no response: the client left), 1xx .. 5xx
+
+
+def bucket(value: float) -> int:
+    """The bucket of *value*: ``bisect.bisect_left(BOUNDS, value)``, written out so that it
+    compiles to float comparisons (bisect's C call cost 700 instructions, this 470, callgrind)."""
+    bounds = BOUNDS
+    lo, hi = 0, BUCKETS - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if bounds[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 class Histogram:
@@ -29,7 +44,7 @@ class Histogram:
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(BOUNDS, value)] += 1
+        self.counts[bucket(value)] += 1
         self.total += value
 
     @property
@@ -65,5 +80,5 @@ def count_wait(waits: Histogram, began: float) -> None:
     3.12) the call waits for its turn on the event loop, behind every callback ready before
     it, which is where requests queue in a worker that has more to do than it can."""
     wait = time.monotonic() - began  # octo.stats.clock
-    waits.counts[bisect_left(BOUNDS, wait)] += 1
+    waits.counts[bucket(wait)] += 1
     waits.total += wait

@@ -13,6 +13,11 @@ from octo.http.response import DateHeader
 from .validate import TOKEN_CHARS  # a core module
 
 CHUNK_END = b"0\r\n\r\n"  # the last chunk, no trailers
+# Ints for ``in``: ``b"\r" in value`` first tries b"\r" as an int and drops the TypeError
+# it formats (2,100 instructions a test more than ``13 in value``, callgrind).
+_CR: Final = ord("\r")
+_LF: Final = ord("\n")
+_NUL: Final = 0
 
 
 EncodedHeaders = tuple[bytes, "int | None", bool]  # header lines, Content-Length, close
@@ -31,7 +36,7 @@ def encoded_headers(headers: Any) -> EncodedHeaders:
         cached = encode_headers(headers)
         if len(_ENCODED) >= _ENCODED_MAX:
             _ENCODED.clear()
-        if b"set-cookie" not in cached[0].lower():  # keep no session tokens around
+        if cached[0].lower().find(b"set-cookie") < 0:  # keep no session tokens around
             _ENCODED[key] = cached
     return cached
 
@@ -57,7 +62,7 @@ def encode_headers(headers: Any) -> EncodedHeaders:
     for name, value in headers:
         lname = name.lower()
         if lname.translate(None, TOKEN_CHARS) or not name or (
-                b"\r" in value or b"\n" in value or b"\0" in value):
+                _CR in value or _LF in value or _NUL in value):
             raise ProtocolMisuse(f"response header {name[:60]!r} contains characters that "
                                  "would split the response")
         if lname == b"content-length":

@@ -1,12 +1,12 @@
 """Request ids: the client's (or proxy's) ``X-Request-ID`` when it is safe, else one made here.
 
 A generated id is this worker's random prefix and a counter (``3f9a0c12b7e4-26``): unique
-across workers and restarts without a random draw per request.
+across workers and restarts without a random draw per request. A core module (compiled with
+the others, see octo.http.core): the protocol asks it for an id per request.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 
 MAX_LENGTH = 128
@@ -21,12 +21,16 @@ class RequestIds:
 
     def __init__(self) -> None:
         self.prefix = os.urandom(6).hex() + "-"
-        self.counter = itertools.count(1)
+        self.issued = 0  # ids made so far
+
+    def new(self) -> str:
+        """The next id of this worker's own."""
+        self.issued += 1
+        return f"{self.prefix}{self.issued}"
 
     def accept(self, incoming: bytes | None) -> str:
-        """*incoming* if it is a usable id (1..MAX_LENGTH safe characters), else a new one
-        (the protocol makes one inline, the same way, when nothing came)."""
+        """*incoming* if it is a usable id (1..MAX_LENGTH safe characters), else a new one."""
         if incoming is not None and 0 < len(incoming) <= MAX_LENGTH and not incoming.translate(
                 None, SAFE):
             return incoming.decode("ascii")
-        return f"{self.prefix}{next(self.counter)}"
+        return self.new()

@@ -31,6 +31,7 @@ from octo.process.importer import AppLoadError, load_app
 from octo.process.lifespan import start_app
 from octo.process.slots import SlotState, SlotWriter
 from octo.process.sockets import bind_sockets, describe
+from octo.process.syncthreads import reuse_sync_threads
 from octo.process.tls import ssl_context
 from octo.process.usage import usage_json
 from octo.stats import (
@@ -164,6 +165,8 @@ class Worker:
             if warning:
                 error_log.warning("%s", warning)
         served = as_asgi(app, self.config)
+        if self.config.reuse_sync_threads and not isinstance(served, WSGIAdapter):
+            served = reuse_sync_threads(served)
         if self.retire_after:
             served = limit_requests(served, self.retire_after, self._max_requests_reached)
         return served

@@ -423,6 +423,31 @@ def test_scope_contents(run) -> None:
     assert "http.response.pathsend" in scope["extensions"]
 
 
+@pytest.mark.parametrize("chunks", [
+    [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.0\r\nHost: a\r\n\r\n"],
+    [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HT", b"TP/1.0\r\nHost: a\r\n\r\n"],
+    [b"GET /a HTTP/1.1\r\nHo", b"st: a\r\n\r\n", b"GET /b HTTP/1.0\r\nHost: a\r\n\r\n"],
+    [b"GET /a HTT", b"P/1.1\r\nHost: a\r\n\r\n", b"GET /b HTTP/1.0\r\n", b"Host: a\r\n\r\n"],
+    [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", b"\r\nGET /b HTTP/1.0\r\nHost: a\r\n\r\n"],
+])
+def test_each_request_gets_its_own_version_and_a_scope_of_its_own(run, chunks) -> None:
+    """The version comes from the request line when a read starts with it whole, else from
+    the parser; either way each request has its own (a pipelined one too), and a scope the
+    app changes is no other request's."""
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append({**scope, "headers": list(scope["headers"])})
+        scope["path"] = "/changed"
+        scope["headers"].append((b"x-added", b"1"))
+        await hello(scope, receive, send)
+
+    run(exchange(app, chunks))
+    assert [(s["path"], s["http_version"]) for s in scopes] == [("/a", "1.1"), ("/b", "1.0")]
+    assert all((b"x-added", b"1") not in s["headers"] for s in scopes)
+    assert list(scopes[0]) == list(scopes[1])  # the same keys, in the same order
+
+
 def test_lifespan_state_is_a_copy_per_request(run) -> None:
     state = {"k": 1}
 

@@ -10,8 +10,9 @@ import pytest
 from harness import Client, hello, parse_responses
 
 from octo.config import Config
+from octo.http import counters
 from octo.http.protocol import EAGER
-from octo.stats import BOUNDS, Histogram, RequestStats, request_start_age
+from octo.stats import BOUNDS, BUCKETS, Histogram, RequestStats, request_start_age
 
 # The in-memory tests run on both HTTP cores (see tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("http_core")
@@ -152,3 +153,19 @@ def test_histogram_buckets_and_status_classes() -> None:
     assert stats.busy_seconds(10.0, 0) == 0.0
     stats.busy_since = 8.0
     assert stats.busy_seconds(10.0, 1) == 2.0
+
+
+def test_buckets_are_those_of_bisect(http_core: str) -> None:
+    """``bucket`` (written out to compile to float comparisons) is bisect_left over BOUNDS,
+    the bounds themselves, values between and beyond, and NaN included."""
+    from bisect import bisect_left
+
+    import harness
+
+    bucket = harness.CORE.protocol.bucket  # the core's own (compiled, or this module's)
+    assert (bucket is counters.bucket) == (http_core == "python")
+    assert BUCKETS == len(BOUNDS) + 1
+    values = [-1.0, 0.0, float("nan"), float("inf"), 1e9, *BOUNDS]
+    values += [b * f for b in BOUNDS for f in (0.999, 1.001)]
+    for value in values:
+        assert bucket(value) == bisect_left(BOUNDS, value), value

@@ -98,7 +98,19 @@ def language(request: HttpRequest) -> JsonResponse:
                          "thread": threading.get_ident(), "pid": os.getpid()})
 
 
+_thread_state = threading.local()
+
+
+def sync_thread(request: HttpRequest) -> JsonResponse:
+    """How many requests this view's thread has served (a thread-local count): 1 each time
+    when every request gets a new thread."""
+    _thread_state.served = getattr(_thread_state, "served", 0) + 1
+    return JsonResponse({"served": _thread_state.served, "thread": threading.get_ident(),
+                         "pid": os.getpid()})
+
+
 urlpatterns = [
+    path("sync-thread", sync_thread),
     path("activate", activate),
     path("language", language),
     path("whoami", whoami),
