@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
 import os
 import re
 import signal
@@ -24,11 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,11 +142,22 @@ def listening_socket(host: str = "127.0.0.1") -> socket.socket:
 
 
 def _answers(url: str, path: str) -> bool:
-    """True once the server gives any HTTP response on *path*."""
+    """True once the server gives any HTTP response on *path*.
+
+    With http.client, not httpx: each ``httpx.get`` builds a client and its TLS context,
+    loading the CA bundle (70 ms of CPU, 0.3 s on a busy 2-core machine, measured), and a
+    booting server is probed every 50 ms, on the CPU it boots on.
+    """
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                            timeout=PROBE_TIMEOUT)
     try:
-        httpx.get(url + path, timeout=PROBE_TIMEOUT)
-    except httpx.HTTPError:
+        connection.request("GET", path)
+        connection.getresponse().read()
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
     return True
 
 

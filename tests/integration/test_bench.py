@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from server import ROOT, run_server
@@ -47,16 +49,18 @@ def test_non_2xx_and_read_errors_are_counted(srv) -> None:
     assert data["statuses"] == {"500": 20} and data["errors"]["non-2xx/3xx"] == 20
 
 
-def _unused_port() -> int:
-    import socket
+@pytest.fixture
+def closed_url() -> Iterator[str]:
+    """A loopback URL nothing listens on: its port stays bound (never listening) for the
+    test. A port only probed free was taken by a server another test started meanwhile
+    (suite on three processes: the bench found it listening and succeeded)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{holder.getsockname()[1]}/"
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
-
-def test_connect_errors_are_counted_and_fail_the_run() -> None:
-    url = f"http://127.0.0.1:{_unused_port()}/"
+def test_connect_errors_are_counted_and_fail_the_run(closed_url: str) -> None:
+    url = closed_url
     result = subprocess.run([sys.executable, "-m", "octo", "bench", url, "-c", "2", "-d", "0.5",
                              "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stderr
@@ -65,10 +69,10 @@ def test_connect_errors_are_counted_and_fail_the_run() -> None:
     assert f"could not connect to {url}" in result.stderr
 
 
-def test_request_count_with_nothing_listening_ends() -> None:
+def test_request_count_with_nothing_listening_ends(closed_url: str) -> None:
     """-n N against a closed port: each failed connection counts toward N, so the run ends
     (it used to retry forever, spinning a core)."""
-    url = f"http://127.0.0.1:{_unused_port()}/"
+    url = closed_url
     result = subprocess.run([sys.executable, "-m", "octo", "bench", url, "-c", "4", "-n", "40"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
