@@ -17,8 +17,10 @@ CONNECTIONS_PER_USER = 8
 
 
 def test_interleaved_requests_never_cross_users() -> None:
+    # A long keep-alive: on a starved machine the client may reuse a pooled connection
+    # more than the default 5 s after its last answer, when the server has closed it.
     with run_server("apps.runtime_app:asgi", *APP_DIR, "--workers", "2",
-                    "--no-access-log") as srv:
+                    "--no-access-log", "--timeout-keep-alive", "60") as srv:
 
         async def user(name: str) -> list[dict]:
             limits = httpx.Limits(max_connections=CONNECTIONS_PER_USER)
