@@ -402,13 +402,19 @@ def idle_table(results: Sequence[IdleResult]) -> tuple[list[str], list[list[str]
     return headers, rows
 
 
-def main_idle(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """``--idle-only``: per scenario and server, the idle tree's Ir/s; 0 if all measured."""
+def _plan(args: argparse.Namespace, kind: str) -> tuple[datetime.datetime, Path,
+                                                   list[tuple[Scenario, Server]]]:
+    """When the run started, its raw output directory and its (scenario, server) pairs."""
     scenarios = pick("scenario", args.scenarios, SCENARIOS)
     servers = pick("server", args.servers, SERVERS)
     started = datetime.datetime.now().astimezone()
-    raw_root = args.raw_dir or RESULTS / "raw" / f"{started:%Y-%m-%dT%H%M%S}-idle"
-    plan = [(sc, sv) for sc in scenarios for sv in servers if sv.serves(sc)]
+    raw_root = args.raw_dir or RESULTS / "raw" / f"{started:%Y-%m-%dT%H%M%S}-{kind}"
+    return started, raw_root, [(sc, sv) for sc in scenarios for sv in servers if sv.serves(sc)]
+
+
+def main_idle(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--idle-only``: per scenario and server, the idle tree's Ir/s; 0 if all measured."""
+    started, raw_root, plan = _plan(args, "idle")
     results = [IdleResult(sc.name, sv.name) for sc, sv in plan]
     print(f"octo {environment.versions().get('octo')} ({environment.git_revision(REPO)}), "
           f"{environment.python_version()}; idle Ir/s over {args.idle:g} s, x {args.repeat}; "
@@ -588,11 +594,7 @@ def report_path(override: Path | None) -> Path:
 def main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Measure as *args* say (*argv* is only recorded): 0 when every measurement succeeded,
     1 otherwise."""
-    scenarios = pick("scenario", args.scenarios, SCENARIOS)
-    servers = pick("server", args.servers, SERVERS)
-    started = datetime.datetime.now().astimezone()
-    raw_root = args.raw_dir or RESULTS / "raw" / f"{started:%Y-%m-%dT%H%M%S}-instructions"
-    plan = [(sc, sv) for sc in scenarios for sv in servers if sv.serves(sc)]
+    started, raw_root, plan = _plan(args, "instructions")
     results = [Result(sc.name, sv.name) for sc, sv in plan]
     print(f"octo {environment.versions().get('octo')} ({environment.git_revision(REPO)}), "
           f"{environment.python_version()}; {len(plan)} measurements x {args.repeat}; "
