@@ -85,6 +85,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "more: a server may wake only every few seconds)")
     parser.add_argument("--rate-seconds", type=int, default=4,
                         help="seconds of the ordinary wrk run for req/s (default 4; 0: none)")
+    parser.add_argument("--quiet-timeout", type=float, default=30.0,
+                        help="seconds to wait, before each req/s run, for other processes "
+                             "to use under 10 %% of a core (default 30; the counts do not "
+                             "need it)")
     parser.add_argument("--top", type=int, default=12,
                         help="functions per measurement listed in the report (default 12)")
     parser.add_argument("--output", type=Path,

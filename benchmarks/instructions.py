@@ -143,8 +143,8 @@ def spec(scenario: Scenario, port: int, seconds: float) -> loadgen.LoadSpec:
 
 
 def measure_rate(scenario: Scenario, server: Server, seconds: int, raw: Path,
-                 wrk: loadgen.LoadGenerator) -> Rate:
-    environment.wait_for_quiet(QUIET_SHARE, QUIET_TIMEOUT)
+                 wrk: loadgen.LoadGenerator, quiet_timeout: float = QUIET_TIMEOUT) -> Rate:
+    environment.wait_for_quiet(QUIET_SHARE, quiet_timeout)
     port = procs.free_port(suite.HOST)
     with procs.running(launch(scenario, server, port, raw / "rate.server.log"),
                        suite.HOST, port) as srv:
@@ -314,7 +314,8 @@ def measure(scenario: Scenario, server: Server, args: argparse.Namespace, raw: P
     raw.mkdir(parents=True, exist_ok=True)
     try:
         if args.rate_seconds:
-            result.rates.append(measure_rate(scenario, server, args.rate_seconds, raw, wrk))
+            result.rates.append(measure_rate(scenario, server, args.rate_seconds, raw, wrk,
+                                             args.quiet_timeout))
         window = measure_window(scenario, server, args, raw, wrk)
     except (RunFailed, procs.ServerError, loadgen.LoadError, cgprofile.ProfileError,
             subprocess.SubprocessError) as exc:

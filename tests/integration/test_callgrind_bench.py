@@ -35,8 +35,8 @@ def test_instructions_per_request_of_octo_hello(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH / "callgrind.py"), "--skip-setup", "--servers", "octo",
          "--scenarios", "hello", "--seconds", "1", "--warmup", "1", "--idle", "0.5",
-         "--rate-seconds", "1", "--output", str(report), "--json", str(tmp_path / "i.json"),
-         "--raw-dir", str(tmp_path / "raw")],
+         "--rate-seconds", "1", "--quiet-timeout", "0", "--output", str(report),
+         "--json", str(tmp_path / "i.json"), "--raw-dir", str(tmp_path / "raw")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
     assert done.returncode == 0, done.stderr[-4000:]
