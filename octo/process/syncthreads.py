@@ -69,14 +69,14 @@ class SyncThreads:
 
 def executor_context() -> Callable[..., Any] | None:
     """asgiref's ThreadSensitiveContext when a Django ASGI handler is loaded and the context
-    takes an executor (asgiref 3.10+), else None."""
+    takes an executor (asgiref 3.13 does), else None."""
     if DJANGO_ASGI not in sys.modules:
         return None
     from asgiref.sync import ThreadSensitiveContext
 
     if "executor" not in inspect.signature(ThreadSensitiveContext).parameters:
-        error_log.info("--reuse-sync-threads: asgiref is older than 3.10 (no "
-                       "ThreadSensitiveContext(executor=...)); Django starts a thread a request")
+        error_log.info("--reuse-sync-threads: this asgiref has no "
+                       "ThreadSensitiveContext(executor=...); Django starts a thread a request")
         return None
     return ThreadSensitiveContext
 
@@ -100,7 +100,6 @@ def reuse_sync_threads(app: ASGIApp, pool: SyncThreads | None = None) -> ASGIApp
         finally:
             threads.give(executor)
 
-    with_warm_threads.sync_threads = threads  # type: ignore[attr-defined]
     return with_warm_threads
 
 

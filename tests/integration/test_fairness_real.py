@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from server import ROOT, run_server, workers_listening
+from server import ROOT, run_server
 
 APP_DIR = ("--app-dir", str(ROOT / "tests"))
 DEADLINE = 60.0  # only ends a hung test
@@ -76,7 +76,6 @@ def test_a_blocked_worker_does_not_slow_accepting_on_its_sibling(tmp_path: Path)
     env = {"OCTO_TEST_MARKERS": str(tmp_path)}
     with run_server("apps.blocking_app:app", *APP_DIR, "--workers", "2", "--no-access-log",
                     env=env) as srv:
-        wait_for(lambda: workers_listening(srv, 2), "both workers to listen")
         blocker = socket.create_connection((srv.host, srv.port), timeout=DEADLINE)
         try:
             blocker.sendall(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
