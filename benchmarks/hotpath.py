@@ -3,14 +3,19 @@
     python benchmarks/hotpath.py --mode octo --app hello:app -n 20000
     OCTO_CORE=python python benchmarks/hotpath.py ...             # the pure-Python core
     python benchmarks/hotpath.py --mode app --app hello:app        # the app alone
+    python benchmarks/hotpath.py --app django_bench.asgi:django_app --path /json-sync
+                                                  # Django's ASGIHandler, a sync view
     valgrind --tool=callgrind python benchmarks/hotpath.py ... -n N  # twice: the slope is
                                                                      # instructions/request
 
 Modes:
 - ``octo``: octo's HttpProtocol (of the core ``OCTO_CORE`` chooses: octo.http.core) on the
-  running event loop, fed one keep-alive request per loop callback through a transport
-  that only keeps the last write; the request's Task (3.11) runs between two callbacks, as
-  in a worker between two reads.
+  running event loop, serving the app as a worker wraps it (octo.process.worker: the
+  interface, ``--reuse-sync-threads``), fed one keep-alive request per loop callback
+  through a transport that only keeps the last write. The next request is fed in the
+  callback after the response's write: for an app that never suspends, the request's Task
+  (3.11) runs between two callbacks, as in a worker between two reads; an app that waits
+  (Django's sync view, run in a thread) is answered before the next request arrives.
 - ``app``: the ASGI app alone, its coroutine driven by hand with do-nothing ``receive`` and
   ``send`` coroutines and a prebuilt scope: what any server pays for calling it.
 
@@ -32,19 +37,26 @@ from typing import Any
 import uvloop
 
 APPS = Path(__file__).resolve().parent / "apps"
-REQUEST = b"GET /json HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+
+
+def request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n".encode()
 
 
 class SinkTransport:
-    """Just enough of a transport: remembers the last write and its count."""
+    """Just enough of a transport: remembers the last write and its count, and calls
+    *on_write* after each (with a response in one write, as octo's are here: after each
+    response)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_write: Callable[[], Any] = lambda: None) -> None:
         self.last = b""
         self.writes = 0
+        self.on_write = on_write
 
     def write(self, data: bytes) -> None:
         self.last = data
         self.writes += 1
+        self.on_write()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
@@ -72,14 +84,15 @@ def load_app(spec: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-async def run_protocol(make: Callable[[], Any], requests: int) -> float:
-    """Feed one request per loop callback: the request's Task (3.11) runs before the next
-    callback, as in a worker, where each read is a callback of its own."""
+async def run_protocol(make: Callable[[], Any], requests: int, path: str) -> float:
+    """Feed one request per loop callback, the next one in the callback after the previous
+    response's write, as in a worker, where each read is a callback of its own."""
     loop = asyncio.get_running_loop()
     transport = SinkTransport()
     proto = make()
     proto.connection_made(transport)
     feed = proto.data_received
+    raw = request(path)
     warm = 200  # caches filled (encoded headers, Date prefix) before the clock starts
     done: asyncio.Future[float] = loop.create_future()
     left = requests + warm
@@ -93,9 +106,9 @@ async def run_protocol(make: Callable[[], Any], requests: int) -> float:
             done.set_result(time.perf_counter() - start)
             return
         left -= 1
-        feed(REQUEST)
-        loop.call_soon(step)
+        feed(raw)
 
+    transport.on_write = lambda: loop.call_soon(step)
     loop.call_soon(step)
     elapsed = await done
     if transport.writes != requests + warm or not transport.last.startswith(b"HTTP/1.1 200"):
@@ -108,16 +121,23 @@ def octo_factory(app: Any) -> Callable[[], Any]:
     from octo.config import Config
     from octo.http import core
     from octo.http.response import DateHeader
+    from octo.process.syncthreads import reuse_sync_threads
+    from octo.process.worker import as_asgi
+    from octo.wsgi import WSGIAdapter
 
     protocol = core.current().protocol  # OCTO_CORE=python|compiled chooses
     DateHeader.refresh(time.time())
-    state = protocol.ServerState(Config(app="x:y"), app, asyncio.get_running_loop())
+    config = Config(app="x:y")
+    served = as_asgi(app, config)  # as Worker.load wraps it
+    if config.reuse_sync_threads and not isinstance(served, WSGIAdapter):
+        served = reuse_sync_threads(served)
+    state = protocol.ServerState(config, served, asyncio.get_running_loop())
     return lambda: protocol.HttpProtocol(state)
 
 
-async def run_app(app: Any, requests: int) -> float:
+async def run_app(app: Any, requests: int, path: str) -> float:
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/json", "raw_path": b"/json",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
              "query_string": b"", "root_path": "", "headers": [(b"host", b"127.0.0.1")],
              "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000)}
     sent = []
@@ -150,14 +170,15 @@ async def run_app(app: Any, requests: int) -> float:
 async def measure(args: argparse.Namespace) -> float:
     app = load_app(args.app)
     if args.mode == "app":
-        return await run_app(app, args.requests)
-    return await run_protocol(octo_factory(app), args.requests)
+        return await run_app(app, args.requests, args.path)
+    return await run_protocol(octo_factory(app), args.requests, args.path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("octo", "app"), default="octo")
     parser.add_argument("--app", default="hello:app", help="module:attr in benchmarks/apps")
+    parser.add_argument("--path", default="/json", help="the requests' path (default /json)")
     parser.add_argument("-n", "--requests", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     args = parser.parse_args()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import time
 import types
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 from octo.process import syncthreads
-from octo.process.syncthreads import SyncThreads, reuse_sync_threads
+from octo.process.syncthreads import SyncThread, SyncThreads, reuse_sync_threads
 
 DEADLINE = 30.0  # only ends a hung test
 
@@ -150,14 +149,66 @@ def test_the_pool_keeps_at_most_spare_max_idle_threads() -> None:
     executors = [pool.take() for _ in range(3)]
     for executor in executors:
         executor.submit(lambda: None).result(DEADLINE)
-        deadline = time.monotonic() + DEADLINE  # its done callbacks run after result()
-        while executor.pending:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        assert not executor.pending  # counted done before its result was set
         pool.give(executor)
     assert pool.spare == executors[:2]
-    assert executors[2]._shutdown  # the third was let go
+    assert executors[2].closed  # the third was let go
+    third = executors[2].thread
+    assert third is not None
+    third.join(DEADLINE)
+    assert not third.is_alive()
     assert pool.take() is executors[1]
     pool.give(executors[1])
     pool.close()
-    assert all(executor._shutdown for executor in executors)
+    assert all(executor.closed for executor in executors)
+    with pytest.raises(RuntimeError):
+        executors[0].submit(lambda: None)
+
+
+def test_on_the_loop_a_call_completes_a_future_of_that_loop() -> None:
+    """What asgiref's loop.run_in_executor gets: a future of the running loop (passed
+    through as is), its result or exception set on the loop, calls run in order on the
+    executor's one thread."""
+    executor = SyncThread()
+    seen: list[int] = []
+
+    def boom() -> None:
+        raise ValueError("from the thread")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first = loop.run_in_executor(executor, lambda: seen.append(threading.get_ident()) or 1)
+        second = loop.run_in_executor(executor, lambda: seen.append(threading.get_ident()) or 2)
+        assert isinstance(first, asyncio.Future) and first.get_loop() is loop
+        assert await asyncio.wait_for(first, DEADLINE) == 1
+        assert await asyncio.wait_for(second, DEADLINE) == 2
+        with pytest.raises(ValueError, match="from the thread"):
+            await asyncio.wait_for(loop.run_in_executor(executor, boom), DEADLINE)
+        assert not executor.pending
+
+    asyncio.run(main())
+    assert len(set(seen)) == 1 and threading.get_ident() not in seen
+    executor.shutdown()
+    assert executor.thread is not None and not executor.thread.is_alive()
+
+
+def test_a_call_cancelled_before_it_starts_never_runs() -> None:
+    executor = SyncThread()
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        busy = loop.run_in_executor(executor, release.wait, DEADLINE)
+        queued = loop.run_in_executor(executor, ran.append, "queued")
+        queued.cancel()
+        assert executor.pending
+        release.set()
+        assert await asyncio.wait_for(busy, DEADLINE) is True
+        after = loop.run_in_executor(executor, ran.append, "after")
+        await asyncio.wait_for(after, DEADLINE)
+        assert not executor.pending
+
+    asyncio.run(main())
+    assert ran == ["after"]
+    executor.shutdown()
