@@ -12,10 +12,9 @@ Modes:
 - ``octo``: octo's HttpProtocol (of the core ``OCTO_CORE`` chooses: octo.http.core) on the
   running event loop, serving the app as a worker wraps it (octo.process.worker: the
   interface, ``--reuse-sync-threads``), fed one keep-alive request per loop callback
-  through a transport that only keeps the last write. The next request is fed in the
-  callback after the response's write: for an app that never suspends, the request's Task
-  (3.11) runs between two callbacks, as in a worker between two reads; an app that waits
-  (Django's sync view, run in a thread) is answered before the next request arrives.
+  through a transport that only keeps the last write; the request's Task (3.11) runs
+  between two callbacks, as in a worker between two reads. An app that waits (Django's
+  sync view, run in a thread) is answered before the next request goes in.
 - ``app``: the ASGI app alone, its coroutine driven by hand with do-nothing ``receive`` and
   ``send`` coroutines and a prebuilt scope: what any server pays for calling it.
 
@@ -45,18 +44,19 @@ def request(path: str) -> bytes:
 
 class SinkTransport:
     """Just enough of a transport: remembers the last write and its count, and calls
-    *on_write* after each (with a response in one write, as octo's are here: after each
-    response)."""
+    ``wake`` once after the next write when it is set."""
 
-    def __init__(self, on_write: Callable[[], Any] = lambda: None) -> None:
+    def __init__(self) -> None:
         self.last = b""
         self.writes = 0
-        self.on_write = on_write
+        self.wake: Callable[[], Any] | None = None
 
     def write(self, data: bytes) -> None:
         self.last = data
         self.writes += 1
-        self.on_write()
+        if self.wake is not None:
+            wake, self.wake = self.wake, None
+            wake()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
@@ -85,8 +85,10 @@ def load_app(spec: str) -> Any:
 
 
 async def run_protocol(make: Callable[[], Any], requests: int, path: str) -> float:
-    """Feed one request per loop callback, the next one in the callback after the previous
-    response's write, as in a worker, where each read is a callback of its own."""
+    """Feed one request per loop callback, as in a worker, where each read is a callback of
+    its own: the request's Task (3.11) runs before the next callback; when its response is
+    not written yet (the app waits on a thread), the next request goes in the callback
+    after that write. (A response is one write here.)"""
     loop = asyncio.get_running_loop()
     transport = SinkTransport()
     proto = make()
@@ -100,6 +102,9 @@ async def run_protocol(make: Callable[[], Any], requests: int, path: str) -> flo
 
     def step() -> None:
         nonlocal left, start
+        if transport.writes < requests + warm - left:  # the last one is not answered yet
+            transport.wake = soon
+            return
         if left == requests:
             start = time.perf_counter()
         if left == 0:
@@ -107,8 +112,11 @@ async def run_protocol(make: Callable[[], Any], requests: int, path: str) -> flo
             return
         left -= 1
         feed(raw)
+        loop.call_soon(step)
 
-    transport.on_write = lambda: loop.call_soon(step)
+    def soon() -> None:
+        loop.call_soon(step)
+
     loop.call_soon(step)
     elapsed = await done
     if transport.writes != requests + warm or not transport.last.startswith(b"HTTP/1.1 200"):

@@ -13,10 +13,11 @@ running something when its request ends (the request was cancelled while its syn
 ran) is not reused: it finishes that call and its thread ends.
 
 Measured under callgrind (benchmarks/hotpath.py: octo's HTTP core in memory serving Django
-5.2's ASGIHandler, a sync JSON view, CommonMiddleware, Python 3.11, asgiref 3.13): 2.10M
+5.2's ASGIHandler, a sync JSON view, CommonMiddleware, Python 3.11, asgiref 3.13): 2.11M
 instructions a request with Django's own thread a request; 2.21M with pooled
 ThreadPoolExecutor(max_workers=1)s, whose futures cost more than the thread they save;
-1.69M with the executor below (see SyncThread).
+1.74M with the executor below (see SyncThread). The whole server under load
+(benchmarks/callgrind.py, django_handler): 2.42M before, 1.80M with it (granian 2.62M).
 """
 
 from __future__ import annotations
@@ -65,11 +66,9 @@ class SyncThread:
     ``call_soon_threadsafe``. A ThreadPoolExecutor's ``concurrent.futures.Future`` costs
     each of the 5 hops of a Django request (its request signals, middleware and view) a
     lock-guarded future, chained to an asyncio one by two more callbacks, and an idle
-    semaphore (pure Python) taken and released. Measured under callgrind
-    (benchmarks/hotpath.py, Django 5.2's ASGIHandler, a sync JSON view, Python 3.11): 2.21M
-    instructions a request with ThreadPoolExecutor(max_workers=1), 2.10M with Django's own
-    thread a request, 1.69M with this. Called without a running loop, ``submit`` returns a
-    ``concurrent.futures.Future``.
+    semaphore (pure Python) taken and released: 2.21M instructions a request to this
+    executor's 1.74M (see the module's docstring). Called without a running loop,
+    ``submit`` returns a ``concurrent.futures.Future``.
     """
 
     def __init__(self) -> None:
