@@ -63,6 +63,8 @@ _LINE_ENDS: Final = {b" HTTP/1.1\r\n": "1.1", b" HTTP/1.0\r\n": "1.0"}
 _CRLF = b"\r\n"
 _SP: Final = 0x20
 _HTAB: Final = 0x09
+_CR: Final = 0x0D
+_LF: Final = 0x0A
 # Common request header names as clients spell them, lowercased: a dict lookup where
 # ``lower()`` and the ``rstrip()`` of every value cost 670 instructions a header (callgrind).
 # Fixed: names a client makes up are lowered, never added.
@@ -195,8 +197,8 @@ class HttpProtocol(CycleHost):
         "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
         "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
-        "file_waiter", "echo_request_id", "max_execution_time", "stats", "line_version",
-        "line_start", "line_space", "scope_base",
+        "file_waiter", "echo_request_id", "max_execution_time", "stats", "line_start",
+        "scope_base",
     )
 
     def __init__(self, server: ServerState) -> None:
@@ -214,13 +216,9 @@ class HttpProtocol(CycleHost):
         self.head_size = self.raw_head = self.body_received = 0
         self.line = b""
         self.line_pending = False
-        # The version read from the request line of the message being parsed, when its
-        # whole line came at the start of a read; None: ask the parser.
-        self.line_version: str | None = None
-        # With line_version: the read that line came in, and where the space before its
-        # version is (on_headers_complete checks the line had no other spaces).
+        # The read the request line of the message being parsed came in, when the whole
+        # line came at its start; else empty (see on_headers_complete).
         self.line_start = b""
-        self.line_space = 0
         self.scope_base: dict[str, Any] = _SCOPE  # this connection's, from connection_made
         self.cycle: RequestCycle | None = None  # the request whose app is running
         self.reading: RequestCycle | None = None  # the request whose body is arriving
@@ -348,20 +346,11 @@ class HttpProtocol(CycleHost):
         elif state is CLOSED or state is UPGRADED:
             return
         if not self.in_message and not self.line_pending:
-            # The read starts at a request boundary. Common case first: a whole,
-            # well-spaced request line.
-            end = data.find(b"\n")
-            # (end > 9: compiled, a slice from a negative start to before it fails.)
-            version = _LINE_ENDS.get(data[end - 10:end + 1]) if end > 9 else None
-            if version is not None:
-                # The parser reads this same line: its version, without the parser's
-                # get_http_version(), which formats the string anew (2,300 instructions
-                # of the 60k a request cost, measured under callgrind). That the line
-                # has no spaces but its two is checked once the parser has split it
-                # (on_headers_complete): a count() and a startswith() here cost 2,000.
-                self.line_version = version
-                self.line_start = data
-                self.line_space = end - 10
+            # The read starts at a request boundary. Common case first: it holds the
+            # whole request line.
+            first = data[0]
+            if first != _CR and first != _LF and _LF in data:
+                self.line_start = data  # on_headers_complete reads the version off it
             else:
                 self.line = b""
                 self.line_pending = True
@@ -578,17 +567,24 @@ class HttpProtocol(CycleHost):
     def on_headers_complete(self) -> None:
         server = self.server
         parser = self.parser
-        version = self.line_version
         method = parser.get_method()
         url = self.url
+        version: str | None = None
+        line = self.line_start
+        if line:
+            # The version off the request line this read began with, not the parser's
+            # get_http_version(), which formats the string anew (2,300 instructions of
+            # the 60k a request cost, callgrind). Found where the parser's method and
+            # target end, it also shows the line has no spaces but its two (llhttp
+            # tolerates more); a find(), a count() and a startswith() on the read to
+            # tell the same cost 3,000.
+            self.line_start = b""
+            end = len(method) + 1 + len(url)
+            version = _LINE_ENDS.get(line[end:end + 11])
+            if version is None:  # other spacing, line end or version: the full grammar
+                validate.check_request_line(line[:line.find(b"\n") + 1])
         if version is None:
             version = parser.get_http_version()
-        else:
-            self.line_version = None
-            if len(method) + 1 + len(url) != self.line_space:
-                # llhttp tolerates more spaces than two: the full grammar decides.
-                validate.check_request_line(self.line_start[:self.line_space + 11])
-            self.line_start = b""
         self.in_head = False
         if self.head_size > server.head_check:
             self._check_head_size()
