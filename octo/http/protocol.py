@@ -18,7 +18,7 @@ from octo.config import Config, TrustedProxies
 from octo.http.access import AccessLog
 from octo.http.errors import ClientDisconnected, FileShrank
 from octo.http.response import error_body, simple_response
-from octo.http.states import TRANSITIONS, Conn, Event, next_state
+from octo.http.states import STEPS, Conn, Event, next_state
 from octo.http.static import StaticFiles
 from octo.logs import access_log, error_log, escape, peer
 from octo.stats import clock, request_start_age
@@ -341,7 +341,7 @@ class HttpProtocol(CycleHost):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is IDLE:
-            self.state = TRANSITIONS[state, ON_BYTES]
+            self.state = STEPS[state][ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
         elif state is CLOSED or state is UPGRADED:
             return
@@ -614,6 +614,8 @@ class HttpProtocol(CycleHost):
                              chunked or bool(length), method == b"HEAD")
         if request_id is not None:
             cycle.request_id = request_id
+        if version == "1.0":
+            cycle.http10 = True
         if chunked:
             self._start_chunked(cycle)
         self.reading = cycle
@@ -621,7 +623,7 @@ class HttpProtocol(CycleHost):
         if facts.request_start is not None and self.trusted_peer:
             cycle.request_start = facts.request_start
         server.requests += 1
-        self.state = TRANSITIONS[self.state, ON_HEAD_DONE]
+        self.state = STEPS[self.state][ON_HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
             scope["octo.upgrade"] = facts.upgrade
         if self.cycle is None and self.to_start is None:
@@ -806,17 +808,17 @@ class HttpProtocol(CycleHost):
             self.cycle = None
             self.transport.close()
             return
-        self.state = TRANSITIONS[self.state, ON_KEEP_ALIVE]
+        self.state = STEPS[self.state][ON_KEEP_ALIVE]
         self.cycle = None
         if self.state is CLOSED:  # the server began stopping after this head went out
             self.transport.close()
             return
         if self.queue:
-            self.state = TRANSITIONS[self.state, ON_PIPELINED]
+            self.state = STEPS[self.state][ON_PIPELINED]
             self.loop.call_soon(self._start_next)
         elif self.in_message:
             # The next request's head already started arriving in an earlier read.
-            self.state = TRANSITIONS[self.state, ON_BYTES]
+            self.state = STEPS[self.state][ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
             if self.read_paused:
                 self._resume_reading()
