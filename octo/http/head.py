@@ -21,8 +21,8 @@ _NUL: Final = 0
 
 
 EncodedHeaders = tuple[bytes, "int | None", bool]  # header lines, Content-Length, close
-_ENCODED: dict[tuple[Any, ...], EncodedHeaders] = {}
-_ENCODED_MAX = 256
+_ENCODED: Final[dict[tuple[Any, ...], EncodedHeaders]] = {}
+_ENCODED_MAX: Final = 256
 
 
 def encoded_headers(headers: Any) -> EncodedHeaders:
