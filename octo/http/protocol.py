@@ -63,11 +63,11 @@ ON_REJECT: Final = Event.REJECT
 ON_LOST: Final = Event.LOST
 ON_EOF: Final = Event.EOF
 
-HIGH_WATER = 64 * 1024
-SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
+HIGH_WATER: Final = 64 * 1024
+SHUTDOWN_IDLE_GRACE: Final = 1.0  # seconds an idle connection may linger once the server stops
 # The end of a well-formed request line, and the version it names.
 _LINE_ENDS: Final = {b" HTTP/1.1\r\n": "1.1", b" HTTP/1.0\r\n": "1.0"}
-_CRLF = b"\r\n"
+_CRLF: Final = b"\r\n"
 _SP: Final = 0x20
 _HTAB: Final = 0x09
 _CR: Final = 0x0D
