@@ -65,8 +65,9 @@ ON_EOF: Final = Event.EOF
 
 HIGH_WATER: Final = 64 * 1024
 SHUTDOWN_IDLE_GRACE: Final = 1.0  # seconds an idle connection may linger once the server stops
-# The end of a well-formed request line, and the version it names.
-_LINE_ENDS: Final = {b" HTTP/1.1\r\n": "1.1", b" HTTP/1.0\r\n": "1.0"}
+# The ends of well-formed request lines.
+_HTTP11_END: Final = b" HTTP/1.1\r\n"
+_HTTP10_END: Final = b" HTTP/1.0\r\n"
 _CRLF: Final = b"\r\n"
 _SP: Final = 0x20
 _HTAB: Final = 0x09
@@ -587,7 +588,12 @@ class HttpProtocol(CycleHost):
             # tell the same cost 3,000.
             self.line_start = b""
             end = len(method) + 1 + len(url)
-            version = _LINE_ENDS.get(line[end:end + 11])
+            tail = line[end:end + 11]
+            # Two compares, not a dict lookup: the slice is a new bytes, hashed anew (400).
+            if tail == _HTTP11_END:
+                version = "1.1"
+            elif tail == _HTTP10_END:
+                version = "1.0"
             if version is None:  # other spacing, line end or version: the full grammar
                 validate.check_request_line(line[:line.find(b"\n") + 1])
         if version is None:
