@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from octo.http.errors import ClientDisconnected, FileShrank, ProtocolMisuse
 from octo.http.response import CONTINUE, error_body
@@ -16,14 +16,19 @@ from octo.types import ASGIApp, Message, Receive, Scope, Send
 from .counters import RequestStats, count_wait  # core modules: see octo.http.core
 from .head import CHUNK_END, PREFIXES, chunk, encoded_headers, head_and_chunk
 
-DISCONNECT: Message = {"type": "http.disconnect"}
-_NO_BODY_STATUS = frozenset((204, 304))
+DISCONNECT: Final[Message] = {"type": "http.disconnect"}
+
+
+def _no_body(status: int) -> bool:
+    """204 and 304 responses have no body (compiled: int tests, not a set's)."""
+    return status == 204 or status == 304
+
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
-SENDFILE_MIN = 64 * 1024
+SENDFILE_MIN: Final = 64 * 1024
 # Streamed body parts are held and written together once the app yields to the loop (one
 # send() syscall for many small parts); holding more than this writes at once, so the
 # transport's flow control still sees what the app produces.
-HOLD_MAX = 64 * 1024
+HOLD_MAX: Final = 64 * 1024
 
 
 
@@ -98,7 +103,7 @@ class CycleHost:
 
 # Frameworks' own "the client went away" exceptions (Starlette's ClientDisconnect, raised
 # from the OSError send() raises, or when receive() reports the disconnect).
-_DISCONNECT_NAMES = frozenset(("ClientDisconnect", "ClientDisconnected"))
+_DISCONNECT_NAMES: Final = frozenset(("ClientDisconnect", "ClientDisconnected"))
 
 
 def caused_by_disconnect(exc: BaseException, depth: int = 0) -> bool:
@@ -149,6 +154,7 @@ class RequestCycle:
     ended: str | None = None
     began = 0.0  # when the request was queued, else its app call (octo.stats.clock)
     request_start: bytes | None = None  # X-Request-Start of a trusted proxy
+    http10 = False  # an HTTP/1.0 request (else 1.1): set by the connection
 
     def __init__(self, conn: CycleHost, scope: Scope, keep_alive: bool,
                  expect_continue: bool, more_body: bool, head: bool) -> None:
@@ -221,6 +227,10 @@ class RequestCycle:
         # protocol's (600 instructions of a hello request, callgrind).
         fields: dict[str, Any] = message if isinstance(message, dict) else dict(message)
         kind = fields["type"]
+        if not isinstance(kind, str):
+            raise ProtocolMisuse(f"unexpected ASGI message type {kind!r}")
+        # A str from here: compiled, the tests below are string compares, not the generic
+        # rich comparison (350 instructions a hello request, callgrind).
         if kind == "http.response.body":
             if not self.started or self.complete or self.disconnected:
                 await self._refuse_body()
@@ -292,7 +302,7 @@ class RequestCycle:
         if not self.head_sent:
             head = self._build_head(None if more else len(body))
             self.head_sent = True
-            if self.head or self.status in _NO_BODY_STATUS or not body:
+            if self.head or _no_body(self.status) or not body:
                 out = head
             elif self.chunked:
                 out = head_and_chunk(head, body)
@@ -358,12 +368,12 @@ class RequestCycle:
         if close:
             self.keep_alive = False
         parts = [PREFIXES.get(self.status, conn.server_header), encoded]
-        if self.status in _NO_BODY_STATUS or self.status < 200:
+        if _no_body(self.status) or self.status < 200:
             pass
         elif length is None:
             if final_length is not None:
                 parts += (b"content-length: ", b"%d" % final_length, b"\r\n")
-            elif self.scope["http_version"] == "1.1":
+            elif not self.http10:
                 self.chunked = True
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
@@ -373,7 +383,7 @@ class RequestCycle:
         if conn.stopping or not self.keep_alive:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
-        elif self.scope["http_version"] == "1.0":
+        elif self.http10:
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         return b"".join(parts)
@@ -399,7 +409,7 @@ class RequestCycle:
         self.head_sent = True
         self.conn.write(head)
         try:
-            if not self.head and self.status not in _NO_BODY_STATUS:
+            if not self.head and not _no_body(self.status):
                 if size >= SENDFILE_MIN and self.conn.can_sendfile():
                     await self.conn.sendfile(fd, offset, size)
                 else:
@@ -411,7 +421,7 @@ class RequestCycle:
             return
         if self.remaining is not None and not self.head:
             self.remaining -= size
-        if not self.head and self.status not in _NO_BODY_STATUS:
+        if not self.head and not _no_body(self.status):
             self.sent_bytes += size  # what the access log reports: none for HEAD
         self._finish()
 

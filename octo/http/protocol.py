@@ -18,7 +18,7 @@ from octo.config import Config, TrustedProxies
 from octo.http.access import AccessLog
 from octo.http.errors import ClientDisconnected, FileShrank
 from octo.http.response import error_body, simple_response
-from octo.http.states import TRANSITIONS, Conn, Event, next_state
+from octo.http.states import STEPS, Conn, Event, next_state
 from octo.http.static import StaticFiles
 from octo.logs import access_log, error_log, escape, peer
 from octo.stats import clock, request_start_age
@@ -33,6 +33,13 @@ from .cycle import CycleHost, RequestCycle
 from .flow import WriteFlow
 from .request_id import RequestIds
 from .validate import RequestError
+
+# Names from modules that are not compiled, bound Final: compiled code reads a Final from a
+# C variable, any other module-level name from the module's dict (130 instructions a use;
+# the request path used ten, callgrind).
+_STEPS: Final = STEPS
+_clock: Final = clock
+_Task: Final = asyncio.Task
 
 # The connection states and events as module constants, the same members (``CLOSED is
 # Conn.CLOSED``): compiled, a Final name is a C static, where ``Conn.CLOSED`` costs a
@@ -56,12 +63,36 @@ ON_REJECT: Final = Event.REJECT
 ON_LOST: Final = Event.LOST
 ON_EOF: Final = Event.EOF
 
-HIGH_WATER = 64 * 1024
-SHUTDOWN_IDLE_GRACE = 1.0  # seconds an idle connection may linger once the server stops
-_VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
-_CRLF = b"\r\n"
-_ONE: Final = 0x31  # b"1"
-EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
+HIGH_WATER: Final = 64 * 1024
+SHUTDOWN_IDLE_GRACE: Final = 1.0  # seconds an idle connection may linger once the server stops
+# The ends of well-formed request lines.
+_HTTP11_END: Final = b" HTTP/1.1\r\n"
+_HTTP10_END: Final = b" HTTP/1.0\r\n"
+_CRLF: Final = b"\r\n"
+_SP: Final = 0x20
+_HTAB: Final = 0x09
+_CR: Final = 0x0D
+_LF: Final = 0x0A
+# Common request header names as clients spell them, lowercased: a dict lookup where
+# ``lower()`` and the ``rstrip()`` of every value cost 670 instructions a header (callgrind).
+# Fixed: names a client makes up are lowered, never added.
+_COMMON_NAMES = (
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
+    "content-length", "content-type", "cookie", "referer", "origin", "cache-control",
+    "pragma", "upgrade", "upgrade-insecure-requests", "authorization", "if-none-match",
+    "if-modified-since", "range", "expect", "te", "dnt", "priority", "forwarded",
+    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x-request-id",
+    "x-request-start", "transfer-encoding", "sec-fetch-dest", "sec-fetch-mode",
+    "sec-fetch-site", "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform",
+    "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+    "sec-websocket-protocol",
+)
+_LOWERED: Final[dict[bytes, bytes]] = {
+    spelling.encode(): name.encode()
+    for name in _COMMON_NAMES
+    for spelling in (name, "-".join(part.capitalize() for part in name.split("-")))
+}
+EAGER: Final = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
 # Spec 2.3, as uvicorn declares: under 2.4, send() after a disconnect raises, and Starlette
 # re-raises that out of the app as ClientDisconnect, so every ASGI error tracker records an
 # event per client that closes a stream early. Under 2.3 the send is a no-op and Starlette
@@ -74,7 +105,7 @@ _SCOPE: Final[dict[str, Any]] = {
     "client": None, "scheme": "http", "method": "GET", "root_path": "", "path": "/",
     "raw_path": b"/", "query_string": b"", "headers": [], "extensions": PATHSEND,
 }
-TASK_NAME = "octo-request"
+TASK_NAME: Final = "octo-request"
 # An int: bytes' ``in`` tries a bytes operand as an int first, raising (and clearing) a
 # TypeError each time (about 2,000 instructions a request).
 PERCENT: Final = ord("%")
@@ -174,7 +205,7 @@ class HttpProtocol(CycleHost):
         "flow", "eof", "raw_head", "body_received", "in_message",
         "in_head", "completed", "raw_line", "in_fields", "head_tail", "meters", "meter",
         "body_cycle", "body_mark", "body_until", "send_size", "send_since", "file_sent",
-        "file_waiter", "echo_request_id", "max_execution_time", "stats", "line_version",
+        "file_waiter", "echo_request_id", "max_execution_time", "stats", "line_start",
         "scope_base",
     )
 
@@ -193,9 +224,9 @@ class HttpProtocol(CycleHost):
         self.head_size = self.raw_head = self.body_received = 0
         self.line = b""
         self.line_pending = False
-        # The version read from the request line of the message being parsed, when its
-        # whole line came at the start of a read; None: ask the parser.
-        self.line_version: str | None = None
+        # The read the request line of the message being parsed came in, when the whole
+        # line came at its start; else empty (see on_headers_complete).
+        self.line_start = b""
         self.scope_base: dict[str, Any] = _SCOPE  # this connection's, from connection_made
         self.cycle: RequestCycle | None = None  # the request whose app is running
         self.reading: RequestCycle | None = None  # the request whose body is arriving
@@ -318,20 +349,16 @@ class HttpProtocol(CycleHost):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is IDLE:
-            self.state = TRANSITIONS[state, ON_BYTES]
+            self.state = _STEPS[state][ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
         elif state is CLOSED or state is UPGRADED:
             return
         if not self.in_message and not self.line_pending:
-            # The read starts at a request boundary. Common case first: a whole,
-            # well-spaced request line.
-            end = data.find(b"\n")
-            if end > 0 and data.count(b" ", 0, end) == 2 and data.startswith(
-                    _VERSIONS, end - 10, end + 1):
-                # The parser reads this same line: its version, without the parser's
-                # get_http_version(), which formats the string anew (2,300 instructions
-                # of the 60k a request cost, measured under callgrind).
-                self.line_version = "1.1" if data[end - 2] == _ONE else "1.0"
+            # The read starts at a request boundary. Common case first: it holds the
+            # whole request line.
+            first = data[0]
+            if first != _CR and first != _LF and _LF in data:
+                self.line_start = data  # on_headers_complete reads the version off it
             else:
                 self.line = b""
                 self.line_pending = True
@@ -530,12 +557,15 @@ class HttpProtocol(CycleHost):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        name = name.lower()
+        lowered = _LOWERED.get(name)
+        name = name.lower() if lowered is None else lowered
         if not self.in_head:
             # A chunked body's trailer field (self.headers is its meter's trailers): refused
             # as it arrives, before the parser reports the end of the body.
             validate.check_trailer(name)
-        headers.append((name, value.rstrip(b" \t")))  # trailing OWS is not the value
+        if value and (value[-1] == _SP or value[-1] == _HTAB):
+            value = value.rstrip(b" \t")  # trailing OWS is not the value
+        headers.append((name, value))
         self.head_size += len(name) + len(value) + 4
         if len(headers) > self.server.limit_fields:
             raise RequestError(431, "more header fields than --limit-request-fields")
@@ -545,13 +575,29 @@ class HttpProtocol(CycleHost):
     def on_headers_complete(self) -> None:
         server = self.server
         parser = self.parser
-        version = self.line_version
-        if version is None:
-            version = parser.get_http_version()
-        else:
-            self.line_version = None
         method = parser.get_method()
         url = self.url
+        version: str | None = None
+        line = self.line_start
+        if line:
+            # The version off the request line this read began with, not the parser's
+            # get_http_version(), which formats the string anew (2,300 instructions of
+            # the 60k a request cost, callgrind). Found where the parser's method and
+            # target end, it also shows the line has no spaces but its two (llhttp
+            # tolerates more); a find(), a count() and a startswith() on the read to
+            # tell the same cost 3,000.
+            self.line_start = b""
+            end = len(method) + 1 + len(url)
+            tail = line[end:end + 11]
+            # Two compares, not a dict lookup: the slice is a new bytes, hashed anew (400).
+            if tail == _HTTP11_END:
+                version = "1.1"
+            elif tail == _HTTP10_END:
+                version = "1.0"
+            if version is None:  # other spacing, line end or version: the full grammar
+                validate.check_request_line(line[:line.find(b"\n") + 1])
+        if version is None:
+            version = parser.get_http_version()
         self.in_head = False
         if self.head_size > server.head_check:
             self._check_head_size()
@@ -581,6 +627,8 @@ class HttpProtocol(CycleHost):
                              chunked or bool(length), method == b"HEAD")
         if request_id is not None:
             cycle.request_id = request_id
+        if version == "1.0":
+            cycle.http10 = True
         if chunked:
             self._start_chunked(cycle)
         self.reading = cycle
@@ -588,13 +636,13 @@ class HttpProtocol(CycleHost):
         if facts.request_start is not None and self.trusted_peer:
             cycle.request_start = facts.request_start
         server.requests += 1
-        self.state = TRANSITIONS[self.state, ON_HEAD_DONE]
+        self.state = _STEPS[self.state][ON_HEAD_DONE]
         if facts.upgrade is not None and server.upgrade_handler is not None:
             scope["octo.upgrade"] = facts.upgrade
         if self.cycle is None and self.to_start is None:
             self.to_start = cycle
         else:
-            cycle.began = clock()  # it waits for the requests before it: see _run
+            cycle.began = _clock()  # it waits for the requests before it: see _run
             self.queue.append(cycle)
             self._pause_reading()
 
@@ -704,7 +752,7 @@ class HttpProtocol(CycleHost):
             app = _service_unavailable
         # For --metrics: the queue wait runs from here (or from the queueing of a pipelined
         # request) to the app call, which the cycle measures (see octo.stats.count_wait).
-        now = clock()
+        now = _clock()
         stats = server.stats
         if not cycle.began:
             cycle.began = now
@@ -719,10 +767,10 @@ class HttpProtocol(CycleHost):
         # callback either (one more loop round per request): the cycle's ``run`` drops the
         # task from ``server.tasks`` itself, see ``app_done``.
         if EAGER:
-            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg,unused-ignore]
+            task = _Task(cycle.run(app), loop=self.loop, name=TASK_NAME,  # type: ignore[call-arg,unused-ignore]
                                 eager_start=True)
         else:
-            task = asyncio.Task(cycle.run(app), loop=self.loop, name=TASK_NAME)
+            task = _Task(cycle.run(app), loop=self.loop, name=TASK_NAME)
         if not task.done():
             cycle.task = task
             server.tasks.add(task)
@@ -741,7 +789,7 @@ class HttpProtocol(CycleHost):
         server.in_flight -= 1
         if cycle.deadline_timer is not None:
             cycle.disarm_deadline()
-        now = clock()
+        now = _clock()
         stats = server.stats
         if not server.in_flight:
             stats.busy += now - stats.busy_since
@@ -773,17 +821,17 @@ class HttpProtocol(CycleHost):
             self.cycle = None
             self.transport.close()
             return
-        self.state = TRANSITIONS[self.state, ON_KEEP_ALIVE]
+        self.state = _STEPS[self.state][ON_KEEP_ALIVE]
         self.cycle = None
         if self.state is CLOSED:  # the server began stopping after this head went out
             self.transport.close()
             return
         if self.queue:
-            self.state = TRANSITIONS[self.state, ON_PIPELINED]
+            self.state = _STEPS[self.state][ON_PIPELINED]
             self.loop.call_soon(self._start_next)
         elif self.in_message:
             # The next request's head already started arriving in an earlier read.
-            self.state = TRANSITIONS[self.state, ON_BYTES]
+            self.state = _STEPS[self.state][ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
             if self.read_paused:
                 self._resume_reading()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from octo.http.states import TRANSITIONS, Conn, Event, InvalidTransition, next_state
+from octo.http.states import STEPS, TRANSITIONS, Conn, Event, InvalidTransition, next_state
 
 
 def test_request_lifecycle_path() -> None:
@@ -41,3 +41,10 @@ def test_closed_is_terminal() -> None:
 def test_invalid_transitions_raise(state: Conn, event: Event) -> None:
     with pytest.raises(InvalidTransition, match=event.name):
         next_state(state, event)
+
+
+def test_steps_hold_exactly_the_transitions() -> None:
+    flattened = {(state, event): target for state, events in STEPS.items()
+                 for event, target in events.items()}
+    assert flattened == TRANSITIONS
+    assert set(STEPS) == set(Conn)
