@@ -13,16 +13,22 @@ It also holds the body's trailer fields, apart from the request's headers.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .validate import RequestError
 
-_LINE, _DATA, _TRAILER, _DONE = range(4)
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_SIZE_DIGITS = 16  # llhttp refuses a chunk size that does not fit 64 bits
-_UNLIMITED = 1 << 62
+# Final ints: compiled, C constants (a module-dict lookup per use otherwise).
+_LINE: Final = 0
+_DATA: Final = 1
+_TRAILER: Final = 2
+_DONE: Final = 3
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+_SIZE_DIGITS: Final = 16  # llhttp refuses a chunk size that does not fit 64 bits
+_UNLIMITED: Final = 1 << 62
 # Chunk-size lines without extensions, parsed: senders repeat a few sizes, and int() of
 # bytes costs more than the rest of a chunk's bookkeeping.
-_SIZES: dict[bytes, int] = {}
-_SIZES_MAX = 256
+_SIZES: Final[dict[bytes, int]] = {}
+_SIZES_MAX: Final = 256
 
 
 class ChunkMeter:

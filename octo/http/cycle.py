@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from octo.http.errors import ClientDisconnected, FileShrank, ProtocolMisuse
 from octo.http.response import CONTINUE, error_body
@@ -16,7 +16,7 @@ from octo.types import ASGIApp, Message, Receive, Scope, Send
 from .counters import RequestStats, count_wait  # core modules: see octo.http.core
 from .head import CHUNK_END, PREFIXES, chunk, encoded_headers, head_and_chunk
 
-DISCONNECT: Message = {"type": "http.disconnect"}
+DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
 def _no_body(status: int) -> bool:
@@ -24,11 +24,11 @@ def _no_body(status: int) -> bool:
     return status == 204 or status == 304
 
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
-SENDFILE_MIN = 64 * 1024
+SENDFILE_MIN: Final = 64 * 1024
 # Streamed body parts are held and written together once the app yields to the loop (one
 # send() syscall for many small parts); holding more than this writes at once, so the
 # transport's flow control still sees what the app produces.
-HOLD_MAX = 64 * 1024
+HOLD_MAX: Final = 64 * 1024
 
 
 
@@ -103,7 +103,7 @@ class CycleHost:
 
 # Frameworks' own "the client went away" exceptions (Starlette's ClientDisconnect, raised
 # from the OSError send() raises, or when receive() reports the disconnect).
-_DISCONNECT_NAMES = frozenset(("ClientDisconnect", "ClientDisconnected"))
+_DISCONNECT_NAMES: Final = frozenset(("ClientDisconnect", "ClientDisconnected"))
 
 
 def caused_by_disconnect(exc: BaseException, depth: int = 0) -> bool:

@@ -8,12 +8,13 @@ the others, see octo.http.core): the protocol asks it for an id per request.
 from __future__ import annotations
 
 import os
+from typing import Final
 
-MAX_LENGTH = 128
+MAX_LENGTH: Final = 128
 # What an id may hold: UUIDs, hex and base64 ids, and trace headers such as
 # "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1". No spaces, quotes, commas or
 # controls: an id is echoed in a response header and written into log lines.
-SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:;=+/@"
+SAFE: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:;=+/@"
 
 
 class RequestIds:

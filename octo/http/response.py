@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 STATUS_LINES: dict[int, bytes] = {
@@ -41,11 +42,15 @@ class DateHeader:
 
     value: ClassVar[bytes] = b""
     prefixes: ClassVar[dict[tuple[int, bool], bytes]] = {}
+    # Called after each refresh: caches of heads built from the old value drop them.
+    listeners: ClassVar[list[Callable[[], None]]] = []
 
     @classmethod
     def refresh(cls, now: float) -> None:
         cls.value = b"date: " + http_date(now) + b"\r\n"
         cls.prefixes = {}
+        for listener in cls.listeners:
+            listener()
 
     @classmethod
     def prefix(cls, status: int, server_header: bool) -> bytes:

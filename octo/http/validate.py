@@ -11,17 +11,18 @@ trailer fields that must not be sent in a trailer.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 # RFC 9110 §5.6.2 tchar, as a translate() deletion table: what is left over is not a token.
-TOKEN_CHARS = (
+TOKEN_CHARS: Final = (
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
 
 _REQUEST_LINE = re.compile(
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r\n\Z"
 )
-_SP = b" "
-_VERSIONS = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
+_SP: Final = b" "
+_VERSIONS: Final = (b" HTTP/1.1\r\n", b" HTTP/1.0\r\n")
 
 
 def _text(data: bytes) -> str:
@@ -145,7 +146,7 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
 # authentication, request modifiers, response control, content format) must not come in a
 # trailer; a client sending one is probably trying to smuggle it past a front proxy that
 # only inspects the head. Cookie and the forwarding headers belong to the same class.
-FORBIDDEN_TRAILERS = frozenset((
+FORBIDDEN_TRAILERS: Final = frozenset((
     b"host", b"content-length", b"transfer-encoding", b"trailer", b"te", b"connection",
     b"keep-alive", b"upgrade", b"proxy-connection", b"expect", b"max-forwards",
     b"authorization", b"proxy-authorization", b"www-authenticate", b"proxy-authenticate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -59,3 +60,19 @@ def test_a_compiled_core_older_than_the_sources_is_not_used(
     assert chosen.name == "python" and "older than octo/http's sources" in chosen.reason
     with pytest.raises(ImportError, match="OCTO_CORE=compiled: the compiled core is older"):
         core.load("compiled")
+
+
+def test_response_heads_carry_the_date_of_the_last_refresh(http_core: str) -> None:
+    from octo.http import core
+    from octo.http.response import DateHeader
+
+    prefixes = core.current().module("head").PREFIXES
+    try:
+        DateHeader.refresh(0)
+        assert b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n" in prefixes.get(200, True)
+        DateHeader.refresh(86400)  # the cached head is dropped, not served a day late
+        head = prefixes.get(200, True)
+        assert b"date: Fri, 02 Jan 1970 00:00:00 GMT\r\n" in head
+        assert head.startswith(b"HTTP/1.1 200 OK\r\nserver: octo\r\n")
+    finally:
+        DateHeader.refresh(time.time())
