@@ -28,7 +28,11 @@ class RunRecord:
     rss_worker_mb: float | None = None  # idle RSS of the process that serves connections
     rss_tree_mb: float | None = None  # idle RSS of the server's whole process tree
     header_value: str = ""  # the scenario's report_header in the pre-flight response
-    server_cpu_pct: float | None = None  # server tree CPU during the measured run, % of a core
+    # The server tree's CPU time during the measured run, per request the load generator
+    # completed, and (user + system) CPU seconds per wall second.
+    user_us_per_request: float | None = None
+    sys_us_per_request: float | None = None
+    cores_busy: float | None = None
     other_cpu_pct: float | None = None  # CPU used by processes outside the suite, % of a core
     failure: str = ""  # why the run produced no number (crash, bad response, load error)
     server_output: str = ""  # tail of the server's stdout/stderr when it printed anything
@@ -47,7 +51,11 @@ def noisy(record: RunRecord) -> bool:
 def brief(record: RunRecord) -> str:
     if not record.ok:
         return f"failed ({record.failure.splitlines()[0] if record.failure else '?'})"
-    return f"{record.rps or 0:,.0f} req/s with other CPU {record.other_cpu_pct or 0:.0f} %"
+    cpu = ("" if record.user_us_per_request is None or record.sys_us_per_request is None
+           else f" (user {record.user_us_per_request:.1f} + sys "
+                f"{record.sys_us_per_request:.1f} µs/request)")
+    return (f"{record.rps or 0:,.0f} req/s{cpu} with other CPU "
+            f"{record.other_cpu_pct or 0:.0f} %")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +72,9 @@ class Summary:
     ratio_max: float | None
     p50_ms: float | None
     p99_ms: float | None
+    user_us_per_request: float | None
+    sys_us_per_request: float | None
+    cores_busy: float | None
     rss_worker_mb: float | None
     rss_tree_mb: float | None
     generators: str  # the load generator(s) of its successful runs
@@ -171,6 +182,11 @@ def _summary(records: Sequence[RunRecord], runs: Sequence[RunRecord], baseline: 
         ratio_max=max(ratios, default=None),
         p50_ms=_median([r.p50_ms for r in ok if r.p50_ms is not None]),
         p99_ms=_median([r.p99_ms for r in ok if r.p99_ms is not None]),
+        user_us_per_request=_median([r.user_us_per_request for r in ok
+                                     if r.user_us_per_request is not None]),
+        sys_us_per_request=_median([r.sys_us_per_request for r in ok
+                                    if r.sys_us_per_request is not None]),
+        cores_busy=_median([r.cores_busy for r in ok if r.cores_busy is not None]),
         rss_worker_mb=_median([r.rss_worker_mb for r in runs if r.rss_worker_mb is not None]),
         rss_tree_mb=_median([r.rss_tree_mb for r in runs if r.rss_tree_mb is not None]),
         generators=", ".join(sorted({r.generator for r in ok if r.generator})),
@@ -189,17 +205,24 @@ def _span(low: float | None, high: float | None, fmt: str) -> str:
 
 
 def summary_headers(baseline: str) -> tuple[str, ...]:
-    return ("server", "load", "req/s (median)", "min–max", f"vs {baseline}", "ratio min–max",
-            "p50", "p99", "worker RSS MB", "tree RSS MB", "runs ok")
+    return ("server", "load", "req/s (median)", "min–max", *CPU_HEADERS, f"vs {baseline}",
+            "ratio min–max", "p50", "p99", "worker RSS MB", "tree RSS MB", "runs ok")
 
 
-RAW_HEADERS = ("round", "scenario", "server", "load", "req/s", "p50", "p99", "errors",
-               "worker RSS MB", "tree RSS MB", "server CPU %", "load CPU %", "other CPU %")
+CPU_HEADERS = ("user µs/request", "sys µs/request", "cores busy")
+RAW_HEADERS = ("round", "scenario", "server", "load", "req/s", *CPU_HEADERS, "p50", "p99",
+               "errors", "worker RSS MB", "tree RSS MB", "load CPU %", "other CPU %")
+
+
+def cpu_cells(user_us: float | None, sys_us: float | None, cores_busy: float | None,
+              ) -> list[str]:
+    return [_num(user_us, ",.1f"), _num(sys_us, ",.1f"), _num(cores_busy, ".2f")]
 
 
 def summary_rows(summaries: Sequence[Summary], scenario: str) -> list[list[str]]:
     return [[s.server, s.generators or "–", _num(s.rps_median, ",.0f"),
              _span(s.rps_min, s.rps_max, ",.0f"),
+             *cpu_cells(s.user_us_per_request, s.sys_us_per_request, s.cores_busy),
              _num(s.ratio_median, ".2f", "x"), _span(s.ratio_min, s.ratio_max, ".2f"),
              _num(s.p50_ms, ".2f", " ms"), _num(s.p99_ms, ".2f", " ms"),
              _num(s.rss_worker_mb, ".1f"), _num(s.rss_tree_mb, ".1f"), f"{s.runs_ok}/{s.runs}"]
@@ -209,9 +232,10 @@ def summary_rows(summaries: Sequence[Summary], scenario: str) -> list[list[str]]
 def raw_rows(records: Sequence[RunRecord]) -> list[list[str]]:
     return [[str(r.round), r.scenario, r.server, r.generator or "–",
              _num(r.rps, ",.0f") if r.ok else "FAILED",
+             *cpu_cells(r.user_us_per_request, r.sys_us_per_request, r.cores_busy),
              _num(r.p50_ms, ".2f", " ms"), _num(r.p99_ms, ".2f", " ms"), str(r.errors),
              _num(r.rss_worker_mb, ".1f"), _num(r.rss_tree_mb, ".1f"),
-             _num(r.server_cpu_pct, ".0f"), _num(r.load_cpu_pct, ".0f"),
+             _num(r.load_cpu_pct, ".0f"),
              _num(r.other_cpu_pct, ".0f")]
             for r in records]
 
@@ -349,6 +373,7 @@ def _method(meta: Meta) -> list[str]:
         "socket it holds), \"tree RSS\" the server's whole process tree (master, workers, "
         "helpers). octo, granian and hypercorn run a master and one worker, uvicorn a single "
         "process: compare workers with workers.",
+        *_cpu_method(meta),
         "- \"load CPU %\": the load generator's own CPU use in % of one core (it is pinned to "
         "one core; near 100 % means it, not the server, may be the bottleneck).",
         "- Noise: \"other CPU %\" is the CPU time that processes outside the suite used during "
@@ -361,6 +386,25 @@ def _method(meta: Meta) -> list[str]:
         "Server commands:",
         "",
         *(f"- {name}: `{command}`" for name, command in meta.servers.items()),
+    ]
+
+
+def _cpu_method(meta: Meta) -> list[str]:
+    return [
+        "- CPU per request: the user and system CPU time of the server's whole process tree "
+        "(master or supervisor and its workers) is read from /proc/<pid>/stat right before and "
+        "right after the measured run (not the warm-up); the difference divided by the "
+        "requests the load generator completed is \"user µs/request\" and \"sys "
+        "µs/request\", divided by the run's wall time it is \"cores busy\". User time is the "
+        "instructions the server runs itself: octo's (or a competitor's) code, the Python "
+        "interpreter and its extensions (uvloop, httptools). System time is the kernel's work "
+        "on its behalf: syscalls, epoll, TCP over loopback. Where req/s alone cannot tell a "
+        "server doing more work per request from one left waiting, these can, and they say "
+        "whose work (its own or the kernel's) differs. req/s = cores busy / (user + sys), and "
+        f"the server is pinned to one core (CPU {meta.server_cpu}): a saturated server (cores "
+        "busy near 1.00) serves about 1 / (user + sys) requests per second; well under 1.00 "
+        "it was waiting, for the load generator or for a core another process took. Tables "
+        "give medians across rounds.",
     ]
 
 

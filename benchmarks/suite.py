@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import chart
+import cpu
 import environment
 import procs
 import report
@@ -117,9 +118,9 @@ def check_cpus(plan: Plan) -> None:
     if shutil.which("taskset") is None:
         raise ValueError("taskset (util-linux) is needed to pin the server and load generator")
     usable = os.sched_getaffinity(0)
-    for cpu in (plan.server_cpu, plan.client_cpu):
-        if cpu not in usable:
-            raise ValueError(f"CPU {cpu} is not usable here (usable: {sorted(usable)})")
+    for core in (plan.server_cpu, plan.client_cpu):
+        if core not in usable:
+            raise ValueError(f"CPU {core} is not usable here (usable: {sorted(usable)})")
     if plan.server_cpu == plan.client_cpu:
         print("warning: server and load generator share one core", file=sys.stderr)
 
@@ -231,15 +232,20 @@ def sample_memory(srv: procs.Running, record: report.RunRecord) -> None:
 
 def measured_load(generator: LoadGenerator, srv: procs.Running, record: report.RunRecord,
                   spec: LoadSpec) -> LoadResult:
-    """The measured run, noting the CPU the server and everything else used meanwhile."""
-    start = (time.monotonic(), environment.busy_cpu_seconds(),
-             procs.tree_cpu_seconds(srv.proc.pid), environment.own_cpu_seconds())
+    """The measured run, noting the CPU the server and everything else used meanwhile: the
+    server tree's user and system time per completed request, and the cores it kept busy."""
+    server_before = cpu.tree_times(srv.proc.pid)
+    start = (time.monotonic(), environment.busy_cpu_seconds(), environment.own_cpu_seconds())
     result = run_load(generator, srv, spec)
-    end = (time.monotonic(), environment.busy_cpu_seconds(),
-           procs.tree_cpu_seconds(srv.proc.pid), environment.own_cpu_seconds())
-    wall, busy, server, own = (b - a for a, b in zip(start, end, strict=True))
-    record.server_cpu_pct = 100.0 * server / wall
-    record.other_cpu_pct = max(0.0, 100.0 * (busy - server - own) / wall)
+    end = (time.monotonic(), environment.busy_cpu_seconds(), environment.own_cpu_seconds())
+    server = cpu.tree_times(srv.proc.pid) - server_before
+    wall, busy, own = (b - a for a, b in zip(start, end, strict=True))
+    record.other_cpu_pct = max(0.0, 100.0 * (busy - server.total - own) / wall)
+    cost = cpu.cost(server, wall, result.requests)
+    if cost is not None:
+        record.user_us_per_request = cost.user_us
+        record.sys_us_per_request = cost.sys_us
+        record.cores_busy = cost.cores_busy
     return result
 
 
@@ -370,7 +376,9 @@ def progress_line(plan: Plan, r: report.RunRecord, attempt: int = 1) -> str:
     notes += [f"attempt {attempt}"] if attempt > 1 else []
     notes += [f"noisy: other CPU {r.other_cpu_pct or 0:.0f} %"] if report.noisy(r) else []
     notes += [r.header_value] if r.header_value else []
-    return (f"{head} {r.rps or 0:>10,.0f} req/s  p50 {r.p50_ms or 0:.2f} ms  "
+    return (f"{head} {r.rps or 0:>10,.0f} req/s  CPU/request user "
+            f"{r.user_us_per_request or 0:.1f} + sys {r.sys_us_per_request or 0:.1f} µs, "
+            f"{r.cores_busy or 0:.2f} cores busy  p50 {r.p50_ms or 0:.2f} ms  "
             f"p99 {r.p99_ms or 0:.2f} ms  RSS worker {r.rss_worker_mb or 0:.1f} / "
             f"tree {r.rss_tree_mb or 0:.1f} MB"
             + (f"  ({'; '.join(notes)})" if notes else ""))
