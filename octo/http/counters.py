@@ -14,8 +14,8 @@ from typing import Final
 # Histogram bucket upper bounds in seconds (Prometheus' ``le``, inclusive: hence
 # bisect_left), the last bucket is +Inf.
 # The defaults of prometheus_client, extended down to 1 ms and up to 30 s.
-BOUNDS: Final[tuple[float, ...]] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                             2.5, 5.0, 10.0, 30.0)
+BOUNDS: Final[tuple[float, ...]] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                    0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _monotonic: Final = time.monotonic  # Final: compiled, a C variable, not a dict lookup
 BUCKETS: Final = 15  # len(BOUNDS) + 1, a literal: compiled, a C constant
 STATUS_CLASSES = 6  # index status // 100: 0 (no response: the client left), 1xx .. 5xx

@@ -17,12 +17,6 @@ from .counters import RequestStats, count_wait  # core modules: see octo.http.co
 from .head import CHUNK_END, PREFIXES, chunk, encoded_headers, head_and_chunk
 
 DISCONNECT: Final[Message] = {"type": "http.disconnect"}
-
-
-def _no_body(status: int) -> bool:
-    """204 and 304 responses have no body (compiled: int tests, not a set's)."""
-    return status == 204 or status == 304
-
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
 SENDFILE_MIN: Final = 64 * 1024
 # Streamed body parts are held and written together once the app yields to the loop (one
@@ -31,6 +25,9 @@ SENDFILE_MIN: Final = 64 * 1024
 HOLD_MAX: Final = 64 * 1024
 
 
+def _no_body(status: int) -> bool:
+    """204 and 304 responses have no body (compiled: int tests, not a set's)."""
+    return status == 204 or status == 304
 
 
 class CycleHost:

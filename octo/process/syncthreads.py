@@ -127,41 +127,30 @@ class SyncThread:
     def _call(self, loop: asyncio.AbstractEventLoop | None,
               future: asyncio.Future[Any] | concurrent.futures.Future[Any],
               fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if loop is None:
-            assert isinstance(future, concurrent.futures.Future)
-            self._call_blocking(future, fn, args, kwargs)
-            return
-        assert isinstance(future, asyncio.Future)
-        if future.cancelled():  # cancelled before it started: it never runs
-            self.finished += 1
-            return
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:  # as concurrent.futures: it is the caller's to raise
-            self.finished += 1  # before the loop hears of it: the request goes on after
-            how: Callable[[asyncio.Future[Any], Any], None] = _set_exception
-            outcome: Any = exc
+        if isinstance(future, concurrent.futures.Future):
+            starts = future.set_running_or_notify_cancel()
         else:
+            starts = not future.cancelled()
+        if not starts:  # cancelled before it started: it never runs
             self.finished += 1
-            how, outcome = _set_result, result
+            return
+        failed = False
         try:
-            loop.call_soon_threadsafe(how, future, outcome)
+            outcome = fn(*args, **kwargs)
+        except BaseException as exc:  # as concurrent.futures: it is the caller's to raise
+            failed, outcome = True, exc
+        self.finished += 1  # before the caller hears of it: the request goes on after
+        if isinstance(future, concurrent.futures.Future):
+            if failed:
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+            return
+        assert loop is not None
+        try:
+            loop.call_soon_threadsafe(_set_exception if failed else _set_result, future, outcome)
         except RuntimeError:
             pass  # the loop is closed: nothing waits for it any more
-
-    def _call_blocking(self, future: concurrent.futures.Future[Any], fn: Callable[..., Any],
-                       args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not future.set_running_or_notify_cancel():
-            self.finished += 1
-            return
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self.finished += 1
-            future.set_exception(exc)
-        else:
-            self.finished += 1
-            future.set_result(result)
 
 
 class SyncThreads:
