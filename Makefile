@@ -15,7 +15,7 @@ PORT ?= 8000
 # both cores).
 
 .PHONY: core serve serve-starlette serve-django test test-fast lint typecheck check bench \
-	bench-quick bench-instructions autobahn dist-check clean
+	bench-quick bench-instructions autobahn dist-check fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,16 @@ bench-quick: $(STAMP) core
 
 bench-instructions: $(STAMP) core  ## instructions/request under callgrind beside req/s (~15 min)
 	$(BIN)/python benchmarks/callgrind.py
+
+# The simple-head scanner (octo/http/quickhead.py, headscan.c) against llhttp, from the
+# request corpus as seeds; the suite runs a short burst of the same target, and the C
+# scanner under AddressSanitizer (tests/corpus/test_quickhead.py).
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP) core  ## fuzz the simple-head scanner against llhttp for FUZZ_SECONDS (atheris)
+	mkdir -p build/fuzz-corpus
+	$(BIN)/python tests/fuzz/fuzz_headscan.py --write-seeds build/fuzz-corpus
+	$(BIN)/python tests/fuzz/fuzz_headscan.py build/fuzz-corpus -max_len=512 \
+	    -max_total_time=$(FUZZ_SECONDS)
 
 AUTOBAHN_PORT ?= 9001
 

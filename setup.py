@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -28,7 +28,8 @@ SOURCE = ROOT / "octo" / "http"
 TARGET = ROOT / "octo" / "_ccore"
 # Also in octo/http/core.py (setup.py cannot import the package it builds).
 CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
-                "request_id")
+                "request_id", "quickhead")
+C_SOURCES = {"_headscan": "headscan.c"}  # also in octo/http/core.py
 MODE = os.environ.get("OCTO_CORE_BUILD", "auto")  # auto | 1 (must build) | 0 (never)
 
 
@@ -36,6 +37,8 @@ def source_digest() -> str:
     digest = hashlib.sha256()
     for name in CORE_MODULES:
         digest.update((SOURCE / f"{name}.py").read_bytes())
+    for source in C_SOURCES.values():
+        digest.update((SOURCE / source).read_bytes())
     return digest.hexdigest()
 
 
@@ -78,8 +81,8 @@ def extensions() -> list[Any]:
         # Modules outside the core are only read for their types; a dependency missing from
         # the build environment is typed Any, as the compiled code treats it anyway.
         flags = ["--follow-imports=silent", "--ignore-missing-imports"]
-        return list(mypycify(flags + _copy_sources(), group_name="octo._ccore", opt_level="3",
-                             target_dir=str(ROOT / "build" / "mypyc")))
+        compiled = list(mypycify(flags + _copy_sources(), group_name="octo._ccore",
+                                 opt_level="3", target_dir=str(ROOT / "build" / "mypyc")))
     except BaseException as exc:  # mypyc exits through SystemExit on a type error
         if MODE == "1":
             raise
@@ -87,6 +90,10 @@ def extensions() -> list[Any]:
         return []
     finally:
         _remove_copies()
+    return compiled + [
+        Extension(f"octo._ccore.{name}", [str((SOURCE / source).relative_to(ROOT))])
+        for name, source in C_SOURCES.items()
+    ]
 
 
 class OptionalBuildExt(build_ext):

@@ -19,7 +19,10 @@ from types import ModuleType
 
 # Also in setup.py. They import each other relatively, so the compiled copies do too.
 CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
-                "request_id")
+                "request_id", "quickhead")
+# C sources of the compiled core (also in setup.py): the simple-head scanner, quickhead's
+# ``parse`` in C, built as octo._ccore._headscan. Part of the digest, like the modules.
+C_SOURCES = {"_headscan": "headscan.c"}
 COMPILED_PACKAGE = "octo._ccore"
 PURE_PACKAGE = "octo.http"
 CHOICES = ("auto", "compiled", "python")
@@ -51,6 +54,8 @@ def source_digest() -> str | None:
     try:
         for name in CORE_MODULES:
             digest.update((here / f"{name}.py").read_bytes())
+        for source in C_SOURCES.values():
+            digest.update((here / source).read_bytes())
     except OSError:
         return None
     return digest.hexdigest()
@@ -62,6 +67,8 @@ def _compiled() -> tuple[ModuleType | None, str]:
     try:
         modules = [importlib.import_module(f"{COMPILED_PACKAGE}.{name}")
                    for name in CORE_MODULES]
+        for extension in C_SOURCES:
+            importlib.import_module(f"{COMPILED_PACKAGE}.{extension}")
     except ImportError as exc:
         return None, f"the compiled core is not built: {exc}"
     if any(str(getattr(m, "__file__", "")).endswith(".py") for m in modules):

@@ -26,7 +26,7 @@ from octo.types import ASGIApp, Scope
 
 # The core modules (octo.http.core.CORE_MODULES) import each other relatively: the same
 # sources are also compiled as the package octo._ccore.
-from . import validate
+from . import quickhead, validate
 from .chunks import ChunkMeter
 from .counters import RequestStats, bucket
 from .cycle import CycleHost, RequestCycle
@@ -38,6 +38,8 @@ from .validate import RequestError
 # C variable, any other module-level name from the module's dict (130 instructions a use;
 # the request path used ten, callgrind).
 _STEPS: Final = STEPS
+_LOWERED: Final = quickhead.LOWERED
+_parse_simple: Final = quickhead.scanner()
 _clock: Final = clock
 _Task: Final = asyncio.Task
 
@@ -73,25 +75,6 @@ _SP: Final = 0x20
 _HTAB: Final = 0x09
 _CR: Final = 0x0D
 _LF: Final = 0x0A
-# Common request header names as clients spell them, lowercased: a dict lookup where
-# ``lower()`` and the ``rstrip()`` of every value cost 670 instructions a header (callgrind).
-# Fixed: names a client makes up are lowered, never added.
-_COMMON_NAMES = (
-    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
-    "content-length", "content-type", "cookie", "referer", "origin", "cache-control",
-    "pragma", "upgrade", "upgrade-insecure-requests", "authorization", "if-none-match",
-    "if-modified-since", "range", "expect", "te", "dnt", "priority", "forwarded",
-    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x-request-id",
-    "x-request-start", "transfer-encoding", "sec-fetch-dest", "sec-fetch-mode",
-    "sec-fetch-site", "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform",
-    "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
-    "sec-websocket-protocol",
-)
-_LOWERED: Final[dict[bytes, bytes]] = {
-    spelling.encode(): name.encode()
-    for name in _COMMON_NAMES
-    for spelling in (name, "-".join(part.capitalize() for part in name.split("-")))
-}
 EAGER: Final = sys.version_info >= (3, 12)  # Task(eager_start=True): no loop round trip per request
 # Spec 2.3, as uvicorn declares: under 2.4, send() after a disconnect raises, and Starlette
 # re-raises that out of the app as ClientDisconnect, so every ASGI error tracker records an
@@ -351,6 +334,10 @@ class HttpProtocol(CycleHost):
         if state is IDLE:
             self.state = _STEPS[state][ON_BYTES]
             self.deadline = self.server.now + self.server.header_timeout
+            # Nothing runs or waits, the parser is between messages: a read holding one
+            # whole simple head needs no parser (see quickhead).
+            if self._simple_request(data):
+                return
         elif state is CLOSED or state is UPGRADED:
             return
         if not self.in_message and not self.line_pending:
@@ -387,6 +374,37 @@ class HttpProtocol(CycleHost):
             self.to_start = None
             if self.state is not CLOSED:
                 self._run(start)
+
+    def _simple_request(self, data: bytes) -> bool:
+        """Serve *data* when it is one simple head within every limit; False: it is not,
+        and nothing changed."""
+        if self.in_message or self.line_pending or self.meters:
+            return False
+        head = _parse_simple(data)
+        if head is None:
+            return False
+        method, target, fields, size = head
+        server = self.server
+        # Over a limit: the parser's path reports it, exactly as it would any other head.
+        if (len(target) > server.limit_line or len(fields) > server.limit_fields
+                or size > server.limit_head):
+            return False
+        self.on_message_begin()
+        self.url = target
+        self.headers = fields
+        self.head_size = size
+        try:
+            self._head_complete(method, "1.1")
+        except RequestError as exc:
+            self.reject(exc)
+            return True
+        self.on_message_complete()
+        start = self.to_start
+        if start is not None:
+            self.to_start = None
+            if self.state is not CLOSED:
+                self._run(start)
+        return True
 
     def _check_line(self, data: bytes) -> None:
         """Validate the raw request line (llhttp tolerates extra spaces); see validate."""
@@ -573,7 +591,6 @@ class HttpProtocol(CycleHost):
             raise RequestError(431, "request head exceeds --limit-request-head")
 
     def on_headers_complete(self) -> None:
-        server = self.server
         parser = self.parser
         method = parser.get_method()
         url = self.url
@@ -598,6 +615,13 @@ class HttpProtocol(CycleHost):
                 validate.check_request_line(line[:line.find(b"\n") + 1])
         if version is None:
             version = parser.get_http_version()
+        self._head_complete(method, version)
+
+    def _head_complete(self, method: bytes, version: str) -> None:
+        """The head of a request is read (by the parser or as a simple head): check it and
+        make its cycle."""
+        server = self.server
+        url = self.url
         self.in_head = False
         if self.head_size > server.head_check:
             self._check_head_size()

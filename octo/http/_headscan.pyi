@@ -1,0 +1,3 @@
+"""The compiled core's scanner of simple request heads (headscan.c): quickhead.parse in C."""
+
+def parse(data: bytes, /) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], int] | None: ...
