@@ -19,7 +19,7 @@ from types import ModuleType
 
 # Also in setup.py. They import each other relatively, so the compiled copies do too.
 CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
-                "request_id", "quickhead")
+                "request_id", "quickhead", "taskreg")
 # C sources of the compiled core (also in setup.py): the simple-head scanner, quickhead's
 # ``parse`` in C, built as octo._ccore._headscan. Part of the digest, like the modules.
 C_SOURCES = {"_headscan": "headscan.c"}

@@ -26,7 +26,7 @@ from octo.types import ASGIApp, Scope
 
 # The core modules (octo.http.core.CORE_MODULES) import each other relatively: the same
 # sources are also compiled as the package octo._ccore.
-from . import quickhead, validate
+from . import quickhead, taskreg, validate
 from .chunks import ChunkMeter
 from .counters import RequestStats, bucket
 from .cycle import CycleHost, RequestCycle
@@ -119,6 +119,7 @@ class ServerState:
         self.config = config
         self.app = app
         self.loop = loop
+        taskreg.install()  # every request's Task enters the registry (see taskreg)
         self.lifespan_state = lifespan_state
         self.connections: set[HttpProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
