@@ -94,52 +94,78 @@ class HeadFacts:
 def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
                     request_id_header: bytes | None = None) -> HeadFacts:
     """One pass over lowercased headers: framing and connection facts, or RequestError.
-    *request_id_header* (lowercase) is the field whose value becomes ``request_id``."""
-    facts = HeadFacts()
-    facts.keep_alive = http11
+    *request_id_header* (lowercase) is the field whose value becomes ``request_id``.
+
+    The facts are read-only: a head with nothing but its keep-alive default to tell (most
+    requests) gets a shared HeadFacts rather than a new one (400 instructions a request)."""
+    keep_alive = http11
+    expect_continue = chunked = forwarded = connection_upgrade = False
+    upgrade = content_length = request_id = request_start = None
     hosts = 0
-    connection_upgrade = False
     for name, value in headers:
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
-            facts.content_length = int(value)
+            content_length = int(value)
         elif name == b"transfer-encoding":
             if not http11:
                 raise RequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            if facts.chunked or value.strip().lower() != b"chunked":
+            if chunked or value.strip().lower() != b"chunked":
                 raise RequestError(400, f"Transfer-Encoding '{_text(value[:60])}' (only chunked)")
-            facts.chunked = True
+            chunked = True
         elif name == b"connection":
             for token in value.lower().split(b","):
                 token = token.strip()
                 if token == b"close":
-                    facts.keep_alive = False
+                    keep_alive = False
                 elif token == b"keep-alive" and not http11:
-                    facts.keep_alive = True
+                    keep_alive = True
                 elif token == b"upgrade":
                     connection_upgrade = True
         elif name == b"expect":
             if value.strip().lower() != b"100-continue":
                 raise RequestError(417, f"unsupported expectation '{_text(value[:60])}'")
-            facts.expect_continue = http11
+            expect_continue = http11
         elif name == b"upgrade":
-            facts.upgrade = value.strip().lower()
+            upgrade = value.strip().lower()
         elif name == b"x-forwarded-for" or name == b"x-forwarded-proto":
-            facts.forwarded = True
+            forwarded = True
         elif name == request_id_header:
-            facts.request_id = value
+            request_id = value
         elif name == b"x-request-start":
-            facts.request_start = value
+            request_start = value
     if http11 and hosts != 1:
         raise RequestError(400, f"HTTP/1.1 request with {hosts} Host headers")
     if hosts > 1:
         raise RequestError(400, f"request with {hosts} Host headers")
-    if facts.chunked and facts.content_length is not None:
+    if chunked and content_length is not None:
         raise RequestError(400, "both Content-Length and Transfer-Encoding")
     if not connection_upgrade:
-        facts.upgrade = None
+        upgrade = None
+    if (not expect_continue and not chunked and not forwarded and upgrade is None
+            and content_length is None and request_id is None and request_start is None):
+        return _KEEP_ALIVE if keep_alive else _CLOSE
+    facts = HeadFacts()
+    facts.keep_alive = keep_alive
+    facts.expect_continue = expect_continue
+    facts.upgrade = upgrade
+    facts.content_length = content_length
+    facts.chunked = chunked
+    facts.forwarded = forwarded
+    facts.request_id = request_id
+    facts.request_start = request_start
     return facts
+
+
+def _plain(keep_alive: bool) -> HeadFacts:
+    facts = HeadFacts()
+    facts.keep_alive = keep_alive
+    return facts
+
+
+# The shared facts of heads with nothing to tell but whether the connection stays open.
+_KEEP_ALIVE: Final = _plain(True)
+_CLOSE: Final = _plain(False)
 
 
 # RFC 9110 §6.5.1: fields a recipient needs before the content (framing, routing,

@@ -112,3 +112,16 @@ def test_forbidden_trailers_are_refused(name: bytes) -> None:
 def test_allowed_trailers_pass() -> None:
     for name in (b"x-checksum", b"server-timing", b"x-admin"):
         check_trailer(name)
+
+
+def test_plain_heads_share_read_only_facts() -> None:
+    """A head with nothing to tell but keep-alive gets one shared HeadFacts (no allocation
+    per request); anything else gets its own."""
+    plain = [(b"host", b"a"), (b"accept", b"*/*")]
+    first = inspect_headers(plain, True)
+    assert first is inspect_headers(list(plain), True) and first.keep_alive
+    closing = inspect_headers([(b"host", b"a"), (b"connection", b"close")], True)
+    assert closing is inspect_headers([], False) and not closing.keep_alive
+    own = inspect_headers([*plain, (b"x-request-id", b"abc")], True, b"x-request-id")
+    assert own is not first and own.request_id == b"abc" and own.keep_alive
+    assert first.request_id is None and first.content_length is None
