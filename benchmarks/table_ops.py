@@ -92,11 +92,20 @@ def table_ops(server_id: str) -> dict[str, Callable[[int], None]]:
 
     table = Table("bench", 4096, {"count": Int, "name": Str(16)}, server_id=server_id)
     table.set("k", {"count": 0, "name": "x"})
-    return {
-        "incr": lambda n: [table.incr("k", "count") for _ in range(n)] and None,
-        "get": lambda n: [table.get("k", "count") for _ in range(n)] and None,
-        "set": lambda n: [table.set("k", {"count": 1}) for _ in range(n)] and None,
-    }
+
+    def incr(n: int) -> None:
+        for _ in range(n):
+            table.incr("k", "count")
+
+    def get(n: int) -> None:
+        for _ in range(n):
+            table.get("k", "count")
+
+    def set_(n: int) -> None:
+        for _ in range(n):
+            table.set("k", {"count": 1})
+
+    return {"incr": incr, "get": get, "set": set_}
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], int] | None:

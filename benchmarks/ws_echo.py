@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -140,7 +141,7 @@ async def client(url: str, connections: int, start: float, stop: float) -> int:
         ready: asyncio.Future[None] = loop.create_future()
         done: asyncio.Future[int] = loop.create_future()
         await loop.create_connection(
-            lambda r=ready, d=done: EchoConnection(url, (start, stop), r, d), host, int(port))
+            functools.partial(EchoConnection, url, (start, stop), ready, done), host, int(port))
         await asyncio.wait_for(ready, 10)
         finished.append(done)
     return sum(await asyncio.wait_for(asyncio.gather(*finished), stop - time.time() + 30))
