@@ -80,15 +80,18 @@ class HeadFacts:
     __slots__ = ("keep_alive", "expect_continue", "upgrade", "content_length", "chunked",
                  "forwarded", "request_id", "request_start")
 
-    def __init__(self) -> None:
-        self.keep_alive = True
-        self.expect_continue = False
-        self.upgrade: bytes | None = None
-        self.content_length: int | None = None
-        self.chunked = False
-        self.forwarded = False  # X-Forwarded-For/-Proto present (used only from trusted peers)
-        self.request_id: bytes | None = None  # the --request-id-header value, unchecked
-        self.request_start: bytes | None = None  # X-Request-Start (likewise)
+    def __init__(self, keep_alive: bool = True, expect_continue: bool = False,
+                 upgrade: bytes | None = None, content_length: int | None = None,
+                 chunked: bool = False, forwarded: bool = False,
+                 request_id: bytes | None = None, request_start: bytes | None = None) -> None:
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+        self.content_length = content_length
+        self.chunked = chunked
+        self.forwarded = forwarded  # X-Forwarded-For/-Proto present (only trusted peers')
+        self.request_id = request_id  # the --request-id-header value, unchecked
+        self.request_start = request_start  # X-Request-Start (likewise)
 
 
 def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
@@ -145,27 +148,13 @@ def inspect_headers(headers: list[tuple[bytes, bytes]], http11: bool,
     if (not expect_continue and not chunked and not forwarded and upgrade is None
             and content_length is None and request_id is None and request_start is None):
         return _KEEP_ALIVE if keep_alive else _CLOSE
-    facts = HeadFacts()
-    facts.keep_alive = keep_alive
-    facts.expect_continue = expect_continue
-    facts.upgrade = upgrade
-    facts.content_length = content_length
-    facts.chunked = chunked
-    facts.forwarded = forwarded
-    facts.request_id = request_id
-    facts.request_start = request_start
-    return facts
-
-
-def _plain(keep_alive: bool) -> HeadFacts:
-    facts = HeadFacts()
-    facts.keep_alive = keep_alive
-    return facts
+    return HeadFacts(keep_alive, expect_continue, upgrade, content_length, chunked, forwarded,
+                     request_id, request_start)
 
 
 # The shared facts of heads with nothing to tell but whether the connection stays open.
-_KEEP_ALIVE: Final = _plain(True)
-_CLOSE: Final = _plain(False)
+_KEEP_ALIVE: Final = HeadFacts(True)
+_CLOSE: Final = HeadFacts(False)
 
 
 # RFC 9110 §6.5.1: fields a recipient needs before the content (framing, routing,
