@@ -370,11 +370,7 @@ class HttpProtocol(CycleHost):
         else:
             if self.in_head or self.meters:
                 self._measure(data, head_before, completed)
-        start = self.to_start
-        if start is not None:
-            self.to_start = None
-            if self.state is not CLOSED:
-                self._run(start)
+        self._start_admitted()
 
     def _simple_request(self, data: bytes) -> bool:
         """Serve *data* when it is one simple head within every limit; False: it is not,
@@ -400,12 +396,17 @@ class HttpProtocol(CycleHost):
             self.reject(exc)
             return True
         self.on_message_complete()
+        self._start_admitted()
+        return True
+
+    def _start_admitted(self) -> None:
+        """Run the request this read admitted, if one is to start now (see
+        _head_complete: a request behind others waits in the queue instead)."""
         start = self.to_start
         if start is not None:
             self.to_start = None
             if self.state is not CLOSED:
                 self._run(start)
-        return True
 
     def _check_line(self, data: bytes) -> None:
         """Validate the raw request line (llhttp tolerates extra spaces); see validate."""

@@ -5,14 +5,15 @@ with a handful of fields. For those, feeding llhttp costs more than the head its
 callbacks into Python (message begin, the target, each field, head complete, message
 complete) were 4,000 of the 40,000 instructions a hello request cost (callgrind).
 
-``parse`` reads such a head in a few C-level scans (find, count, translate, split) and
-returns what llhttp would have reported for it; for anything else it returns None and the
-read goes to llhttp as before. It accepts a strict subset of what llhttp accepts, so it
-never answers differently, only sooner: one HTTP/1.1 request line of a known method, an
-origin-form target of unreserved, sub-delim, ``:@/?%`` characters, field lines of a token,
-a colon and printable ASCII, and no field that frames a body or changes the connection
-(Content-Length, Transfer-Encoding, Upgrade, Expect, Connection other than keep-alive).
-tests/unit/test_quickhead.py checks that subset against llhttp, vector by vector and on
+``parse`` reads such a head in a few C-level scans (find, count, translate, split; the
+compiled core's C twin, headscan.c, in one pass) and returns what llhttp would have
+reported for it; for anything else it returns None and the read goes to llhttp as before.
+It accepts a strict subset of what llhttp accepts, so it never answers differently, only
+sooner: one HTTP/1.1 request line of a known method, an origin-form target of unreserved,
+sub-delim, ``:@/?%`` characters, field lines of a token, a colon and printable ASCII, and
+no field that frames a body or changes the connection (Content-Length, Transfer-Encoding,
+Upgrade, Expect, Connection other than keep-alive).
+tests/corpus/test_quickhead.py checks that subset against llhttp, vector by vector and on
 random mutations of the request corpus.
 """
 
