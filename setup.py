@@ -28,8 +28,8 @@ SOURCE = ROOT / "octo" / "http"
 TARGET = ROOT / "octo" / "_ccore"
 # Also in octo/http/core.py (setup.py cannot import the package it builds).
 CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
-                "request_id", "quickhead", "taskreg")
-C_SOURCES = {"_headscan": "headscan.c"}  # also in octo/http/core.py
+                "request_id", "quickhead", "taskreg", "done")
+C_SOURCES = {"_headscan": "headscan.c", "_done": "done.c"}  # also in octo/http/core.py
 MODE = os.environ.get("OCTO_CORE_BUILD", "auto")  # auto | 1 (must build) | 0 (never)
 
 

@@ -19,10 +19,11 @@ from types import ModuleType
 
 # Also in setup.py. They import each other relatively, so the compiled copies do too.
 CORE_MODULES = ("protocol", "cycle", "chunks", "flow", "validate", "counters", "head",
-                "request_id", "quickhead", "taskreg")
-# C sources of the compiled core (also in setup.py): the simple-head scanner, quickhead's
-# ``parse`` in C, built as octo._ccore._headscan. Part of the digest, like the modules.
-C_SOURCES = {"_headscan": "headscan.c"}
+                "request_id", "quickhead", "taskreg", "done")
+# C sources of the compiled core (also in setup.py), built as octo._ccore._<name>: the
+# simple-head scanner (quickhead's ``parse`` in C) and the finished awaitable (done.Done in
+# C). Part of the digest, like the modules.
+C_SOURCES = {"_headscan": "headscan.c", "_done": "done.c"}
 COMPILED_PACKAGE = "octo._ccore"
 PURE_PACKAGE = "octo.http"
 CHOICES = ("auto", "compiled", "python")

@@ -14,9 +14,11 @@ from octo.logs import error_log, escape
 from octo.types import ASGIApp, Message, Receive, Scope, Send
 
 from .counters import RequestStats, count_wait  # core modules: see octo.http.core
+from .done import done
 from .head import CHUNK_END, PREFIXES, chunk, encoded_headers, head_and_chunk
 
 DISCONNECT: Final[Message] = {"type": "http.disconnect"}
+DONE: Final = done()  # what send returns when the message needed no wait
 # Files below this size are read and written in one go: a sendfile() round trip costs more.
 SENDFILE_MIN: Final = 64 * 1024
 # Streamed body parts are held and written together once the app yields to the loop (one
@@ -219,7 +221,10 @@ class RequestCycle:
 
     # -- ASGI send -------------------------------------------------------------------------
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """ASGI send. A plain call that does the work and returns DONE (see octo.http.done)
+        when the message needs no wait, as both of a whole response's do; a coroutine
+        for the rest."""
         # A dict (as apps send): compiled, its lookups are dict calls, not the mapping
         # protocol's (600 instructions of a hello request, callgrind).
         fields: dict[str, Any] = message if isinstance(message, dict) else dict(message)
@@ -230,22 +235,26 @@ class RequestCycle:
         # rich comparison (350 instructions a hello request, callgrind).
         if kind == "http.response.body":
             if not self.started or self.complete or self.disconnected:
-                await self._refuse_body()
-                return
+                return self._refuse_body()
             more = fields.get("more_body", False)
             self._write_body(fields.get("body", b""), more)
-            if more:
-                if self.conn.write_paused:
-                    await self.conn.drain()
-            else:
+            if not more:
                 self._finish()
+            elif self.conn.write_paused:
+                return self.conn.drain()
         elif kind == "http.response.start":
             if self.started:
                 self._misuse("http.response.start sent twice")
             self.started = True
             self.status = fields["status"]
             self.headers = fields.get("headers", ())
-        elif kind == "http.response.pathsend":
+        else:
+            return self._send_file_message(kind, fields)
+        return DONE
+
+    async def _send_file_message(self, kind: str, fields: dict[str, Any]) -> None:
+        """send() of a message that sends a file (or of an unknown one)."""
+        if kind == "http.response.pathsend":
             if not self.started or self.head_sent:
                 self._misuse("http.response.pathsend must follow http.response.start")
             if self.disconnected:
