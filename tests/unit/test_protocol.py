@@ -402,6 +402,50 @@ def test_response_headers_cache_gives_identical_heads_and_never_caches_bad_ones(
     assert not cached_names & {b"set-cookie", b"x-bad", b"x-list"}
 
 
+def test_response_headers_of_one_list_mutated_between_responses_are_encoded_anew(
+        run) -> None:
+    """The last set is compared, not trusted: an app that changes its one header list in
+    place (or sends a cookie in it) gets each response's own headers."""
+    import harness
+
+    head_mod = harness.CORE.module("head")
+    headers = [(b"content-type", b"text/plain"), (b"x-count", b"1")]
+    changes = [None, (1, (b"x-count", b"2")), (1, (b"x-count", b"2")),
+               (1, (b"set-cookie", b"s=a")), (1, (b"set-cookie", b"s=b")),
+               (1, (b"x-count", b"3"))]
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        change = changes[len(seen)]
+        if change is not None:
+            headers[change[0]] = change[1]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    for _ in changes:
+        out, _ = run(exchange(app, [GET]))
+        seen.append(out.lower())
+    assert [b"x-count: 1" in o for o in seen] == [True, False, False, False, False, False]
+    assert b"x-count: 2" in seen[1] and b"x-count: 2" in seen[2]
+    assert b"s=a" in seen[3] and b"s=b" not in seen[3]
+    assert b"s=b" in seen[4] and b"s=a" not in seen[4]
+    assert b"x-count: 3" in seen[5] and b"set-cookie" not in seen[5]
+    assert b"set-cookie" not in b"".join(name for name, _ in head_mod._LAST.key)
+
+
+def test_head_prefixes_follow_the_status_and_the_date_refresh(http_core: str) -> None:
+    import harness
+
+    head_mod = harness.CORE.module("head")
+    prefixes = head_mod.HeadPrefixes()
+    ok, missing = prefixes.get(200, True), prefixes.get(404, True)
+    assert ok.startswith(b"HTTP/1.1 200 ") and missing.startswith(b"HTTP/1.1 404 ")
+    assert prefixes.get(200, True) == ok and b"server: octo" in ok.lower()
+    assert b"server:" not in prefixes.get(200, False).lower()
+    prefixes.clear()
+    assert prefixes.get(404, True).startswith(b"HTTP/1.1 404 ")
+
+
 def test_scope_contents(run) -> None:
     scopes: list[dict[str, Any]] = []
 
