@@ -447,9 +447,12 @@ class RequestCycle:
 
     # -- running the app -------------------------------------------------------------------
 
-    async def run(self, app: ASGIApp) -> None:
+    async def run(self, app: ASGIApp, count_the_wait: bool) -> None:
+        """Call the app and see to how it ended (the request's Task runs this). The
+        connection counts the queue wait itself when the Task starts eagerly."""
         conn = self.conn
-        count_wait(conn.stats.wait, self.began)
+        if count_the_wait:
+            count_wait(conn.stats.wait, self.began)
         # Typed to return None, an app may still return something: it is logged below.
         call: Callable[[Scope, Receive, Send], Awaitable[object]] = app
         try:

@@ -240,9 +240,27 @@ parse(PyObject *module, PyObject *data)
     return result;
 }
 
+/* quickhead.plain_target: no '?', '#' or '%' in the target. */
+static PyObject *
+plain_target(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "plain_target() takes bytes");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    const unsigned char *end = p + PyBytes_GET_SIZE(arg);
+    for (; p < end; p++)
+        if (*p == '?' || *p == '#' || *p == '%')
+            Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef headscan_methods[] = {
     {"parse", parse, METH_O,
      "parse(data) -> (method, target, fields, size) or None: quickhead.parse in C."},
+    {"plain_target", plain_target, METH_O,
+     "plain_target(target) -> bool: quickhead.plain_target in C."},
     {NULL, NULL, 0, NULL},
 };
 

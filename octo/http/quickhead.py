@@ -98,6 +98,23 @@ def parse(data: bytes) -> Head | None:
     return method, target, fields, size
 
 
+def plain_target(target: bytes) -> bool:
+    """Whether *target* has no query, fragment or percent-escape (no ``?``, ``#``, ``%``):
+    its path is the target itself. The scope needs to know of every request; three
+    ``in`` tests cost 350 instructions, the C twin 60 (callgrind)."""
+    return not (b"?" in target or b"#" in target or b"%" in target)
+
+
+def target_checker() -> Callable[[bytes], bool]:
+    """``plain_target``, or in the compiled core its C twin (headscan.c)."""
+    try:
+        from ._headscan import plain_target as check
+    except ImportError:
+        return plain_target
+    found: Callable[[bytes], bool] = check
+    return found
+
+
 def scanner() -> Callable[[bytes], Head | None]:
     """``parse``, or in the compiled core the C scanner built beside it (headscan.c),
     which returns the same for every input."""

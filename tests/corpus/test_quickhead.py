@@ -65,6 +65,25 @@ def test_the_c_scanner_takes_bytes_only() -> None:
         C_SCANNER.parse(bytearray(SIMPLE[0]))
 
 
+TARGETS = [b"/", b"/a/b.c", b"/p?q", b"/p#f", b"/%41", b"?", b"#", b"%", b"", b"/a?",
+           b"*", b"http://h/p", bytes(range(256))]
+
+
+def test_plain_targets_are_those_without_query_fragment_or_escape() -> None:
+    rng = random.Random(16)
+    heads = [mutate(rng, data) for data in seeds()[:500] for _ in range(4)]
+    targets = TARGETS + [head.split(b" ")[1] if head.count(b" ") > 1 else head
+                         for head in heads]
+    for target in targets:
+        plain = not any(c in target for c in b"?#%")
+        assert quickhead.plain_target(target) is plain, target
+        if C_SCANNER is not None:
+            assert C_SCANNER.plain_target(target) is plain, target
+    if C_SCANNER is not None:
+        with pytest.raises(TypeError, match="takes bytes"):
+            C_SCANNER.plain_target(bytearray(b"/"))
+
+
 @pytest.mark.parametrize("parse", IMPLEMENTATIONS)
 def test_corpus_vectors(parse: Parse) -> None:
     accepted = sum(check(parse, data) is not None for data in seeds())

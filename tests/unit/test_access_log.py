@@ -133,6 +133,14 @@ def test_generated_ids_differ_per_worker_and_request() -> None:
     assert len({one.accept(None) for _ in range(1000)}) == 1000
 
 
+def test_generated_ids_are_the_prefix_and_the_count_in_decimal() -> None:
+    ids = RequestIds()
+    assert [ids.new() for _ in range(2500)] == [f"{ids.prefix}{n}" for n in range(1, 2501)]
+    ids.issued = 999_997  # across a power of ten, from a count set by hand
+    assert [ids.new() for _ in range(4)] == [f"{ids.prefix}{n}"
+                                             for n in range(999_998, 1_000_002)]
+
+
 def test_request_id_in_state_and_echo(run) -> None:
     out, client = serve(run, REQUEST, echo_request_id=True)
     [response] = parse_responses(out)
