@@ -93,6 +93,4 @@ def count_wait(waits: Histogram, began: float) -> None:
     call, not where the app's task is made: without an eager task start (before Python
     3.12) the call waits for its turn on the event loop, behind every callback ready before
     it, which is where requests queue in a worker that has more to do than it can."""
-    wait = _monotonic() - began  # octo.stats.clock
-    waits.counts[bucket(wait)] += 1
-    waits.total += wait
+    waits.observe(_monotonic() - began)  # octo.stats.clock
